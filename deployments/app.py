@@ -1,0 +1,349 @@
+"""The three Ray Serve deployments and the one entry point, ``build_app``.
+
+    HTTP → Preprocessor (ingress) → Classifier (batched model) → Router → back to the caller
+
+Each deployment is a thin shell: its constructor loads state, its methods are
+the request path, and the logic it calls lives in Ray-free modules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+import ray
+from ray import serve
+from ray.exceptions import RayActorError, RayTaskError
+from ray.serve import metrics
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
+from ray.serve.handle import DeploymentHandle
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from deployments.auth import ApiKeys
+from deployments.batching import window_count
+from deployments.config import AppArgs, BatchingArgs, RoutingArgs
+from deployments.errors import ServiceError
+from deployments.inference import BatchClassifier
+from deployments.labels import TASKS
+from deployments.loading import load_labels, load_tokenizer, read_checkpoint_info, resolve_checkpoint
+from deployments.openapi import build_openapi
+from deployments.postprocess import CaseAssembler, concat_window_probs
+from deployments.preprocess import NarrativeTokenizer, prepare_cases
+from deployments.requests import check_content_type, decode_json, parse_batch, parse_classify
+from deployments.routing import RoutingPolicy
+from deployments.windowing import TokenWindows
+
+logger = logging.getLogger("ray.serve")
+
+CONFIDENCE_BUCKETS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99]
+SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+TOKEN_BUCKETS = [64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384]
+
+
+@serve.deployment(
+    name="Classifier",
+    ray_actor_options={"num_cpus": 1},
+    max_ongoing_requests=64,
+    max_queued_requests=256,
+    health_check_period_s=10,
+    health_check_timeout_s=30,
+    graceful_shutdown_timeout_s=30,
+    max_constructor_retry_count=3,
+)
+class Classifier:
+    """The model replica: dynamically batched windows in, per-task probabilities out."""
+
+    def __init__(self, model: str, revision: str | None, accelerator: str, dtype: str,
+                 torch_threads: int | None, windows_per_call: int):
+        self.backend = BatchClassifier.load(
+            model, revision, accelerator=accelerator, dtype=dtype, torch_threads=torch_threads
+        )
+        self.windows_per_call = windows_per_call
+        self.batching = BatchingArgs()
+        self.batch_size = metrics.Histogram(
+            "chs_batch_size", description="Model windows per forward pass.", boundaries=SIZE_BUCKETS
+        )
+        self.batch_tokens = metrics.Histogram(
+            "chs_batch_tokens", description="Real (unpadded) tokens per forward pass.", boundaries=TOKEN_BUCKETS
+        )
+
+    def reconfigure(self, user_config: dict) -> None:
+        self.batching = BatchingArgs(**user_config)
+        # Ray refuses a call larger than a batch; never go below what the ingress sends.
+        self.classify.set_max_batch_size(max(self.batching.max_batch_size, self.windows_per_call))
+        self.classify.set_batch_wait_timeout_s(self.batching.batch_wait_timeout_s)
+
+    def _record(self, rows: int, tokens: int) -> None:
+        self.batch_size.observe(rows)
+        self.batch_tokens.observe(tokens)
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, batch_size_fn=window_count)
+    async def classify(self, requests: list[TokenWindows]) -> list[dict]:
+        # In a worker thread, so the event loop keeps queueing the next batch meanwhile.
+        return await asyncio.to_thread(
+            self.backend.classify,
+            requests,
+            max_rows=self.batching.max_batch_size,
+            max_tokens=self.batching.max_batch_tokens,
+            on_microbatch=self._record,
+        )
+
+    def check_health(self) -> None:
+        self.backend.health_check()
+
+    def describe(self) -> dict:
+        return {"device": str(self.backend.device), "dtype": self.backend.dtype_name}
+
+
+@serve.deployment(name="Router", ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=256, max_queued_requests=512)
+class Router:
+    """Labels, confidences and the routing decision, from probabilities."""
+
+    def __init__(self, model: str, revision: str | None, routing: dict, aggregation: str, priority_aggregation: str):
+        labels = load_labels(resolve_checkpoint(model, revision))
+        policy = RoutingPolicy(RoutingArgs(**routing), labels)
+        self.assembler = CaseAssembler(labels, policy, aggregation, priority_aggregation)
+        self.cases = metrics.Counter(
+            "chs_cases_total", description="Cases classified.", tag_keys=("main_category", "priority", "queue")
+        )
+        self.escalations = metrics.Counter("chs_escalations_total", description="Cases escalated.")
+        self.human_review = metrics.Counter("chs_human_review_total", description="Cases sent to human review.")
+        self.confidence = metrics.Histogram(
+            "chs_confidence", description="Top-label confidence per task.", boundaries=CONFIDENCE_BUCKETS,
+            tag_keys=("task",),
+        )
+        self.chunks = metrics.Histogram(
+            "chs_chunks_per_case", description="Model windows per case.", boundaries=SIZE_BUCKETS
+        )
+
+    async def route(self, plans: list, *window_probs: dict) -> list[dict]:
+        results = self.assembler.assemble(plans, concat_window_probs(window_probs))
+        for body, c, r in results:
+            self.cases.inc(tags={"main_category": str(c.main_category.label), "priority": str(c.priority.label),
+                                 "queue": r.queue})
+            if r.escalate:
+                self.escalations.inc()
+            if r.human_review:
+                self.human_review.inc()
+            for task in TASKS:
+                self.confidence.observe(c.for_task(task).confidence, tags={"task": task})
+            self.chunks.observe(body["chunks"])
+        return [body for body, _, _ in results]
+
+    def ready(self) -> bool:
+        return True
+
+
+def backend_error(exc: BaseException) -> ServiceError:
+    """Map what a downstream call can raise to the service's error type."""
+    if isinstance(exc, ServiceError):
+        return exc
+    if isinstance(exc, BackPressureError):
+        return ServiceError.overloaded(retry_after_s=1)
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        return ServiceError.timeout()
+    if isinstance(exc, (RayActorError, DeploymentUnavailableError, ReplicaUnavailableError)):
+        return ServiceError.unavailable("A model replica went away; retry.", retry_after_s=1)
+    return ServiceError.backend()
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """Read at most ``limit`` bytes: an over-long body is refused before it is read whole."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise ServiceError.too_large(f"The body is {int(declared)} bytes; the limit is {limit}.")
+        except ValueError:
+            raise ServiceError.bad_request("Content-Length is not a number.") from None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ServiceError.too_large(f"The body is over the limit of {limit} bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _request_id(request: Request) -> str:
+    try:
+        rid = serve.context._get_serve_request_context().request_id
+    except Exception:
+        rid = ""
+    return request.headers.get("x-request-id") or rid or uuid.uuid4().hex
+
+
+@serve.deployment(
+    name="Preprocessor",
+    ray_actor_options={"num_cpus": 0.25},
+    max_ongoing_requests=128,
+    max_queued_requests=256,
+    graceful_shutdown_timeout_s=30,
+    max_constructor_retry_count=3,
+)
+class Preprocessor:
+    """HTTP ingress: validate, normalize, tokenize, window; hand token ids to the classifier."""
+
+    def __init__(self, classifier: DeploymentHandle, router: DeploymentHandle, args: dict):
+        self.args = AppArgs(**args)
+        self.model_id = self.args.model
+        path = resolve_checkpoint(self.model_id, self.args.revision)
+        self.tokenizer = NarrativeTokenizer(load_tokenizer(path))
+        self.labels = load_labels(path)
+        self.checkpoint = read_checkpoint_info(path, self.model_id, self.args.revision)
+        self.classifier = classifier
+        self.router = router
+        self.api_keys = ApiKeys.from_env()
+        self.openapi = build_openapi(self.args, self.labels)
+        self.model_ref = {"id": self.model_id, "revision": self.checkpoint.revision}
+        self.routes = {
+            "/classify": {"POST": self.classify},
+            "/classify/batch": {"POST": self.classify_batch},
+            "/health": {"GET": self.health},
+            "/info": {"GET": self.info},
+            "/openapi.json": {"GET": self.openapi_doc},
+        }
+
+    async def __call__(self, request: Request) -> Response:
+        request_id = _request_id(request)
+        try:
+            methods = self.routes.get(request.url.path.rstrip("/") or "/")
+            if methods is None:
+                raise ServiceError.not_found(request.url.path)
+            handler = methods.get(request.method)
+            if handler is None:
+                raise ServiceError.method_not_allowed(request.method, list(methods))
+            if handler != self.health and not self.api_keys.allows(request.headers.get("authorization")):
+                raise ServiceError.unauthorized()
+            return await handler(request)
+        except ServiceError as err:
+            return self._error_response(err, request_id)
+        except Exception as exc:  # never a trace in the body, never the narrative in the log
+            logger.error("request %s failed: %s", request_id, type(exc).__name__)
+            return self._error_response(ServiceError.backend(), request_id)
+
+    def _error_response(self, err: ServiceError, request_id: str) -> JSONResponse:
+        if err.status >= 500:
+            logger.warning("request %s answered %s %s", request_id, err.status, err.code)
+        # Ray's proxy already echoes the request id in the X-Request-ID header.
+        return JSONResponse(err.body(request_id), status_code=err.status, headers=err.headers)
+
+    async def _payload(self, request: Request) -> Any:
+        check_content_type(request.headers.get("content-type"))
+        return decode_json(await read_body(request, self.args.max_body_bytes))
+
+    async def _classify_cases(self, parsed) -> list[dict]:
+        windows, plans = prepare_cases(
+            parsed.narratives, self.tokenizer, max_length=self.args.max_length, overlap=self.args.window_overlap,
+            truncate=self.args.long_narratives == "truncate", include_confidence=parsed.include_confidence,
+            include_chunks=parsed.include_chunks, is_batch=parsed.is_batch,
+        )
+        if len(windows) > self.args.max_batch_windows:
+            raise ServiceError.too_large(
+                f"The request needs {len(windows)} model windows; the limit is {self.args.max_batch_windows}."
+            )
+        step = self.args.windows_per_call
+        try:
+            # Long work goes to the classifier one slice at a time, so short cases that
+            # arrive meanwhile queue between the slices instead of behind all of them.
+            done = []
+            for start in range(0, len(windows) - step, step):
+                done.append(await asyncio.wait_for(
+                    self.classifier.classify.remote(windows.slice(start, start + step)), self.args.backend_timeout_s
+                ))
+            last_start = len(done) * step
+            last = windows if last_start == 0 else windows.slice(last_start, len(windows))
+            # The last classifier response goes to the router unawaited: Ray hands it over directly.
+            response = self.router.route.remote(plans, *done, self.classifier.classify.remote(last))
+            return await asyncio.wait_for(response, self.args.backend_timeout_s)
+        except Exception as exc:
+            raise backend_error(exc) from None
+
+    async def classify(self, request: Request) -> Response:
+        started = time.perf_counter()
+        parsed = parse_classify(await self._payload(request), max_chars=self.args.max_narrative_chars)
+        (case,) = await self._classify_cases(parsed)
+        return JSONResponse({"success": True, **case, "model": self.model_ref,
+                             "processing_time_seconds": round(time.perf_counter() - started, 6)})
+
+    async def classify_batch(self, request: Request) -> Response:
+        started = time.perf_counter()
+        parsed = parse_batch(await self._payload(request), max_chars=self.args.max_narrative_chars,
+                             max_items=self.args.max_batch_narratives)
+        results = await self._classify_cases(parsed)
+        return JSONResponse({"success": True, "results": results, "model": self.model_ref,
+                             "processing_time_seconds": round(time.perf_counter() - started, 6)})
+
+    async def _downstream_ready(self) -> dict:
+        try:
+            described, routed = await asyncio.wait_for(
+                asyncio.gather(self.classifier.describe.remote(), self.router.ready.remote()), 10
+            )
+        except Exception:
+            raise ServiceError.unavailable("The classifier or router is not ready.") from None
+        return described
+
+    async def health(self, request: Request) -> Response:
+        await self._downstream_ready()
+        return JSONResponse({"status": "ok", "deployments": {"Preprocessor": "ready", "Classifier": "ready",
+                                                              "Router": "ready"}})
+
+    async def info(self, request: Request) -> Response:
+        described = await self._downstream_ready()
+        ck = self.checkpoint
+        body = {
+            "model": {"id": ck.model_id, "revision": ck.revision, "untrained": ck.untrained},
+            "labels": self.labels.to_json(),
+            "max_length": self.args.max_length,
+            "window_overlap": self.args.window_overlap,
+            "aggregation": self.args.aggregation,
+            "priority_aggregation": self.args.priority_aggregation,
+            "long_narratives": self.args.long_narratives,
+            "device": described["device"],
+            "dtype": described["dtype"],
+            "limits": {
+                "max_narrative_chars": self.args.max_narrative_chars,
+                "max_body_bytes": self.args.max_body_bytes,
+                "max_batch_narratives": self.args.max_batch_narratives,
+                "max_batch_windows": self.args.max_batch_windows,
+            },
+            "auth": "api_key" if self.api_keys.enabled else "none",
+        }
+        if ck.note:
+            body["model"]["note"] = ck.note
+        if ck.evaluation is not None:
+            body["model"]["evaluation"] = ck.evaluation
+        return JSONResponse(body)
+
+    async def openapi_doc(self, request: Request) -> Response:
+        return JSONResponse(self.openapi)
+
+
+def _cluster_has_gpus() -> bool:
+    try:
+        return ray.is_initialized() and ray.cluster_resources().get("GPU", 0) > 0
+    except Exception:
+        return False
+
+
+def build_app(args: AppArgs) -> serve.Application:
+    """Compose Preprocessor → Classifier → Router from one validated ``AppArgs``."""
+    if isinstance(args, dict):
+        args = AppArgs(**args)
+    # CHS_MODEL is read once, here, so every deployment serves the same model.
+    args = args.model_copy(update={"model": args.resolved_model()})
+    model = args.model
+    use_gpu = args.accelerator == "cuda" or (args.accelerator == "auto" and _cluster_has_gpus())
+    if args.accelerator == "auto" and not use_gpu:
+        logger.warning("accelerator 'auto': the cluster has no GPUs, so the classifier asks for none and runs on CPU")
+    classifier = Classifier.options(
+        ray_actor_options={"num_cpus": args.classifier_num_cpus, "num_gpus": args.num_gpus if use_gpu else 0},
+        user_config=args.batching.model_dump(),
+    ).bind(model, args.revision, args.accelerator, args.dtype, args.torch_threads, args.windows_per_call)
+    router = Router.bind(model, args.revision, args.routing.model_dump(), args.aggregation, args.priority_aggregation)
+    return Preprocessor.bind(classifier, router, args.model_dump())

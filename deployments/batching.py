@@ -1,0 +1,92 @@
+"""The batching policy, as plain functions over a queue's worth of requests.
+
+``@serve.batch`` hands the classifier a list of requests; each request is a
+``TokenWindows`` holding one or more model windows (a short case is one
+window; a long transcript or a /classify/batch call is many). The cost of a
+request is its window count (``window_count`` is the ``batch_size_fn``). All
+windows of all requests are sorted by length and cut into micro-batches that
+are padded only to their own longest row and stay under a padded-token
+budget, so one 512-token window does not make thirty 40-token rows pay for
+512 positions each.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from deployments.windowing import TokenWindows
+
+# (ids, attention_mask) int64 (rows, cols) → task → probabilities (rows, n_labels)
+ForwardFn = Callable[[np.ndarray, np.ndarray], Mapping[str, np.ndarray]]
+
+
+def window_count(requests: Sequence[TokenWindows]) -> int:
+    """``batch_size_fn`` for @serve.batch. It must never raise: Ray's batch loop dies if it does."""
+    try:
+        return sum(len(r) for r in requests)
+    except Exception:  # a malformed item must not kill the loop; count it as one
+        return len(requests)
+
+
+def plan_microbatches(lengths: Sequence[int], max_rows: int, max_tokens: int) -> list[list[int]]:
+    """Group row indices, longest first, so each group's rows * longest <= max_tokens.
+
+    A single row longer than the budget still gets a group of its own.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    groups: list[list[int]] = []
+    current: list[int] = []
+    current_max = 0
+    for i in order:
+        longest = max(current_max, lengths[i])
+        if current and (len(current) + 1 > max_rows or (len(current) + 1) * longest > max_tokens):
+            groups.append(current)
+            current, longest = [], lengths[i]
+        current.append(i)
+        current_max = longest
+    if current:
+        groups.append(current)
+    return groups
+
+
+def pad_rows(rows: Sequence[np.ndarray], pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Pad to the longest row only: ids and attention mask, int64."""
+    width = max(len(r) for r in rows)
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for j, r in enumerate(rows):
+        ids[j, : len(r)] = r
+        mask[j, : len(r)] = 1
+    return ids, mask
+
+
+def run_batch(
+    requests: Sequence[TokenWindows],
+    forward: ForwardFn,
+    *,
+    max_rows: int,
+    max_tokens: int,
+    pad_id: int = 0,
+    on_microbatch: Callable[[int, int], None] | None = None,
+) -> list[dict[str, np.ndarray]]:
+    """Run every window of every request; return each request's per-task probabilities.
+
+    Results come back in request order, with each request's windows in order.
+    """
+    rows = [(r, w) for r, req in enumerate(requests) for w in range(len(req))]
+    lengths = [len(requests[r].window(w)) for r, w in rows]
+    out: list[dict[str, np.ndarray] | None] = [None] * len(requests)
+    for group in plan_microbatches(lengths, max_rows, max_tokens):
+        ids, mask = pad_rows([requests[rows[g][0]].window(rows[g][1]) for g in group], pad_id)
+        if on_microbatch is not None:
+            on_microbatch(len(group), int(mask.sum()))
+        probs = forward(ids, mask)
+        for k, g in enumerate(group):
+            r, w = rows[g]
+            if out[r] is None:
+                out[r] = {t: np.empty((len(requests[r]), p.shape[1]), dtype=np.float32) for t, p in probs.items()}
+            for task, p in probs.items():
+                out[r][task][w] = p[k]
+    return [o if o is not None else {} for o in out]

@@ -1,0 +1,105 @@
+"""The one config schema: ``AppArgs`` is what ``serve_config.yaml`` (and the
+k8s ``serveConfigV2``) pass as the application's ``args``. Ray validates them
+against this model before any replica starts, so a typo fails the deploy.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+DEFAULT_MODEL_ID = "openchs/cls-gbv-distilbert-v1"
+MODEL_ENV_VAR = "CHS_MODEL"
+
+DEFAULT_CRITICAL_SUB_CATEGORIES = [
+    "Sexual Abuse",
+    "Sexual Violence",
+    "Child Trafficking",
+    "Child Abduction",
+    "OCSEA",
+    "Female Genital Mutilation",
+    "Child Marriage",
+    "Physical Abuse",
+    "Unlawful Confinement",
+    "Missing Child",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class BatchingArgs(_Strict):
+    """The classifier's ``user_config``: changed live through ``reconfigure``."""
+
+    max_batch_size: int = Field(32, ge=1, description="Windows per @serve.batch call.")
+    batch_wait_timeout_s: float = Field(0.005, ge=0, description="How long a batch waits to fill.")
+    max_batch_tokens: int = Field(
+        8192, ge=512, description="Padded tokens per forward pass; a batch is cut into micro-batches under it."
+    )
+
+
+class RoutingArgs(_Strict):
+    """Routing policy, as data."""
+
+    review_threshold: float = Field(0.60, ge=0, le=1, description="Any task under this confidence needs a human.")
+    escalate_priority: Optional[int] = Field(None, description="Priority that escalates; default: the top level.")
+    critical_sub_categories: list[str] = Field(default_factory=lambda: list(DEFAULT_CRITICAL_SUB_CATEGORIES))
+    queues: dict[str, str] = Field(
+        default_factory=dict, description="Main category → queue name; unlisted categories get a slug of their name."
+    )
+    default_queue: str = "general"
+
+
+class AppArgs(_Strict):
+    # Model source: a Hub repo id or a local directory; CHS_MODEL overrides.
+    model: str = DEFAULT_MODEL_ID
+    revision: Optional[str] = None
+
+    # Text and windows.
+    max_length: int = Field(512, ge=16, le=512, description="Tokens per model window, specials included.")
+    window_overlap: int = Field(128, ge=0, description="Tokens shared by consecutive windows.")
+    long_narratives: Literal["window", "truncate"] = Field(
+        "window", description="'truncate' reads only the first window, and says so in the response."
+    )
+    aggregation: Literal["weighted_mean", "mean", "max"] = "weighted_mean"
+    priority_aggregation: Literal["max", "weighted_mean", "mean"] = "max"
+
+    # Request limits.
+    max_narrative_chars: int = Field(100_000, ge=1)
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    max_batch_narratives: int = Field(256, ge=1, description="Narratives per /classify/batch request.")
+    max_batch_windows: int = Field(2048, ge=1, description="Model windows per /classify/batch request.")
+    windows_per_call: int = Field(
+        32, ge=1, description="Windows the ingress sends per classifier call; long work is sliced so short cases interleave."
+    )
+    backend_timeout_s: float = Field(60.0, gt=0)
+
+    # Hardware.
+    accelerator: Literal["auto", "cuda", "cpu"] = "auto"
+    num_gpus: float = Field(1.0, ge=0, description="GPUs per classifier replica when it runs on CUDA.")
+    # The classifier's resources live here, not in its ray_actor_options, because
+    # 'auto' decides num_gpus when the app is built (a config's ray_actor_options
+    # would replace them whole).
+    classifier_num_cpus: float = Field(1.0, gt=0, description="CPUs per classifier replica.")
+    dtype: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    torch_threads: Optional[int] = Field(None, ge=1)
+
+    batching: BatchingArgs = Field(default_factory=BatchingArgs)
+    routing: RoutingArgs = Field(default_factory=RoutingArgs)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "AppArgs":
+        if self.window_overlap >= self.max_length - 2:
+            raise ValueError(f"window_overlap ({self.window_overlap}) must be below max_length - 2 ({self.max_length - 2})")
+        if self.windows_per_call > self.batching.max_batch_size:
+            raise ValueError(
+                f"windows_per_call ({self.windows_per_call}) must not exceed batching.max_batch_size "
+                f"({self.batching.max_batch_size}): Ray refuses a single call larger than a batch"
+            )
+        return self
+
+    def resolved_model(self) -> str:
+        return os.environ.get(MODEL_ENV_VAR) or self.model

@@ -1,0 +1,149 @@
+"""Find, check and load a checkpoint: from the Hugging Face Hub or a local directory.
+
+Kept apart from the model class so the same network can be built from a Hub
+snapshot, a local export or the project's own builder. Every failure here
+names the model and says how to point at a local checkpoint: a replica that
+cannot get its model must fail fast, not retry for ever.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoTokenizer, DistilBertConfig, PreTrainedTokenizerBase
+
+from deployments.errors import ModelUnavailableError
+from deployments.labels import LabelSet
+from deployments.model import MultiTaskDistilBert, head_sizes_from_state_dict
+
+logger = logging.getLogger("ray.serve")
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+# Buffers that transformers 4.x saved but the current model recomputes.
+IGNORED_KEYS = ("distilbert.embeddings.position_ids",)
+HUB_FILE_PATTERNS = ["*.json", "*.txt", "*.safetensors", "pytorch_model.bin", "*.model"]
+
+HOW_TO_FIX = (
+    "Point CHS_MODEL (or the 'model' argument) at a local checkpoint directory, for example "
+    "`python -m deployments.checkpoint --size demo --out models/demo` and then CHS_MODEL=models/demo."
+)
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What /info says about the checkpoint, read from its files."""
+
+    model_id: str
+    revision: str | None
+    path: str
+    untrained: bool
+    note: str | None
+    evaluation: dict[str, Any] | None = field(default=None)
+
+
+def resolve_checkpoint(model: str, revision: str | None = None) -> Path:
+    """A local directory as is; a Hub repo id through the HF cache (HF_HOME, HF_HUB_OFFLINE)."""
+    local = Path(model).expanduser()
+    if local.is_dir():
+        return local.resolve()
+    if model.startswith((".", "/", "~")) or os.sep in model.strip("/").split("/", 1)[-1]:
+        raise ModelUnavailableError(f"Model directory '{model}' does not exist. {HOW_TO_FIX}")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id=model, revision=revision, allow_patterns=HUB_FILE_PATTERNS))
+    except Exception as exc:  # offline, unreachable, missing repo or revision: all the same to the operator
+        raise ModelUnavailableError(
+            f"Cannot load model '{model}'"
+            + (f" at revision '{revision}'" if revision else "")
+            + f" from the Hugging Face Hub or its cache ({type(exc).__name__}). {HOW_TO_FIX}"
+        ) from None
+
+
+def read_checkpoint_info(path: Path, model_id: str, revision: str | None) -> CheckpointInfo:
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    evaluation = None
+    if (path / "eval.json").is_file():
+        evaluation = json.loads((path / "eval.json").read_text(encoding="utf-8"))
+    return CheckpointInfo(
+        model_id=model_id,
+        revision=revision or config.get("chs_revision"),
+        path=str(path),
+        untrained=bool(config.get("chs_untrained", False)),
+        note=config.get("chs_note"),
+        evaluation=evaluation,
+    )
+
+
+def load_labels(path: Path) -> LabelSet:
+    try:
+        return LabelSet.from_dir(path)
+    except FileNotFoundError as exc:
+        raise ModelUnavailableError(f"Checkpoint at {path} is incomplete: {exc}") from None
+
+
+def load_tokenizer(path: Path) -> PreTrainedTokenizerBase:
+    return AutoTokenizer.from_pretrained(str(path))
+
+
+def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    for name in WEIGHT_FILES:
+        file = path / name
+        if file.is_file():
+            if name.endswith(".safetensors"):
+                from safetensors.torch import load_file
+
+                state = load_file(str(file))
+            else:
+                state = torch.load(str(file), map_location="cpu", weights_only=True)
+            return {k: v for k, v in state.items() if k not in IGNORED_KEYS}
+    raise ModelUnavailableError(f"Checkpoint at {path} has no weights ({' or '.join(WEIGHT_FILES)}).")
+
+
+def load_model(path: Path, labels: LabelSet) -> MultiTaskDistilBert:
+    """Build the network from config.json, check heads against labels, load weights."""
+    config = DistilBertConfig.from_pretrained(str(path))
+    config._attn_implementation = "sdpa"
+    state = load_state_dict(path)
+    heads = head_sizes_from_state_dict(state)
+    labels.check_heads(heads)
+    model = MultiTaskDistilBert(config, heads)
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def cpu_supports_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_device(accelerator: str) -> torch.device:
+    if accelerator == "cpu":
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if accelerator == "cuda":
+        raise RuntimeError("accelerator is 'cuda' but CUDA is not available on this replica's node")
+    logger.warning("accelerator 'auto': CUDA is absent on this node, the classifier runs on CPU")
+    return torch.device("cpu")
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "fp32":
+        return torch.float32
+    if name == "bf16":
+        return torch.bfloat16
+    if name == "fp16":
+        return torch.float16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_supports_bf16() else torch.float32

@@ -1,0 +1,83 @@
+"""From window probabilities to the response body of each case. Pure.
+
+The router deployment calls ``CaseAssembler.assemble``: it splits the
+windows back into their cases, aggregates each case's windows, picks labels,
+applies the ``RoutingPolicy`` and renders the JSON shape of the API.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from deployments.aggregation import aggregate_windows
+from deployments.labels import TASKS, LabelSet
+from deployments.preprocess import CasePlan
+from deployments.routing import Classification, Prediction, Routing, RoutingPolicy, classify_probabilities
+
+RESULT_TASKS = ("main_category", "sub_category", "sub_category_2", "intervention", "priority")
+
+
+def concat_window_probs(parts: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    if len(parts) == 1:
+        return dict(parts[0])
+    return {task: np.concatenate([p[task] for p in parts]) for task in TASKS}
+
+
+def render_classification(c: Classification, include_confidence: bool) -> dict:
+    def one(p: Prediction):
+        label = int(p.label) if isinstance(p.label, (int, np.integer)) else p.label
+        return {"label": label, "confidence": round(float(p.confidence), 6)} if include_confidence else label
+
+    return {task: one(c.for_task(task)) for task in RESULT_TASKS}
+
+
+class CaseAssembler:
+    def __init__(self, labels: LabelSet, policy: RoutingPolicy, aggregation: str, priority_aggregation: str):
+        self.labels = labels
+        self.policy = policy
+        self.aggregation = aggregation
+        self.priority_aggregation = priority_aggregation
+
+    def assemble(
+        self, plans: Sequence[CasePlan], window_probs: Mapping[str, np.ndarray]
+    ) -> list[tuple[dict, Classification, Routing]]:
+        """One (body, classification, routing) per plan, in order."""
+        total = sum(p.n_windows for p in plans)
+        got = len(window_probs["main_category"])
+        if got != total:
+            raise RuntimeError(f"router expected {total} windows but the classifier returned {got}")
+        out = []
+        start = 0
+        for plan in plans:
+            stop = start + plan.n_windows
+            case = {task: window_probs[task][start:stop] for task in TASKS}
+            probs = aggregate_windows(
+                case, plan.token_counts(), self.labels.priority, self.aggregation, self.priority_aggregation
+            )
+            classification = classify_probabilities(probs, self.labels)
+            routing = self.policy.decide(classification)
+            body = {
+                "classification": render_classification(classification, plan.include_confidence),
+                "routing": asdict(routing),
+                "chunks": plan.n_windows,
+                "truncated": plan.truncated,
+                "tokens": plan.n_tokens,
+            }
+            if plan.include_chunks:
+                body["chunk_details"] = [
+                    {
+                        "index": i,
+                        "token_span": [span.start, span.end],
+                        "classification": render_classification(
+                            classify_probabilities({t: case[t][i] for t in TASKS}, self.labels),
+                            plan.include_confidence,
+                        ),
+                    }
+                    for i, span in enumerate(plan.spans)
+                ]
+            out.append((body, classification, routing))
+            start = stop
+        return out

@@ -1,0 +1,137 @@
+"""Shared fixtures: checkpoints built on disk, one session-scoped Ray cluster, a served app.
+
+Tests use real components: a real local Ray cluster, real HTTP, real
+checkpoints written by ``deployments.checkpoint``. Switching apps goes through
+``serve.delete`` so one test's replicas never answer another's requests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from deployments.labels import BUNDLED_LABELS_DIR, LabelSet
+
+# Idle OpenMP threads must not spin while Ray's other processes wait for the CPU.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.pop("CHS_MODEL", None)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DIR = REPO_ROOT.parent / "shared"
+APP_NAME = "helpline"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def shared_path(*parts: str) -> Path:
+    """A file under ../shared, or skip: a user's fresh clone does not have it."""
+    path = SHARED_DIR.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is absent: ../shared is provided to the project's developers and CI, not to fresh clones")
+    return path
+
+
+def smaller_labels(n_main: int, n_sub: int, n_interv: int) -> LabelSet:
+    """A label set of another release's sizes (e.g. 7/65/5/3), derived from the bundled one."""
+    base = LabelSet.from_dir(BUNDLED_LABELS_DIR)
+    interventions = list(base.intervention) + [f"Intervention {i}" for i in range(10)]
+    return LabelSet(base.main_category[:n_main], base.sub_category[:n_sub], tuple(interventions[:n_interv]),
+                    base.priority)
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """Tiny random checkpoints in the Hub layout, built once per session."""
+    from deployments.checkpoint import build_random
+
+    root = tmp_path_factory.mktemp("checkpoints")
+    bundled = LabelSet.from_dir(BUNDLED_LABELS_DIR)
+    return {
+        "tiny": build_random("tiny", root / "tiny", bundled, seed=0),
+        "tiny_7_65": build_random("tiny", root / "tiny_7_65", smaller_labels(7, 65, 5), seed=1),
+        "tiny_legacy": build_random("tiny", root / "tiny_legacy", bundled, seed=2, legacy_layout=True),
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(checkpoints) -> Path:
+    return checkpoints["tiny"]
+
+
+@dataclass
+class ServeSession:
+    """One Ray cluster and Serve instance for the whole test session."""
+
+    port: int
+    current: str | None = None
+    args: dict = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def deploy(self, **args) -> str:
+        """Serve the app with these AppArgs (defaults suited to 2 cores); return its base URL."""
+        from ray import serve
+
+        from deployments.app import build_app
+        from deployments.config import AppArgs
+
+        args = {"dtype": "fp32", "torch_threads": 1, "classifier_num_cpus": 0.5, **args}
+        key = json.dumps(args, sort_keys=True, default=str)
+        if key != self.current:
+            if self.current is not None:
+                serve.delete(APP_NAME)
+            serve.run(build_app(AppArgs(**args)), name=APP_NAME, route_prefix="/")
+            self.current, self.args = key, args
+        return self.url
+
+    def undeploy(self) -> None:
+        from ray import serve
+
+        if self.current is not None:
+            serve.delete(APP_NAME)
+            self.current = None
+
+
+@pytest.fixture(scope="session")
+def serve_session():
+    import ray
+    from ray import serve
+
+    # More logical CPUs than cores: replicas ask for fractions, the OS shares the 2 cores.
+    ray.init(num_cpus=4, include_dashboard=False, namespace="helpline-tests", log_to_driver=False)
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    session = ServeSession(port)
+    try:
+        yield session
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+@pytest.fixture
+def served_tiny(serve_session, tiny_checkpoint) -> str:
+    """Base URL of the app serving the tiny checkpoint with default settings.
+
+    Function-scoped but cheap: it redeploys only when another test changed the app.
+    """
+    return serve_session.deploy(model=str(tiny_checkpoint))
+
+
+@pytest.fixture
+def http(served_tiny):
+    with httpx.Client(base_url=served_tiny, timeout=60) as client:
+        yield client

@@ -74,12 +74,25 @@ class ServeSession:
     """One Ray cluster and Serve instance for the whole test session."""
 
     port: int
+    metrics_port: int
     current: str | None = None
     args: dict = field(default_factory=dict)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        """Ray's Prometheus endpoint on this node."""
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    @property
+    def session_dir(self) -> Path:
+        """This Ray session's directory; its logs/ holds every process's log files."""
+        import ray
+
+        return Path(ray._private.worker._global_node.get_session_dir_path())
 
     def deploy(self, **args) -> str:
         """Serve the app with these AppArgs (defaults suited to 2 cores); return its base URL."""
@@ -111,10 +124,12 @@ def serve_session():
     from ray import serve
 
     # More logical CPUs than cores: replicas ask for fractions, the OS shares the 2 cores.
-    ray.init(num_cpus=4, include_dashboard=False, namespace="helpline-tests", log_to_driver=False)
+    metrics_port = free_port()
+    ray.init(num_cpus=4, include_dashboard=False, namespace="helpline-tests", log_to_driver=False,
+             _metrics_export_port=metrics_port)
     port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    session = ServeSession(port)
+    serve.start(http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": 60})
+    session = ServeSession(port, metrics_port)
     try:
         yield session
     finally:

@@ -1,0 +1,44 @@
+import json
+
+import pytest
+
+from deployments.errors import LabelHeadMismatchError
+from deployments.labels import BUNDLED_LABELS_DIR, LabelSet, load_sub_to_main
+
+
+def test_bundled_release_has_published_sizes():
+    labels = LabelSet.from_dir(BUNDLED_LABELS_DIR)
+    assert labels.sizes() == {"main_category": 8, "sub_category": 66, "intervention": 4, "priority": 3}
+    assert labels.priority == (1, 2, 3)
+    assert "VANE" in labels.main_category
+
+
+def test_sub_to_main_maps_every_sub_category_to_a_main_category():
+    labels = LabelSet.from_dir(BUNDLED_LABELS_DIR)
+    mapping = load_sub_to_main()
+    assert set(mapping) == set(labels.sub_category)
+    assert set(mapping.values()) <= set(labels.main_category)
+    assert mapping["Outside Mandate"] == "Unknown"
+
+
+def test_round_trip_through_files(tmp_path):
+    labels = LabelSet.from_lists(
+        {"main_category": ["A", "B"], "sub_category": ["x"], "intervention": ["i"], "priority": [1, 2, 3]}
+    )
+    labels.write(tmp_path)
+    assert LabelSet.from_dir(tmp_path) == labels
+    assert json.loads((tmp_path / "priorities.json").read_text()) == [1, 2, 3]
+
+
+def test_head_mismatch_names_both_numbers():
+    labels = LabelSet.from_dir(BUNDLED_LABELS_DIR)
+    with pytest.raises(LabelHeadMismatchError) as err:
+        labels.check_heads({"main_category": 8, "sub_category": 65, "intervention": 4, "priority": 3})
+    message = str(err.value)
+    assert "sub_categories.json" in message and "66" in message and "65" in message
+    labels.check_heads({"main_category": 8, "sub_category": 66, "intervention": 4, "priority": 3})
+
+
+def test_missing_label_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="main_categories.json"):
+        LabelSet.from_dir(tmp_path)

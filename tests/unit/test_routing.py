@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+
+from deployments.config import DEFAULT_CRITICAL_SUB_CATEGORIES, RoutingArgs
+from deployments.labels import BUNDLED_LABELS_DIR, LabelSet
+from deployments.routing import RoutingPolicy, classify_probabilities, queue_slug
+
+LABELS = LabelSet.from_dir(BUNDLED_LABELS_DIR)
+
+
+def probs_for(main, sub, interv, priority, confidence=0.9, runner_up=None):
+    def one(labels, label):
+        n = len(labels)
+        p = np.full(n, (1 - confidence) / (n - 1))
+        p[labels.index(label)] = confidence
+        return p
+
+    out = {
+        "main_category": one(LABELS.main_category, main),
+        "sub_category": one(LABELS.sub_category, sub),
+        "intervention": one(LABELS.intervention, interv),
+        "priority": one(LABELS.priority, priority),
+    }
+    if runner_up:
+        out["sub_category"][LABELS.sub_category.index(runner_up)] += 0.001
+    return out
+
+
+def decide(probs, **config):
+    policy = RoutingPolicy(RoutingArgs(**config), LABELS)
+    c = classify_probabilities(probs, LABELS)
+    return c, policy.decide(c)
+
+
+def test_labels_confidences_and_runner_up():
+    c, _ = decide(probs_for("GBV", "Sexual Violence", "Referral", 3, 0.8, runner_up="Physical Violence"))
+    assert c.main_category.label == "GBV" and c.main_category.confidence == pytest.approx(0.8)
+    assert c.sub_category.label == "Sexual Violence"
+    assert c.sub_category_2.label == "Physical Violence"
+    assert c.priority.label == 3 and isinstance(c.priority.label, int)
+
+
+def test_confident_routine_case_goes_to_its_queue_without_review():
+    _, r = decide(probs_for("Advice and Counselling", "Bullying", "Counselling", 2, 0.95))
+    assert r.queue == "advice-and-counselling"
+    assert not r.escalate and not r.human_review and r.reasons == []
+
+
+def test_top_priority_escalates_and_needs_review():
+    _, r = decide(probs_for("Advice and Counselling", "Bullying", "Counselling", 3, 0.95))
+    assert r.escalate and r.human_review
+    assert any("Priority is 3" in reason for reason in r.reasons)
+
+
+@pytest.mark.parametrize("sub", DEFAULT_CRITICAL_SUB_CATEGORIES)
+def test_critical_sub_category_escalates_whatever_the_priority(sub):
+    _, r = decide(probs_for("VANE", sub, "Referral", 1, 0.95))
+    assert r.escalate and r.human_review
+    assert any(sub in reason for reason in r.reasons)
+
+
+def test_low_confidence_asks_for_review_without_escalating():
+    _, r = decide(probs_for("Nutrition", "Malnutrition", "Counselling", 1, 0.5))
+    assert r.human_review and not r.escalate
+    assert any("under the review threshold 0.60" in reason for reason in r.reasons)
+
+
+def test_policy_is_data():
+    p = probs_for("Nutrition", "Malnutrition", "Counselling", 2, 0.5)
+    _, r = decide(p, review_threshold=0.4, queues={"Nutrition": "health-desk"},
+                  critical_sub_categories=["Malnutrition"], escalate_priority=2)
+    assert r.queue == "health-desk"
+    assert r.escalate and r.human_review
+    _, r = decide(p, review_threshold=0.4, critical_sub_categories=[], escalate_priority=3)
+    assert not r.escalate and not r.human_review
+
+
+def test_queue_slugs():
+    assert queue_slug("Child Maintenance & Custody") == "child-maintenance-custody"
+    assert queue_slug("VANE") == "vane"

@@ -1,0 +1,59 @@
+"""Failure mapping and the classifier's health check, without Ray actors."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import torch
+from ray.exceptions import RayActorError
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
+
+from deployments.app import backend_error
+from deployments.errors import ServiceError
+from deployments.inference import BatchClassifier
+
+
+@pytest.mark.parametrize("status, retry_after_s, want_header", [(503, 1, "1"), (429, 2.5, "3"), (503, None, "1")])
+def test_backpressure_maps_to_the_configured_status_and_retry_after(status, retry_after_s, want_header):
+    err = backend_error(BackPressureError(num_queued_requests=8, max_queued_requests=8, status_code=status,
+                                          retry_after_s=retry_after_s))
+    assert (err.status, err.code) == (status, "overloaded")
+    assert err.headers["Retry-After"] == want_header
+
+
+@pytest.mark.parametrize("exc, status, code", [
+    (asyncio.TimeoutError(), 504, "timeout"),
+    (RayActorError(), 503, "unavailable"),
+    (DeploymentUnavailableError("Classifier"), 503, "unavailable"),
+    (ValueError("/work/main/deployments/x.py secret internals"), 500, "backend_error"),
+])
+def test_backend_failures_map_to_one_error_type(exc, status, code):
+    err = backend_error(exc)
+    assert isinstance(err, ServiceError)
+    assert (err.status, err.code) == (status, code)
+    if status == 503:
+        assert int(err.headers["Retry-After"]) >= 1
+    assert "/work/" not in err.message and ".py" not in err.message
+
+
+def test_service_errors_pass_through_unchanged():
+    original = ServiceError.too_large("x")
+    assert backend_error(original) is original
+
+
+@pytest.fixture
+def backend(tiny_checkpoint) -> BatchClassifier:
+    return BatchClassifier.load(str(tiny_checkpoint), accelerator="cpu", dtype="fp32", torch_threads=1)
+
+
+def test_health_check_passes_on_a_loaded_model(backend):
+    backend.health_check()
+
+
+def test_health_check_fails_when_the_weights_are_broken(backend):
+    with torch.no_grad():
+        next(backend.model.parameters()).fill_(float("nan"))
+    with pytest.raises(RuntimeError, match="health check"):
+        backend.health_check()
+

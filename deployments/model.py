@@ -11,8 +11,10 @@ from __future__ import annotations
 from typing import Mapping
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import DistilBertConfig, DistilBertModel
+from transformers.masking_utils import create_bidirectional_mask
 from transformers.models.distilbert.modeling_distilbert import DistilBertPreTrainedModel
 
 from deployments.labels import TASKS
@@ -41,9 +43,40 @@ class MultiTaskDistilBert(DistilBertPreTrainedModel):
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        hidden = self.distilbert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        pooled = self.dropout(torch.relu(self.pre_classifier(hidden[:, 0])))
+        first = self.first_token_state(input_ids, attention_mask)
+        pooled = self.dropout(torch.relu(self.pre_classifier(first)))
         return tuple(getattr(self, HEAD_NAMES[task])(pooled) for task in TASKS)  # type: ignore[return-value]
+
+    def first_token_state(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """The encoder's last hidden state at position 0, the only one the heads read.
+
+        Every layer but the last runs as transformers defines it. In the last
+        layer only position 0's query, attention output and feed-forward are
+        computed (keys and values still come from every token): the same
+        numbers as the full encoder, for about a seventh less work.
+        """
+        encoder = self.distilbert
+        hidden = encoder.embeddings(input_ids)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        mask = create_bidirectional_mask(config=encoder.config, inputs_embeds=hidden, attention_mask=attention_mask)
+        *layers, last = encoder.transformer.layer
+        for layer in layers:
+            hidden = layer(hidden, mask)
+        att = last.attention
+        batch, length, dim = hidden.shape
+        heads, head_dim = att.n_heads, att.attention_head_size
+        query = att.q_lin(hidden[:, :1]).view(batch, 1, heads, head_dim).transpose(1, 2)
+        key = att.k_lin(hidden).view(batch, length, heads, head_dim).transpose(1, 2)
+        value = att.v_lin(hidden).view(batch, length, heads, head_dim).transpose(1, 2)
+        keep = attention_mask[:, None, None, :].to(torch.bool)
+        context = F.scaled_dot_product_attention(
+            query, key, value, attn_mask=keep, dropout_p=att.dropout.p if self.training else 0.0, scale=att.scaling
+        )
+        context = att.out_lin(context.transpose(1, 2).reshape(batch, 1, dim))
+        state = last.sa_layer_norm(context + hidden[:, :1])
+        state = last.output_layer_norm(last.ffn(state) + state)
+        return state[:, 0]
 
 
 def head_sizes_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, int]:

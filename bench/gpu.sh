@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Run the --quick benchmark on a GPU machine and write its JSON into OUTDIR.
+#
+#   bench/gpu.sh OUTDIR
+#
+# The classifier picks CUDA and a half-precision dtype by itself (accelerator
+# 'auto', dtype 'auto'). Budget: under 8 minutes on one H200. Python packages
+# the machine lacks (ray[serve], starlette, fastapi, uvicorn, litserve, ...)
+# can be installed from wheels carried in .whl/ (see the device tool's notes);
+# everything else comes from the machine's own PyTorch/transformers.
+set -euo pipefail
+OUT=${1:?usage: bench/gpu.sh OUTDIR}
+mkdir -p "$OUT"
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if compgen -G ".whl/*.whl" >/dev/null; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
+fi
+export PYTHONPATH=$PWD:${PYTHONPATH:-} OMP_WAIT_POLICY=PASSIVE RAY_USAGE_STATS_ENABLED=0
+"$PY" - <<'PY'
+import torch
+print("torch", torch.__version__, "cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")
+PY
+# Long enough to show the GPU's batch throughput, short enough for the budget.
+timeout 470 "$PY" -m clients.bench --quick --cases 2000 --threads 8 --out "$OUT/gpu-quick.json" 2>&1 | tee "$OUT/gpu-quick.log"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 import uuid
 from typing import Any
@@ -40,6 +41,10 @@ from deployments.windowing import TokenWindows
 
 logger = logging.getLogger("ray.serve")
 
+# Every queue is bounded: past max_queued_requests a caller gets this status with Retry-After.
+# serve_config.yaml sets the same; these are the defaults for a bare `serve.run(build_app(...))`.
+BACKPRESSURE = {"status_code": 503, "retry_after_s": 1}
+
 CONFIDENCE_BUCKETS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99]
 SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 TOKEN_BUCKETS = [64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384]
@@ -50,6 +55,7 @@ TOKEN_BUCKETS = [64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384]
     ray_actor_options={"num_cpus": 1},
     max_ongoing_requests=64,
     max_queued_requests=256,
+    backpressure_config=BACKPRESSURE,
     health_check_period_s=10,
     health_check_timeout_s=30,
     graceful_shutdown_timeout_s=30,
@@ -100,7 +106,8 @@ class Classifier:
         return {"device": str(self.backend.device), "dtype": self.backend.dtype_name}
 
 
-@serve.deployment(name="Router", ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=256, max_queued_requests=512)
+@serve.deployment(name="Router", ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=256, max_queued_requests=512,
+                  backpressure_config=BACKPRESSURE, graceful_shutdown_timeout_s=30)
 class Router:
     """Labels, confidences and the routing decision, from probabilities."""
 
@@ -144,7 +151,9 @@ def backend_error(exc: BaseException) -> ServiceError:
     if isinstance(exc, ServiceError):
         return exc
     if isinstance(exc, BackPressureError):
-        return ServiceError.overloaded(retry_after_s=1)
+        # The status and delay the full deployment's backpressure_config asks for.
+        retry_after = exc.retry_after_s if exc.retry_after_s is not None else 1
+        return ServiceError.overloaded(retry_after_s=math.ceil(retry_after), status=exc.status_code)
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
         return ServiceError.timeout()
     if isinstance(exc, (RayActorError, DeploymentUnavailableError, ReplicaUnavailableError)):
@@ -183,6 +192,7 @@ def _request_id(request: Request) -> str:
     ray_actor_options={"num_cpus": 0.25},
     max_ongoing_requests=128,
     max_queued_requests=256,
+    backpressure_config=BACKPRESSURE,
     graceful_shutdown_timeout_s=30,
     max_constructor_retry_count=3,
 )
@@ -342,7 +352,8 @@ def build_app(args: AppArgs) -> serve.Application:
     if args.accelerator == "auto" and not use_gpu:
         logger.warning("accelerator 'auto': the cluster has no GPUs, so the classifier asks for none and runs on CPU")
     classifier = Classifier.options(
-        ray_actor_options={"num_cpus": args.classifier_num_cpus, "num_gpus": args.num_gpus if use_gpu else 0},
+        ray_actor_options={"num_cpus": args.classifier_num_cpus, "num_gpus": args.num_gpus if use_gpu else 0,
+                           "resources": dict(args.classifier_resources)},
         user_config=args.batching.model_dump(),
     ).bind(model, args.revision, args.accelerator, args.dtype, args.torch_threads, args.windows_per_call)
     router = Router.bind(model, args.revision, args.routing.model_dump(), args.aggregation, args.priority_aggregation)

@@ -84,6 +84,10 @@ class AppArgs(_Strict):
     # 'auto' decides num_gpus when the app is built (a config's ray_actor_options
     # would replace them whole).
     classifier_num_cpus: float = Field(1.0, gt=0, description="CPUs per classifier replica.")
+    classifier_resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="Ray custom resources per classifier replica, e.g. {'gpu_pool': 1} to pin it to a node pool.",
+    )
     dtype: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     torch_threads: Optional[int] = Field(None, ge=1)
 

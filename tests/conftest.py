@@ -69,6 +69,21 @@ def tiny_checkpoint(checkpoints) -> Path:
     return checkpoints["tiny"]
 
 
+def with_ingress_env(app, env: dict):
+    """The same application, its ingress deployment given extra env vars through runtime_env.
+
+    ``Application._bound_deployment`` (Ray 2.60, private) is the ingress Deployment with its
+    init args bound; ``.options`` keeps them and replaces only ray_actor_options.
+    """
+    from ray.serve import Application
+
+    ingress = app._bound_deployment
+    options = dict(ingress.ray_actor_options or {})
+    runtime_env = dict(options.get("runtime_env") or {})
+    runtime_env["env_vars"] = {**(runtime_env.get("env_vars") or {}), **{k: str(v) for k, v in env.items()}}
+    return Application(ingress.options(ray_actor_options={**options, "runtime_env": runtime_env}))
+
+
 @dataclass
 class ServeSession:
     """One Ray cluster and Serve instance for the whole test session."""
@@ -94,19 +109,28 @@ class ServeSession:
 
         return Path(ray._private.worker._global_node.get_session_dir_path())
 
-    def deploy(self, **args) -> str:
-        """Serve the app with these AppArgs (defaults suited to 2 cores); return its base URL."""
+    def deploy(self, *, env: dict | None = None, logging_config: dict | None = None, **args) -> str:
+        """Serve the app with these AppArgs (defaults suited to 2 cores); return its base URL.
+
+        ``env``: environment variables for the ingress (Preprocessor) replica, set
+        through its runtime_env, e.g. ``env={"CHS_API_KEYS": "k1,k2"}``: replicas do
+        not see this process's os.environ. ``logging_config``: Serve's LoggingConfig
+        for every deployment of the app, e.g. ``{"encoding": "JSON"}``.
+        """
         from ray import serve
 
         from deployments.app import build_app
         from deployments.config import AppArgs
 
         args = {"dtype": "fp32", "torch_threads": 1, "classifier_num_cpus": 0.5, **args}
-        key = json.dumps(args, sort_keys=True, default=str)
+        key = json.dumps([args, env or {}, logging_config or {}], sort_keys=True, default=str)
         if key != self.current:
             if self.current is not None:
                 serve.delete(APP_NAME)
-            serve.run(build_app(AppArgs(**args)), name=APP_NAME, route_prefix="/")
+            app = build_app(AppArgs(**args))
+            if env:
+                app = with_ingress_env(app, env)
+            serve.run(app, name=APP_NAME, route_prefix="/", logging_config=logging_config)
             self.current, self.args = key, args
         return self.url
 

@@ -18,7 +18,6 @@ import asyncio
 import math
 import os
 import re
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence

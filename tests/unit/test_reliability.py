@@ -57,3 +57,24 @@ def test_health_check_fails_when_the_weights_are_broken(backend):
     with pytest.raises(RuntimeError, match="health check"):
         backend.health_check()
 
+
+
+def test_a_replica_death_reported_upstream_is_unavailable_not_a_failure():
+    # Ray 2.60's router raises a dead upstream replica as a plain RayServeException
+    # whose __cause__ is the ActorDiedError: that is retryable (503), not a 500.
+    from ray.exceptions import ActorDiedError
+    from ray.serve.exceptions import RayServeException
+
+    wrapped = RayServeException("Request to deployment 'Router' failed because an upstream actor died")
+    wrapped.__cause__ = ActorDiedError()
+    err = backend_error(wrapped)
+    assert (err.status, err.code) == (503, "unavailable")
+    assert err.headers["Retry-After"] == "1"
+    assert backend_error(RayServeException("something else")).status == 500
+
+
+def test_wrapped_backpressure_keeps_its_status():
+    outer = RuntimeError("wrapper")
+    outer.__cause__ = BackPressureError(num_queued_requests=1, max_queued_requests=1, status_code=429, retry_after_s=4)
+    err = backend_error(outer)
+    assert (err.status, err.headers["Retry-After"]) == (429, "4")

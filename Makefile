@@ -28,8 +28,11 @@ $(DEMO)/config.json: | $(STAMP)
 
 demo: $(DEMO)/config.json
 
+# Ray Serve's throughput mode and passive OpenMP waits cut per-request CPU (bench/RESULTS.md).
+SERVE_ENV := RAY_SERVE_THROUGHPUT_OPTIMIZED=$${RAY_SERVE_THROUGHPUT_OPTIMIZED:-1} OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE}
+
 serve: $(STAMP) $(DEMO)/config.json
-	CHS_MODEL=$${CHS_MODEL:-$(DEMO)} $(VENV)/bin/serve run serve_config.yaml
+	CHS_MODEL=$${CHS_MODEL:-$(DEMO)} $(SERVE_ENV) $(VENV)/bin/serve run serve_config.yaml
 
 test: $(STAMP)
 	$(PY) -m pytest -ra

@@ -23,18 +23,16 @@ import asyncio
 import json
 import os
 import platform
-import random
 import signal
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import httpx
 import yaml
@@ -45,8 +43,10 @@ PYTHON = sys.executable
 SERVE = str(Path(sys.executable).with_name("serve"))
 
 # Ray settings that cut per-request CPU on a small machine (measured in bench/RESULTS.md):
+# Serve's throughput mode (direct ingress, gRPC between replicas, buffered request logs),
 # passive OpenMP waits, fewer metric pushes, no per-request task events.
 PIPELINE_ENV = {
+    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
     "OMP_WAIT_POLICY": "PASSIVE",
     "RAY_SERVE_METRICS_EXPORT_INTERVAL_MS": "1000",
     "RAY_SERVE_ENABLE_TASK_EVENTS": "0",

@@ -257,3 +257,38 @@ def test_overload_sheds_cleanly_and_recovers(serve_session, tiny_checkpoint):
                 os.kill(pid, 0)  # raises if the process is gone
     finally:
         serve_session.undeploy()
+
+
+def test_a_full_classifier_queue_answers_with_its_backpressure_status(serve_session, tiny_checkpoint):
+    """The classifier's own queue full: the ingress answers with the classifier's configured
+    backpressure status and Retry-After, in the service's error body (``backend_error``).
+
+    The classifier takes 2 calls and queues 1, and waits 2 s to fill each batch, so of 12
+    simultaneous requests most find its queue full.
+    """
+    url = serve_deploy(serve_session, app_config(tiny_checkpoint, deployments=[{
+        "name": "Classifier", "max_ongoing_requests": 2, "max_queued_requests": 1,
+        "backpressure_config": {"status_code": 429, "retry_after_s": 3},
+        "user_config": {"max_batch_size": 32, "batch_wait_timeout_s": 2.0, "max_batch_tokens": 8192}}]))
+    try:
+        async def burst():
+            async with client_for(url) as client:
+                return await asyncio.gather(*(client.post("/classify", json={"narrative": n})
+                                              for n in (SENTENCES * 2)[:12]))
+
+        responses = asyncio.run(burst())
+        statuses = sorted(r.status_code for r in responses)
+        assert set(statuses) <= {200, 429}, statuses
+        refused = [r for r in responses if r.status_code == 429]
+        assert len(refused) >= 6, statuses
+        for r in refused:
+            assert r.headers["retry-after"] == "3"
+            error = r.json()["error"]
+            assert error["code"] == "overloaded" and error["request_id"] == r.headers["x-request-id"]
+        for r in responses:
+            if r.status_code == 200:
+                assert r.json()["success"] is True
+        # Nothing stays stuck: once the burst is over the classifier answers again.
+        assert httpx.post(f"{url}/classify", json={"narrative": SENTENCES[0]}, timeout=60).status_code == 200
+    finally:
+        serve_session.undeploy()

@@ -78,3 +78,29 @@ def test_wrapped_backpressure_keeps_its_status():
     outer.__cause__ = BackPressureError(num_queued_requests=1, max_queued_requests=1, status_code=429, retry_after_s=4)
     err = backend_error(outer)
     assert (err.status, err.headers["Retry-After"]) == (429, "4")
+
+
+def test_a_mix_of_model_versions_is_retryable():
+    # The router refuses probabilities from another model version (mid rolling update);
+    # the error comes back from its replica wrapped in a RayTaskError.
+    from ray.exceptions import RayTaskError
+
+    from deployments.errors import ModelVersionMismatchError
+
+    cause = ModelVersionMismatchError("the stages of this request ran different model versions")
+    wrapped = RayTaskError("route", "traceback", cause).as_instanceof_cause()
+    for exc in (cause, wrapped):
+        err = backend_error(exc)
+        assert (err.status, err.code, err.headers["Retry-After"]) == (503, "unavailable", "1")
+
+
+@pytest.mark.parametrize("backend_timeout_s", [0.5, 60.0, 300.0])
+def test_a_draining_ingress_outlives_its_longest_request(tiny_checkpoint, backend_timeout_s):
+    # Serve force-kills a replica still busy after graceful_shutdown_timeout_s; the proxy then
+    # answers a bare 500. The ingress must get to answer (200, or its own retryable 504) first.
+    from deployments.app import build_app
+    from deployments.config import AppArgs
+
+    app = build_app(AppArgs(model=str(tiny_checkpoint), accelerator="cpu", backend_timeout_s=backend_timeout_s))
+    grace = app._bound_deployment._deployment_config.graceful_shutdown_timeout_s
+    assert grace > backend_timeout_s + 10

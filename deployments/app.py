@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse, Response
 from deployments.auth import ApiKeys
 from deployments.batching import window_count
 from deployments.config import AppArgs, BatchingArgs, RoutingArgs
-from deployments.errors import ServiceError
+from deployments.errors import ModelVersionMismatchError, ServiceError
 from deployments.inference import BatchClassifier
 from deployments.labels import TASKS
 from deployments.loading import load_labels, load_tokenizer, read_checkpoint_info, resolve_checkpoint
@@ -48,6 +48,17 @@ BACKPRESSURE = {"status_code": 503, "retry_after_s": 1}
 CONFIDENCE_BUCKETS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99]
 SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 TOKEN_BUCKETS = [64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384]
+# The key, in each classifier result, naming the model that computed it.
+MODEL_KEY = "model"
+
+
+def model_key(info) -> str:
+    """What the response's ``model`` field names: id and revision, the same for every stage of one version.
+
+    During a rolling update (a new model path through ``serve deploy``) each deployment rolls on
+    its own, so a new ingress can reach an old classifier; the router refuses such a mix.
+    """
+    return f"{info.model_id}@{info.revision or ''}"
 
 
 @serve.deployment(
@@ -69,6 +80,7 @@ class Classifier:
         self.backend = BatchClassifier.load(
             model, revision, accelerator=accelerator, dtype=dtype, torch_threads=torch_threads
         )
+        self.model_key = model_key(self.backend.info)
         self.windows_per_call = windows_per_call
         self.batching = BatchingArgs()
         self.batch_size = metrics.Histogram(
@@ -91,13 +103,14 @@ class Classifier:
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, batch_size_fn=window_count)
     async def classify(self, requests: list[TokenWindows]) -> list[dict]:
         # In a worker thread, so the event loop keeps queueing the next batch meanwhile.
-        return await asyncio.to_thread(
+        probs = await asyncio.to_thread(
             self.backend.classify,
             requests,
             max_rows=self.batching.max_batch_size,
             max_tokens=self.batching.max_batch_tokens,
             on_microbatch=self._record,
         )
+        return [{**p, MODEL_KEY: self.model_key} for p in probs]
 
     def check_health(self) -> None:
         self.backend.health_check()
@@ -112,7 +125,9 @@ class Router:
     """Labels, confidences and the routing decision, from probabilities."""
 
     def __init__(self, model: str, revision: str | None, routing: dict, aggregation: str, priority_aggregation: str):
-        labels = load_labels(resolve_checkpoint(model, revision))
+        path = resolve_checkpoint(model, revision)
+        labels = load_labels(path)
+        self.model_key = model_key(read_checkpoint_info(path, model, revision))
         policy = RoutingPolicy(RoutingArgs(**routing), labels)
         self.assembler = CaseAssembler(labels, policy, aggregation, priority_aggregation)
         self.cases = metrics.Counter(
@@ -128,7 +143,11 @@ class Router:
             "chs_chunks_per_case", description="Model windows per case.", boundaries=SIZE_BUCKETS
         )
 
-    async def route(self, plans: list, *window_probs: dict) -> list[dict]:
+    async def route(self, plans: list, ingress_model: str, *window_probs: dict) -> list[dict]:
+        computed_by = {p.pop(MODEL_KEY, None) for p in window_probs}
+        if computed_by != {self.model_key} or ingress_model != self.model_key:
+            # Mid-update: labels from one version, probabilities from another. The ingress answers 503.
+            raise ModelVersionMismatchError("the stages of this request ran different model versions")
         results = self.assembler.assemble(plans, concat_window_probs(window_probs))
         for body, c, r in results:
             self.cases.inc(tags={"main_category": str(c.main_category.label), "priority": str(c.priority.label),
@@ -146,18 +165,32 @@ class Router:
         return True
 
 
+def _causes(exc: BaseException | None):
+    """``exc`` and what it wraps: Serve raises a replica's death upstream as a plain
+    RayServeException whose ``__cause__`` is the ActorDiedError."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        wrapped = exc.__cause__ or getattr(exc, "cause", None)  # RayTaskError.cause: the remote exception
+        exc = wrapped if isinstance(wrapped, BaseException) else None
+
+
 def backend_error(exc: BaseException) -> ServiceError:
     """Map what a downstream call can raise to the service's error type."""
     if isinstance(exc, ServiceError):
         return exc
-    if isinstance(exc, BackPressureError):
-        # The status and delay the full deployment's backpressure_config asks for.
-        retry_after = exc.retry_after_s if exc.retry_after_s is not None else 1
-        return ServiceError.overloaded(retry_after_s=math.ceil(retry_after), status=exc.status_code)
-    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
-        return ServiceError.timeout()
-    if isinstance(exc, (RayActorError, DeploymentUnavailableError, ReplicaUnavailableError)):
-        return ServiceError.unavailable("A model replica went away; retry.", retry_after_s=1)
+    for cause in _causes(exc):
+        if isinstance(cause, BackPressureError):
+            # The status and delay the full deployment's backpressure_config asks for.
+            retry_after = cause.retry_after_s if cause.retry_after_s is not None else 1
+            return ServiceError.overloaded(retry_after_s=math.ceil(retry_after), status=cause.status_code)
+        if isinstance(cause, (asyncio.TimeoutError, TimeoutError)):
+            return ServiceError.timeout()
+        if isinstance(cause, (RayActorError, DeploymentUnavailableError, ReplicaUnavailableError)):
+            return ServiceError.unavailable("A model replica went away; retry.", retry_after_s=1)
+        if isinstance(cause, ModelVersionMismatchError):
+            return ServiceError.unavailable("The model is being updated; retry.", retry_after_s=1)
     return ServiceError.backend()
 
 
@@ -211,6 +244,7 @@ class Preprocessor:
         self.api_keys = ApiKeys.from_env()
         self.openapi = build_openapi(self.args, self.labels)
         self.model_ref = {"id": self.model_id, "revision": self.checkpoint.revision}
+        self.model_key = model_key(self.checkpoint)
         self.routes = {
             "/classify": {"POST": self.classify},
             "/classify/batch": {"POST": self.classify_batch},
@@ -258,19 +292,26 @@ class Preprocessor:
                 f"The request needs {len(windows)} model windows; the limit is {self.args.max_batch_windows}."
             )
         step = self.args.windows_per_call
+        # One deadline for the whole request, however many slices: a draining replica
+        # (graceful_shutdown_timeout_s > backend_timeout_s, see build_app) answers every request it took.
+        deadline = time.monotonic() + self.args.backend_timeout_s
+
+        def left() -> float:
+            return max(0.0, deadline - time.monotonic())
+
         try:
             # Long work goes to the classifier one slice at a time, so short cases that
             # arrive meanwhile queue between the slices instead of behind all of them.
             done = []
             for start in range(0, len(windows) - step, step):
                 done.append(await asyncio.wait_for(
-                    self.classifier.classify.remote(windows.slice(start, start + step)), self.args.backend_timeout_s
+                    self.classifier.classify.remote(windows.slice(start, start + step)), left()
                 ))
             last_start = len(done) * step
             last = windows if last_start == 0 else windows.slice(last_start, len(windows))
             # The last classifier response goes to the router unawaited: Ray hands it over directly.
-            response = self.router.route.remote(plans, *done, self.classifier.classify.remote(last))
-            return await asyncio.wait_for(response, self.args.backend_timeout_s)
+            response = self.router.route.remote(plans, self.model_key, *done, self.classifier.classify.remote(last))
+            return await asyncio.wait_for(response, left())
         except Exception as exc:
             raise backend_error(exc) from None
 
@@ -357,4 +398,8 @@ def build_app(args: AppArgs) -> serve.Application:
         user_config=args.batching.model_dump(),
     ).bind(model, args.revision, args.accelerator, args.dtype, args.torch_threads, args.windows_per_call)
     router = Router.bind(model, args.revision, args.routing.model_dump(), args.aggregation, args.priority_aggregation)
-    return Preprocessor.bind(classifier, router, args.model_dump())
+    # An ingress replica being replaced (a redeploy, a scale-down) keeps running until its last
+    # request is answered: it must outlive backend_timeout_s, or Serve force-kills it mid-request
+    # and the proxy answers a bare 500 (seen when a new Router took 30 s to start on a busy node).
+    ingress = Preprocessor.options(graceful_shutdown_timeout_s=max(30.0, args.backend_timeout_s + 15))
+    return ingress.bind(classifier, router, args.model_dump())

@@ -75,7 +75,8 @@ class AppArgs(_Strict):
     windows_per_call: int = Field(
         32, ge=1, description="Windows the ingress sends per classifier call; long work is sliced so short cases interleave."
     )
-    backend_timeout_s: float = Field(60.0, gt=0)
+    # Below http_options.request_timeout_s (60), so the ingress answers a retryable 504 before the proxy times out.
+    backend_timeout_s: float = Field(50.0, gt=0)
 
     # Hardware.
     accelerator: Literal["auto", "cuda", "cpu"] = "auto"

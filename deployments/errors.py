@@ -85,3 +85,7 @@ class ModelUnavailableError(RuntimeError):
 
 class LabelHeadMismatchError(ValueError):
     """A label file and its classifier head disagree in size."""
+
+
+class ModelVersionMismatchError(RuntimeError):
+    """One request's stages ran different model versions (mid rolling update): retryable, never an answer."""

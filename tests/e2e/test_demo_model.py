@@ -1,0 +1,116 @@
+"""The trained demo model, served over real HTTP: its answers make sense.
+
+These are tests of meaning, not of plumbing: a held-out set written by hand
+(not by the generator the model was trained on) and a few narratives whose
+right answer any counsellor would agree on.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import httpx
+import pytest
+
+from deployments.corpus import load_heldout
+from deployments.demo import DEMO_NOTE
+from deployments.evaluation import TASKS, evaluation_report
+
+pytestmark = pytest.mark.slow
+
+BULLYING = (
+    "A 12-year-old student reports being bullied at school. Classmates are calling names and excluding "
+    "from activities. The student feels sad and doesn't want to go to school anymore."
+)
+DRUGS = "Parent asking for information about drug abuse prevention programs for teenagers in the community"
+SEXUAL_ABUSE = [
+    "A 10 year old girl called crying. She says her stepfather comes into her room at night, touches her private "
+    "parts and forces her to have sex with him. He told her he will kill her mother if she tells anyone. "
+    "It happened again last night.",
+    "My 8 year old daughter told me that her uncle has been touching her private parts when I leave her with him "
+    "after school. She is scared and he told her it is their secret.",
+]
+OPENING_HOURS = "Hello, I would like to know what time the helpline opens and whether the number is free to call."
+
+
+@pytest.fixture(scope="module")
+def demo(serve_session, demo_checkpoint):
+    url = serve_session.deploy(model=str(demo_checkpoint))
+    with httpx.Client(base_url=url, timeout=120) as client:
+        yield client
+
+
+def classify(client: httpx.Client, narrative: str) -> dict:
+    r = client.post("/classify", json={"narrative": narrative})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def label(body: dict, task: str):
+    return body["classification"][task]["label"]
+
+
+def test_info_reports_the_demo_note_and_its_held_out_evaluation(demo):
+    model = demo.get("/info").json()["model"]
+    assert model["untrained"] is False
+    assert model["note"] == DEMO_NOTE
+    evaluation = model["evaluation"]
+    assert evaluation["dataset"] == "heldout.jsonl" and evaluation["n"] == len(load_heldout())
+    assert evaluation["generator_seed"] == 0 and evaluation["training_examples"] >= 1000
+    assert set(evaluation["tasks"]) == set(TASKS)
+    assert evaluation["tasks"]["main_category"]["accuracy"] >= 0.7
+
+
+def test_clearly_better_than_chance_on_the_hand_written_held_out_set(demo):
+    heldout = load_heldout()
+    r = demo.post("/classify/batch", json={"narratives": [ex.narrative for ex in heldout],
+                                           "include_confidence": False})
+    assert r.status_code == 200, r.text
+    predicted = [{task: res["classification"][task] for task in TASKS} for res in r.json()["results"]]
+    gold = [{task: getattr(ex, task) for task in TASKS} for ex in heldout]
+    report = evaluation_report(gold, predicted)
+    for task in TASKS:
+        t = report["tasks"][task]
+        majority = Counter(str(g[task]) for g in gold).most_common(1)[0][1] / len(gold)
+        print(f"{task:<14} accuracy {t['accuracy']:.3f}  macro-F1 {t['macro_f1']:.3f}  "
+              f"(majority-class baseline {majority:.3f}; n={t['n']})")
+    main = report["tasks"]["main_category"]
+    assert main["n"] == len(heldout)
+    assert main["accuracy"] >= 0.7
+    # Better than always answering the most common label, on every task.
+    for task in TASKS:
+        majority = Counter(str(g[task]) for g in gold).most_common(1)[0][1] / len(gold)
+        assert report["tasks"][task]["accuracy"] > majority, task
+
+
+@pytest.mark.parametrize("narrative", SEXUAL_ABUSE, ids=["stepfather", "uncle"])
+def test_a_child_being_sexually_abused_escalates_and_asks_for_review(demo, narrative):
+    body = classify(demo, narrative)
+    print(body["classification"], body["routing"])
+    assert label(body, "sub_category") in ("Sexual Abuse", "Sexual Violence")
+    assert label(body, "priority") == 3
+    assert body["routing"]["escalate"] is True
+    assert body["routing"]["human_review"] is True
+
+
+def test_a_question_about_opening_hours_neither_escalates_nor_needs_review(demo):
+    body = classify(demo, OPENING_HOURS)
+    print(body["classification"], body["routing"])
+    assert label(body, "sub_category") == "Info on Helpline"
+    assert label(body, "priority") == 1
+    assert body["routing"]["escalate"] is False
+    assert body["routing"]["human_review"] is False, body["routing"]["reasons"]
+
+
+def test_model_card_widget_school_bullying(demo):
+    body = classify(demo, BULLYING)
+    print(body["classification"])
+    assert label(body, "main_category") == "Advice and Counselling"
+    assert label(body, "sub_category") == "Bullying"
+
+
+def test_model_card_widget_drug_education_question(demo):
+    body = classify(demo, DRUGS)
+    print(body["classification"])
+    assert label(body, "main_category") in ("Information", "Advice and Counselling")
+    assert label(body, "sub_category") == "Drug/Alcohol Abuse"

@@ -24,6 +24,7 @@ and for tests of meaning; it is not for real cases.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -141,6 +142,7 @@ def build_demo(out: Path, labels: LabelSet, seed: int = 0, recipe: DemoRecipe = 
                 **report,
             }
             (staging / "eval.json").write_text(json.dumps(evaluation, indent=2), encoding="utf-8")
+            _make_readable(staging)
             if out.exists():
                 shutil.rmtree(out)
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -155,6 +157,15 @@ def build_demo(out: Path, labels: LabelSet, seed: int = 0, recipe: DemoRecipe = 
     print(f"demo model: {result.steps} steps, trained in {trained_s:.0f}s, built in {total_s:.0f}s; "
           f"held-out ({evaluation['n']}): {accuracies}", file=sys.stderr)
     return out
+
+
+def _make_readable(directory: Path) -> None:
+    """mkdtemp makes 0700 and safetensors writes 0600: let a serving user other than the builder read it."""
+    umask = os.umask(0)
+    os.umask(umask)
+    directory.chmod(0o777 & ~umask)
+    for f in directory.iterdir():
+        f.chmod(0o666 & ~umask)
 
 
 def _check_replaceable(out: Path) -> None:

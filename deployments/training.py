@@ -2,8 +2,8 @@
 
 The recipe: the narrative normalized exactly as serving does
 (``deployments.text.normalize_narrative``), the sum of the four tasks'
-cross-entropies, AdamW with weight decay 0.01, a linear warm-up then decay.
-Seeded: the same examples, seed and device give the same weights.
+cross-entropies, AdamW with weight decay 0.01, a linear warm-up then decay,
+gradients clipped to norm 1.0 (the Hugging Face Trainer's default). Seeded: the same examples, seed and device give the same weights.
 
 Operators fine-tune the real model on their own labelled export with it
 (a GPU is advised; see docs/demo-model.md)::
@@ -329,12 +329,6 @@ def train(
 # --- the operator's command ------------------------------------------------------------------
 
 
-def read_labelled_jsonl(path: Path) -> list:
-    from deployments.evaluation import read_labelled_jsonl as read
-
-    return read(path)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m deployments.training",
@@ -354,12 +348,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trainable-layers", type=int, default=None,
                         help="train only the top N encoder layers (default: all)")
     parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the shuffling (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the shuffling and dropout (default 0)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... or auto (default: cuda when available)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
     from deployments.checkpoint import save_checkpoint
+    from deployments.evaluation import read_labelled_jsonl
     from deployments.loading import load_labels, load_model, load_tokenizer, resolve_checkpoint
 
     device = args.device

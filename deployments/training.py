@@ -3,7 +3,8 @@
 The recipe: the narrative normalized exactly as serving does
 (``deployments.text.normalize_narrative``), the sum of the four tasks'
 cross-entropies, AdamW with weight decay 0.01, a linear warm-up then decay,
-gradients clipped to norm 1.0 (the Hugging Face Trainer's default). Seeded: the same examples, seed and device give the same weights.
+gradients clipped to norm 1.0 (the Hugging Face Trainer's default).
+Seeded: the same examples, seed and device give the same weights.
 
 Operators fine-tune the real model on their own labelled export with it
 (a GPU is advised; see docs/demo-model.md)::

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -92,6 +93,16 @@ def save_checkpoint(
         (out / "vocab.txt").write_text((encoder_package_dir() / "vocab.txt").read_text(encoding="utf-8"), encoding="utf-8")
     (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
     labels.write(out)
+    make_readable(out)
+
+
+def make_readable(directory: Path) -> None:
+    """mkdtemp makes 0700 and safetensors writes 0600: let a serving user other than the builder read it."""
+    umask = os.umask(0)
+    os.umask(umask)
+    directory.chmod(0o777 & ~umask)
+    for f in directory.iterdir():
+        f.chmod(0o666 & ~umask)
 
 
 def build_random(size: str, out: Path, labels: LabelSet, seed: int = 0, legacy_layout: bool = False) -> Path:

@@ -24,7 +24,6 @@ and for tests of meaning; it is not for real cases.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -90,7 +89,7 @@ def _supported(example, labels: LabelSet) -> bool:
 def build_demo(out: Path, labels: LabelSet, seed: int = 0, recipe: DemoRecipe = DemoRecipe(),
                progress: bool = True) -> Path:
     """Build, train, write and evaluate the demo checkpoint at ``out``."""
-    from deployments.checkpoint import build_tokenizer, save_checkpoint
+    from deployments.checkpoint import build_tokenizer, make_readable, save_checkpoint
     from deployments.conversion import load_converted_encoder
     from deployments.corpus import HELDOUT_PATH, load_heldout
     from deployments.evaluation import evaluate_checkpoint
@@ -142,7 +141,7 @@ def build_demo(out: Path, labels: LabelSet, seed: int = 0, recipe: DemoRecipe = 
                 **report,
             }
             (staging / "eval.json").write_text(json.dumps(evaluation, indent=2), encoding="utf-8")
-            _make_readable(staging)
+            make_readable(staging)  # eval.json came after save_checkpoint
             if out.exists():
                 shutil.rmtree(out)
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -157,15 +156,6 @@ def build_demo(out: Path, labels: LabelSet, seed: int = 0, recipe: DemoRecipe = 
     print(f"demo model: {result.steps} steps, trained in {trained_s:.0f}s, built in {total_s:.0f}s; "
           f"held-out ({evaluation['n']}): {accuracies}", file=sys.stderr)
     return out
-
-
-def _make_readable(directory: Path) -> None:
-    """mkdtemp makes 0700 and safetensors writes 0600: let a serving user other than the builder read it."""
-    umask = os.umask(0)
-    os.umask(umask)
-    directory.chmod(0o777 & ~umask)
-    for f in directory.iterdir():
-        f.chmod(0o666 & ~umask)
 
 
 def _check_replaceable(out: Path) -> None:

@@ -36,8 +36,9 @@ class BatchingArgs(_Strict):
 
     max_batch_size: int = Field(32, ge=1, description="Windows per @serve.batch call.")
     batch_wait_timeout_s: float = Field(0.005, ge=0, description="How long a batch waits to fill.")
+    # 4096 measured fastest on a 2-core AMX CPU; 8192 was a third slower (bench/RESULTS.md).
     max_batch_tokens: int = Field(
-        8192, ge=512, description="Padded tokens per forward pass; a batch is cut into micro-batches under it."
+        4096, ge=512, description="Padded tokens per forward pass; a batch is cut into micro-batches under it."
     )
 
 

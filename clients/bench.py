@@ -430,8 +430,23 @@ def run_pipeline_phases(checkpoint: Path, corpus: Corpus, dtype: str, threads: i
         seconds = 20 if quick else 60
         say(f"latency at 10,000 cases/hour, open loop, {seconds} s")
         report = run_open_loop(server.url, 10_000 / 3600, seconds, corpus.narratives)
-        out["latency_at_10k"] = report.to_dict()
+        out["latency_at_10k"] = {**report.to_dict(), "by_windows": latency_by_windows(report, corpus)}
         say(f"latency_at_10k: p50 {report.p50_ms:.0f} ms, p99 {report.p99_ms:.0f} ms, errors {report.failed}")
+    return out
+
+
+def latency_by_windows(report, corpus: Corpus) -> dict:
+    """p50/p99 of one-window cases apart from longer ones: a long transcript's own compute sets the tail."""
+    from clients.load import percentile
+
+    groups: dict[str, list[float]] = {"one_window": [], "several_windows": []}
+    for index, latency in report.latency_by_narrative:
+        groups["one_window" if corpus.tokens[index] <= 510 else "several_windows"].append(latency)
+    out = {}
+    for name, values in groups.items():
+        values.sort()
+        out[name] = {"n": len(values), "p50_ms": round(1000 * percentile(values, 50), 1) if values else None,
+                     "p99_ms": round(1000 * percentile(values, 99), 1) if values else None}
     return out
 
 
@@ -531,6 +546,9 @@ def markdown(result: dict) -> str:
     if result.get("p50_ms_at_10k") is not None:
         lines += ["", f"At 10,000 cases/hour (open loop): p50 {result['p50_ms_at_10k']} ms, "
                       f"p99 {result['p99_ms_at_10k']} ms, errors {result['errors_at_10k']}"]
+        split = result.get("phases", {}).get("latency_at_10k", {}).get("by_windows")
+        for name, row in (split or {}).items():
+            lines.append(f"- {name.replace('_', ' ')} cases (n={row['n']}): p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms")
     best = result.get("phases", {}).get("pipeline", {}).get("best")
     if best:
         lines += ["", f"CPU-ms per case, pipeline at concurrency {best['concurrency']}:", "",

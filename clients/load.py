@@ -85,6 +85,8 @@ class LoadReport:
     ok: int = 0
     errors: dict = field(default_factory=dict)  # outcome ("503", "timeout", ...) -> count
     latencies_s: list = field(default_factory=list, repr=False)  # successful requests, from scheduled time
+    # (index into narratives, latency) of each successful request, to split latency by case length
+    latency_by_narrative: list = field(default_factory=list, repr=False)
     wall_s: float = 0.0  # first scheduled send to last answer
     max_send_lag_s: float = 0.0  # how far behind schedule the client ever sent (its own saturation)
 
@@ -184,9 +186,9 @@ async def run_open_loop_async(url: str, rate_per_s: float, duration_s: float, na
 
     async with httpx.AsyncClient(base_url=report.url, headers=headers, limits=limits,
                                  timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s))) as http:
-        async def one(text: str, scheduled_at: float) -> None:
+        async def one(index: int, scheduled_at: float) -> None:
             try:
-                r = await http.post(endpoint, json=make_body(text))
+                r = await http.post(endpoint, json=make_body(narratives[index]))
                 outcome = str(r.status_code)
             except Exception as exc:  # a failure is a data point, not a crash
                 outcome = _outcome(exc)
@@ -196,6 +198,7 @@ async def run_open_loop_async(url: str, rate_per_s: float, duration_s: float, na
             if outcome.startswith("2"):
                 report.ok += 1
                 report.latencies_s.append(latency)
+                report.latency_by_narrative.append((index, latency))
             else:
                 errors[outcome] += 1
             if on_complete is not None:
@@ -209,7 +212,7 @@ async def run_open_loop_async(url: str, rate_per_s: float, duration_s: float, na
             if wait > 0:
                 await asyncio.sleep(wait)
             report.max_send_lag_s = max(report.max_send_lag_s, loop.time() - at)
-            tasks.append(asyncio.create_task(one(narratives[i % len(narratives)], at)))
+            tasks.append(asyncio.create_task(one(i % len(narratives), at)))
             report.sent += 1
         await asyncio.gather(*tasks)
     report.errors = dict(errors)

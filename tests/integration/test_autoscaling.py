@@ -14,8 +14,9 @@ import httpx
 
 from tests.integration.declarative import app_config, replicas, serve_deploy
 
+# look_back_period_s must exceed Serve's 10 s metrics interval.
 AUTOSCALING = {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 2,
-               "upscale_delay_s": 1, "downscale_delay_s": 600, "look_back_period_s": 2}
+               "upscale_delay_s": 1, "downscale_delay_s": 600, "look_back_period_s": 11}
 
 
 def running(deployment: str) -> int:

@@ -223,12 +223,29 @@ class ClosedLoopResult:
     def cases_per_hour(self) -> float:
         return self.cases / self.wall_s * 3600 if self.wall_s else 0.0
 
+    def record(self, status: str, cases: int, latency_s: float) -> None:
+        self.requests += 1
+        self.statuses[status] += 1
+        if status == "200":
+            self.cases += cases
+            self.latencies_s.append(latency_s)
+
     def to_dict(self) -> dict:
         lat = sorted(self.latencies_s)
         pick = (lambda q: round(lat[min(len(lat) - 1, int(q * len(lat)))] * 1000, 1)) if lat else (lambda q: None)
         return {"cases_per_hour": round(self.cases_per_hour, 1), "cases": self.cases, "requests": self.requests,
                 "wall_s": round(self.wall_s, 2), "statuses": dict(self.statuses),
                 "p50_ms": pick(0.5), "p99_ms": pick(0.99)}
+
+
+async def timed_post(client: httpx.AsyncClient, path: str, body: dict) -> tuple[str, float]:
+    """(status code, or the transport error's name; seconds taken)."""
+    sent = time.perf_counter()
+    try:
+        status = str((await client.post(path, json=body)).status_code)
+    except httpx.HTTPError as exc:
+        status = type(exc).__name__
+    return status, time.perf_counter() - sent
 
 
 def closed_loop(url: str, path: str, bodies: Sequence[tuple[dict, int]], concurrency: int, duration_s: float,
@@ -251,19 +268,9 @@ def closed_loop(url: str, path: str, bodies: Sequence[tuple[dict, int]], concurr
             async def worker():
                 while True:
                     body, cases = bodies[next(counter) % len(bodies)]
-                    sent = loop.time()
-                    try:
-                        r = await client.post(path, json=body)
-                        status = str(r.status_code)
-                    except httpx.HTTPError as exc:
-                        status = type(exc).__name__
-                    done = loop.time()
-                    if counting_from <= done <= stop_at:
-                        result.requests += 1
-                        result.statuses[status] += 1
-                        if status == "200":
-                            result.cases += cases
-                            result.latencies_s.append(done - sent)
+                    status, latency = await timed_post(client, path, body)
+                    if counting_from <= loop.time() <= stop_at:
+                        result.record(status, cases, latency)
 
             cpu0 = time.process_time()
             workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
@@ -295,17 +302,8 @@ def fixed_work(url: str, path: str, bodies: Sequence[tuple[dict, int]], concurre
             async def worker():
                 while queue:
                     body, cases = queue.pop(0)
-                    sent = time.perf_counter()
-                    try:
-                        r = await client.post(path, json=body)
-                        status = str(r.status_code)
-                    except httpx.HTTPError as exc:
-                        status = type(exc).__name__
-                    result.requests += 1
-                    result.statuses[status] += 1
-                    if status == "200":
-                        result.cases += cases
-                        result.latencies_s.append(time.perf_counter() - sent)
+                    status, latency = await timed_post(client, path, body)
+                    result.record(status, cases, latency)
 
             cpu0 = time.process_time()
             started = time.perf_counter()
@@ -609,7 +607,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     started = time.monotonic()
     if "bare" in phases:
-        grid = [(64, 16384) if torch.cuda.is_available() else (16, 2048)] if args.quick else [(16, 2048), (16, 4096), (32, 4096), (32, 8192), (64, 16384)]
+        if args.quick:
+            grid = [(64, 16384) if torch.cuda.is_available() else (16, 2048)]
+        else:
+            grid = [(16, 2048), (16, 4096), (32, 4096), (32, 8192), (64, 16384)]
         bare = run_bare(args.checkpoint, corpus, args.dtype, args.threads, grid)
         result["phases"]["bare"] = bare
         result["bare_cases_per_hour"] = bare["cases_per_hour"]

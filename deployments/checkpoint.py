@@ -88,6 +88,10 @@ def save_checkpoint(
         from safetensors.torch import save_file
 
         save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
+        # Training tokenizes with truncation=True, which the fast tokenizer keeps in its
+        # backend state; the published tokenizer.json must not carry it.
+        tokenizer.backend_tokenizer.no_truncation()
+        tokenizer.backend_tokenizer.no_padding()
         tokenizer.save_pretrained(str(out))
         # The Hub repos also carry vocab.txt, which slow-tokenizer clients read.
         (out / "vocab.txt").write_text((encoder_package_dir() / "vocab.txt").read_text(encoding="utf-8"), encoding="utf-8")

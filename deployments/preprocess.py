@@ -36,7 +36,14 @@ class NarrativeTokenizer:
     """The checkpoint's WordPiece tokenizer, called through its Rust backend for speed."""
 
     def __init__(self, hf_tokenizer):
-        self._backend = hf_tokenizer.backend_tokenizer
+        # A tokenizer.json can carry the truncation (and padding) its last user set,
+        # e.g. one saved after a training loop tokenized with max_length=128; left on,
+        # it would cut every narrative silently. Windowing is the only cut we make,
+        # so a private copy of the backend runs with both off.
+        backend = type(hf_tokenizer.backend_tokenizer).from_str(hf_tokenizer.backend_tokenizer.to_str())
+        backend.no_truncation()
+        backend.no_padding()
+        self._backend = backend
         self.cls_id = int(hf_tokenizer.cls_token_id)
         self.sep_id = int(hf_tokenizer.sep_token_id)
         self.pad_id = int(hf_tokenizer.pad_token_id or 0)

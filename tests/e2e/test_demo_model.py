@@ -114,3 +114,10 @@ def test_model_card_widget_drug_education_question(demo):
     print(body["classification"])
     assert label(body, "main_category") in ("Information", "Advice and Counselling")
     assert label(body, "sub_category") == "Drug/Alcohol Abuse"
+
+
+def test_a_three_thousand_word_transcript_is_read_whole(demo):
+    # The demo was trained on 128-token inputs; serving still reads every token, in windows.
+    text = " ".join(["the caller says her daughter was taken out of school and is afraid to go home"] * 200)
+    body = classify(demo, text)
+    assert body["tokens"] > 3000 and body["chunks"] > 5 and body["truncated"] is False

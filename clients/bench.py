@@ -289,7 +289,7 @@ def fixed_work(url: str, path: str, bodies: Sequence[tuple[dict, int]], concurre
     """Send every body once, ``concurrency`` at a time; the wall runs from the first send to the last answer.
 
     For large requests (32-case batches) a time window would count whole requests
-    only; a fixed amount of work (the whole corpus, like ``bare``) is exact.
+    only; a fixed amount of work is exact.
     """
 
     async def run() -> ClosedLoopResult:
@@ -418,7 +418,8 @@ def run_pipeline_phases(checkpoint: Path, corpus: Corpus, dtype: str, threads: i
 
         batches = batch_bodies(corpus, 32)[:5 if quick else None]
         before = cpu_snapshot(server.proc.pid)
-        # The whole corpus, two requests in flight so the replica never waits on the ingress.
+        # The corpus (its first 160 cases with --quick), two requests in flight so the replica
+        # never waits on the ingress.
         r = fixed_work(server.url, "/classify/batch", batches, 2)
         after = cpu_snapshot(server.proc.pid)
         out["pipeline_batch"] = {**r.to_dict(), "cases_per_request": 32, "concurrency": 2,

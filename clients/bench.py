@@ -39,6 +39,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CHECKPOINT = ROOT / "models" / "base"
+WINDOW_TOKENS = 510  # the default 512-token window, less [CLS] and [SEP]
 PYTHON = sys.executable
 SERVE = str(Path(sys.executable).with_name("serve"))
 
@@ -154,9 +155,12 @@ class Corpus:
     def median_tokens(self) -> float:
         return statistics.median(self.tokens)
 
+    def needs_several_windows(self, i: int) -> bool:
+        return self.tokens[i] > WINDOW_TOKENS
+
     @property
     def share_over_512(self) -> float:
-        return sum(t > 510 for t in self.tokens) / len(self.tokens)
+        return sum(map(self.needs_several_windows, range(len(self.tokens)))) / len(self.tokens)
 
 
 def make_corpus(checkpoint: Path, n: int, seed: int = 0) -> Corpus:
@@ -439,13 +443,13 @@ def latency_by_windows(report, corpus: Corpus) -> dict:
     from clients.load import percentile
 
     groups: dict[str, list[float]] = {"one_window": [], "several_windows": []}
-    for index, latency in report.latency_by_narrative:
-        groups["one_window" if corpus.tokens[index] <= 510 else "several_windows"].append(latency)
+    for index, latency in report.answered:
+        groups["several_windows" if corpus.needs_several_windows(index) else "one_window"].append(latency)
     out = {}
     for name, values in groups.items():
         values.sort()
-        out[name] = {"n": len(values), "p50_ms": round(1000 * percentile(values, 50), 1) if values else None,
-                     "p99_ms": round(1000 * percentile(values, 99), 1) if values else None}
+        p50, p99 = percentile(values, 50), percentile(values, 99)
+        out[name] = {"n": len(values), "p50_ms": p50 and round(1000 * p50, 1), "p99_ms": p99 and round(1000 * p99, 1)}
     return out
 
 

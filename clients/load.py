@@ -84,11 +84,14 @@ class LoadReport:
     sent: int = 0
     ok: int = 0
     errors: dict = field(default_factory=dict)  # outcome ("503", "timeout", ...) -> count
-    latencies_s: list = field(default_factory=list, repr=False)  # successful requests, from scheduled time
-    # (index into narratives, latency) of each successful request, to split latency by case length
-    latency_by_narrative: list = field(default_factory=list, repr=False)
+    # (index into narratives, seconds from scheduled time) of each successful request
+    answered: list = field(default_factory=list, repr=False)
     wall_s: float = 0.0  # first scheduled send to last answer
     max_send_lag_s: float = 0.0  # how far behind schedule the client ever sent (its own saturation)
+
+    @property
+    def latencies_s(self) -> list[float]:
+        return [latency for _, latency in self.answered]
 
     @property
     def failed(self) -> int:
@@ -197,8 +200,7 @@ async def run_open_loop_async(url: str, rate_per_s: float, duration_s: float, na
             latency = done - scheduled_at
             if outcome.startswith("2"):
                 report.ok += 1
-                report.latencies_s.append(latency)
-                report.latency_by_narrative.append((index, latency))
+                report.answered.append((index, latency))
             else:
                 errors[outcome] += 1
             if on_complete is not None:

@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml Makefile
 
 # PASSIVE: idle OpenMP threads sleep instead of spinning; on busy shared cores that halved the build time (5m15s → 2m10s).
 $(DEMO)/config.json: | $(STAMP)
-	OMP_WAIT_POLICY=PASSIVE $(PY) -m deployments.checkpoint --size demo --out $(DEMO)
+	OMP_WAIT_POLICY=PASSIVE $(PY) -m training.checkpoint --size demo --out $(DEMO)
 
 demo: $(DEMO)/config.json
 
@@ -42,10 +42,10 @@ test-unit: $(STAMP)
 	$(PY) -m pytest -ra tests/unit
 
 bench-quick: $(STAMP)
-	$(PY) -m clients.bench --quick --out bench/out/quick.json
+	$(PY) -m bench --quick --out bench/out/quick.json
 
 bench: $(STAMP)
-	$(PY) -m clients.bench --out bench/out/full.json
+	$(PY) -m bench --out bench/out/full.json
 
 clean:
 	rm -rf $(VENV) models .pytest_cache

@@ -23,4 +23,4 @@ import torch
 print("torch", torch.__version__, "cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")
 PY
 # Long enough to show the GPU's batch throughput, short enough for the budget.
-timeout 470 "$PY" -m clients.bench --quick --cases 2000 --threads 8 --out "$OUT/gpu-quick.json" 2>&1 | tee "$OUT/gpu-quick.log"
+timeout 470 "$PY" -m bench --quick --cases 2000 --threads 8 --out "$OUT/gpu-quick.json" 2>&1 | tee "$OUT/gpu-quick.log"

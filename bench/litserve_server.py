@@ -11,12 +11,12 @@ import argparse
 
 import litserve as ls
 
-from deployments.config import AppArgs, RoutingArgs
-from deployments.inference import BatchClassifier
-from deployments.loading import load_tokenizer, resolve_checkpoint
-from deployments.postprocess import CaseAssembler
-from deployments.preprocess import NarrativeTokenizer, prepare_cases
-from deployments.routing import RoutingPolicy
+from deployments.core.config import AppArgs, RoutingArgs
+from deployments.core.inference import BatchClassifier
+from deployments.core.loading import load_tokenizer, resolve_checkpoint
+from deployments.core.postprocess import CaseAssembler
+from deployments.core.preprocess import NarrativeTokenizer, prepare_cases
+from deployments.core.routing import RoutingPolicy
 
 
 class HelplineLitAPI(ls.LitAPI):

@@ -17,8 +17,8 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-from deployments.labels import TASKS
-from deployments.loading import load_labels, load_model, load_tokenizer, resolve_checkpoint
+from deployments.core.labels import TASKS
+from deployments.core.loading import load_labels, load_model, load_tokenizer, resolve_checkpoint
 
 
 class CaseRequest(BaseModel):

@@ -5,7 +5,7 @@
 
 Narratives come from ``--narratives`` (one per line, or JSONL with a
 ``narrative`` field) or, by default, the project's benchmark corpus
-(``deployments.corpus.benchmark_corpus``).
+(``training.corpus.benchmark_corpus``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 from clients.client import DEFAULT_URL, URL_ENV
 from clients.load import parse_duration, parse_rate, run_open_loop
 
-# Used only when deployments.corpus cannot be imported (a client-only install).
+# Used only when training.corpus cannot be imported (a client-only install).
 FALLBACK_NARRATIVES = (
     "A 14 year old girl called to report that her stepfather beats her when he is drunk and she is afraid to go home.",
     "A mother reported that her neighbour's son, aged 9, has not been to school for a month and is made to herd cattle.",
@@ -52,7 +52,7 @@ def load_narratives(path: Optional[str], n: int = 200, seed: int = 0) -> list[st
             out.append(line)
         return out
     try:
-        from deployments.corpus import benchmark_corpus
+        from training.corpus import benchmark_corpus
     except Exception:
         return list(FALLBACK_NARRATIVES)
     return list(benchmark_corpus(n, seed))

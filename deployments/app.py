@@ -25,19 +25,19 @@ from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from deployments.auth import ApiKeys
-from deployments.batching import window_count
-from deployments.config import AppArgs, BatchingArgs, RoutingArgs
-from deployments.errors import ModelVersionMismatchError, ServiceError
-from deployments.inference import BatchClassifier
-from deployments.labels import TASKS
-from deployments.loading import load_labels, load_tokenizer, read_checkpoint_info, resolve_checkpoint
+from deployments.core.auth import ApiKeys
+from deployments.core.batching import window_count
+from deployments.core.config import AppArgs, BatchingArgs, RoutingArgs
+from deployments.core.errors import ModelVersionMismatchError, ServiceError
+from deployments.core.inference import BatchClassifier
+from deployments.core.labels import TASKS
+from deployments.core.loading import load_labels, load_tokenizer, read_checkpoint_info, resolve_checkpoint
 from deployments.openapi import build_openapi
-from deployments.postprocess import CaseAssembler, concat_window_probs
-from deployments.preprocess import NarrativeTokenizer, prepare_cases
+from deployments.core.postprocess import CaseAssembler, concat_window_probs
+from deployments.core.preprocess import NarrativeTokenizer, prepare_cases
 from deployments.requests import check_content_type, decode_json, parse_batch, parse_classify
-from deployments.routing import RoutingPolicy
-from deployments.windowing import TokenWindows
+from deployments.core.routing import RoutingPolicy
+from deployments.core.windowing import TokenWindows
 
 logger = logging.getLogger("ray.serve")
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from deployments.config import AppArgs
-from deployments.labels import LabelSet
+from deployments.core.config import AppArgs
+from deployments.core.labels import LabelSet
 
 
 def _prediction(label_schema: dict) -> dict:

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from deployments.errors import ServiceError
+from deployments.core.errors import ServiceError
 
 JSON_TYPES = ("application/json",)
 

@@ -1,7 +1,7 @@
 """Shared fixtures: checkpoints built on disk, one session-scoped Ray cluster, a served app.
 
 Tests use real components: a real local Ray cluster, real HTTP, real
-checkpoints written by ``deployments.checkpoint``. Switching apps goes through
+checkpoints written by ``training.checkpoint``. Switching apps goes through
 ``serve.delete`` so one test's replicas never answer another's requests.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from deployments.labels import BUNDLED_LABELS_DIR, LabelSet
+from deployments.core.labels import BUNDLED_LABELS_DIR, LabelSet
 
 # Idle OpenMP threads must not spin while Ray's other processes wait for the CPU.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -53,7 +53,7 @@ def smaller_labels(n_main: int, n_sub: int, n_interv: int) -> LabelSet:
 @pytest.fixture(scope="session")
 def checkpoints(tmp_path_factory) -> dict[str, Path]:
     """Tiny random checkpoints in the Hub layout, built once per session."""
-    from deployments.checkpoint import build_random
+    from training.checkpoint import build_random
 
     root = tmp_path_factory.mktemp("checkpoints")
     bundled = LabelSet.from_dir(BUNDLED_LABELS_DIR)
@@ -120,7 +120,7 @@ class ServeSession:
         from ray import serve
 
         from deployments.app import build_app
-        from deployments.config import AppArgs
+        from deployments.core.config import AppArgs
 
         args = {"dtype": "fp32", "torch_threads": 1, "classifier_num_cpus": 0.5, **args}
         key = json.dumps([args, env or {}, logging_config or {}], sort_keys=True, default=str)

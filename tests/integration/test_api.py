@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from deployments.labels import BUNDLED_LABELS_DIR, LabelSet
+from deployments.core.labels import BUNDLED_LABELS_DIR, LabelSet
 
 BULLYING = ("A 12-year-old student reports being bullied at school. Classmates are calling names and "
             "excluding from activities. The student feels sad and doesn't want to go to school anymore.")

@@ -11,8 +11,8 @@ import json
 import subprocess
 import sys
 
-from deployments.corpus import generate_corpus
-from deployments.evaluation import TASKS
+from training.corpus import generate_corpus
+from training.evaluation import TASKS
 
 
 def run_evaluate(*args: str) -> subprocess.CompletedProcess:

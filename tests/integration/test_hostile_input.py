@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from deployments.config import AppArgs
+from deployments.core.config import AppArgs
 
 NARRATIVE = "A 12-year-old girl says her stepfather beats her at home and she is afraid to go back."
 LIMIT = AppArgs().max_body_bytes  # the default, 1 MiB

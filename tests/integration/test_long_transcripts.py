@@ -7,8 +7,8 @@ import httpx
 import pytest
 from transformers import AutoTokenizer
 
-from deployments.text import normalize_narrative
-from deployments.windowing import window_spans
+from deployments.core.text import normalize_narrative
+from deployments.core.windowing import window_spans
 
 SENTENCES = [
     "The caller says her daughter aged eleven has not been to school for three weeks.",

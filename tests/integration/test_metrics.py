@@ -29,7 +29,7 @@ import httpx
 from clients import HelplineClient, HelplineError
 from clients.loadtest import FALLBACK_NARRATIVES
 from deployments.app import SIZE_BUCKETS
-from deployments.labels import TASKS  # the model's four heads: chs_confidence's 'task' tag
+from deployments.core.labels import TASKS  # the model's four heads: chs_confidence's 'task' tag
 
 APP = "helpline"
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")

@@ -249,8 +249,8 @@ def classify(url: str) -> httpx.Response:
 
 
 def test_classifier_runs_on_gpu_pool_and_survives_node_loss(cluster, tmp_path):
-    from deployments.checkpoint import build_random
-    from deployments.labels import BUNDLED_LABELS_DIR, LabelSet
+    from training.checkpoint import build_random
+    from deployments.core.labels import BUNDLED_LABELS_DIR, LabelSet
 
     checkpoint = build_random("tiny", tmp_path / "tiny", LabelSet.from_dir(BUNDLED_LABELS_DIR), seed=0)
     http_port = free_port()

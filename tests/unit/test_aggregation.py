@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from deployments.aggregation import aggregate_priority, aggregate_task, aggregate_windows
+from deployments.core.aggregation import aggregate_priority, aggregate_task, aggregate_windows
 
 rng = np.random.default_rng(0)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from deployments.auth import KEYS_ENV, KEYS_FILE_ENV, ApiKeys
+from deployments.core.auth import KEYS_ENV, KEYS_FILE_ENV, ApiKeys
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ import itertools
 import numpy as np
 import pytest
 
-from deployments.batching import pad_rows, plan_microbatches, run_batch, window_count
-from deployments.windowing import TokenWindows
+from deployments.core.batching import pad_rows, plan_microbatches, run_batch, window_count
+from deployments.core.windowing import TokenWindows
 
 rng = np.random.default_rng(1)
 

@@ -4,7 +4,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from deployments.config import AppArgs
+from deployments.core.config import AppArgs
 
 ROOT = Path(__file__).resolve().parents[2]
 

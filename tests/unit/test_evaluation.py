@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from deployments.evaluation import (
+from training.evaluation import (
     accuracy,
     confused_pairs,
     evaluation_report,

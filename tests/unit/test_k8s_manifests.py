@@ -322,7 +322,7 @@ def test_every_pod_exposes_ray_metrics_on_8080():
 def test_serve_config_v2_parses_with_rays_schema_and_builds_the_app():
     from ray.serve.schema import ServeDeploySchema
 
-    from deployments.config import AppArgs
+    from deployments.core.config import AppArgs
 
     config = ServeDeploySchema.model_validate(serve_config_v2())
     (app,) = config.applications
@@ -338,7 +338,7 @@ def test_serve_config_v2_parses_with_rays_schema_and_builds_the_app():
 
 
 def test_a_typo_in_the_args_is_refused():
-    from deployments.config import AppArgs
+    from deployments.core.config import AppArgs
 
     args = serve_config_v2()["applications"][0]["args"]
     args["num_gpu"] = args.pop("num_gpus")
@@ -448,7 +448,7 @@ def pod_resources(group: dict) -> dict[str, float]:
 def replica_demands() -> dict[str, tuple[dict[str, float], int, int]]:
     """Per deployment: Ray resources per replica, min and max replicas, as Serve will run them."""
     from deployments.app import build_app
-    from deployments.config import AppArgs
+    from deployments.core.config import AppArgs
 
     (app,) = serve_config_v2()["applications"]
     code = deployment_options(build_app(AppArgs(**app["args"])))

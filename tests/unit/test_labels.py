@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from deployments.errors import LabelHeadMismatchError
-from deployments.labels import BUNDLED_LABELS_DIR, LabelSet, load_sub_to_main
+from deployments.core.errors import LabelHeadMismatchError
+from deployments.core.labels import BUNDLED_LABELS_DIR, LabelSet, load_sub_to_main
 
 
 def test_bundled_release_has_published_sizes():

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from deployments.errors import LabelHeadMismatchError, ModelUnavailableError
-from deployments.inference import BatchClassifier
-from deployments.loading import load_labels, load_model, resolve_checkpoint
-from deployments.windowing import TokenWindows
+from deployments.core.errors import LabelHeadMismatchError, ModelUnavailableError
+from deployments.core.inference import BatchClassifier
+from deployments.core.loading import load_labels, load_model, resolve_checkpoint
+from deployments.core.windowing import TokenWindows
 
 
 def test_tiny_checkpoint_has_the_hub_layout(tiny_checkpoint):

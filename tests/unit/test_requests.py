@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from deployments.errors import ServiceError
+from deployments.core.errors import ServiceError
 from deployments.requests import check_content_type, decode_json, parse_batch, parse_classify
 
 

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from deployments.config import DEFAULT_CRITICAL_SUB_CATEGORIES, RoutingArgs
-from deployments.labels import BUNDLED_LABELS_DIR, LabelSet
-from deployments.routing import RoutingPolicy, classify_probabilities, queue_slug
+from deployments.core.config import DEFAULT_CRITICAL_SUB_CATEGORIES, RoutingArgs
+from deployments.core.labels import BUNDLED_LABELS_DIR, LabelSet
+from deployments.core.routing import RoutingPolicy, classify_probabilities, queue_slug
 
 LABELS = LabelSet.from_dir(BUNDLED_LABELS_DIR)
 

@@ -1,6 +1,6 @@
 import pytest
 
-from deployments.text import normalize_narrative
+from deployments.core.text import normalize_narrative
 
 
 @pytest.mark.parametrize(

@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
-from deployments.corpus import generate_corpus, write_jsonl
-from deployments.labels import TASKS
-from deployments.loading import load_labels, load_model, load_tokenizer
-from deployments.training import (
+from training.corpus import generate_corpus, write_jsonl
+from deployments.core.labels import TASKS
+from deployments.core.loading import load_labels, load_model, load_tokenizer
+from training.finetune import (
     TrainConfig,
     cache_lower_states,
     encode_narratives,

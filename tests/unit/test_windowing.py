@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from deployments.windowing import TokenWindows, tokenize_windows, window_spans
+from deployments.core.windowing import TokenWindows, tokenize_windows, window_spans
 
 
 @pytest.mark.parametrize("n", [1, 5, 509, 510, 511, 1000, 1020, 5000])

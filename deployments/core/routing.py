@@ -13,8 +13,8 @@ from typing import Mapping
 
 import numpy as np
 
-from deployments.config import RoutingArgs
-from deployments.labels import PRIORITY_NAMES, TASKS, LabelSet
+from deployments.core.config import RoutingArgs
+from deployments.core.labels import PRIORITY_NAMES, TASKS, LabelSet
 
 
 @dataclass(frozen=True)

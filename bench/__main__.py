@@ -1,7 +1,7 @@
 """Side-by-side throughput and latency benchmark, in one run on one machine.
 
-    python -m clients.bench [--quick] [--out FILE.json] [--checkpoint DIR]
-    python -m clients.bench --agreement [--checkpoint DIR]
+    python -m bench [--quick] [--out FILE.json] [--checkpoint DIR]
+    python -m bench --agreement [--checkpoint DIR]
 
 Phases, all on the same checkpoint (``base``: the real model's size) and corpus:
 
@@ -164,10 +164,10 @@ class Corpus:
 
 
 def make_corpus(checkpoint: Path, n: int, seed: int = 0) -> Corpus:
-    from deployments.corpus import benchmark_corpus
-    from deployments.loading import load_tokenizer
-    from deployments.preprocess import NarrativeTokenizer
-    from deployments.text import normalize_narrative
+    from training.corpus import benchmark_corpus
+    from deployments.core.loading import load_tokenizer
+    from deployments.core.preprocess import NarrativeTokenizer
+    from deployments.core.text import normalize_narrative
 
     narratives = benchmark_corpus(n, seed)
     tok = NarrativeTokenizer(load_tokenizer(checkpoint))
@@ -182,10 +182,10 @@ def run_bare(checkpoint: Path, corpus: Corpus, dtype: str, threads: int, setting
     """Our batched forward path, in-process; the best of a few batch settings."""
     import torch
 
-    from deployments.config import AppArgs
-    from deployments.inference import BatchClassifier
-    from deployments.loading import load_tokenizer
-    from deployments.preprocess import NarrativeTokenizer, prepare_cases
+    from deployments.core.config import AppArgs
+    from deployments.core.inference import BatchClassifier
+    from deployments.core.loading import load_tokenizer
+    from deployments.core.preprocess import NarrativeTokenizer, prepare_cases
 
     backend = BatchClassifier.load(str(checkpoint), accelerator="auto", dtype=dtype, torch_threads=threads)
     tok = NarrativeTokenizer(load_tokenizer(checkpoint))
@@ -489,12 +489,12 @@ def run_litserve(checkpoint: Path, corpus: Corpus, dtype: str, threads: int, qui
 
 def run_agreement(checkpoint: Path, corpus: Corpus, dtype: str, threads: int) -> dict:
     """Share of identical labels, and the largest confidence gap, between fp32 and ``dtype``."""
-    from deployments.config import AppArgs, RoutingArgs
-    from deployments.inference import BatchClassifier
-    from deployments.loading import load_tokenizer
-    from deployments.postprocess import CaseAssembler
-    from deployments.preprocess import NarrativeTokenizer, prepare_cases
-    from deployments.routing import RoutingPolicy
+    from deployments.core.config import AppArgs, RoutingArgs
+    from deployments.core.inference import BatchClassifier
+    from deployments.core.loading import load_tokenizer
+    from deployments.core.postprocess import CaseAssembler
+    from deployments.core.preprocess import NarrativeTokenizer, prepare_cases
+    from deployments.core.routing import RoutingPolicy
 
     tok = NarrativeTokenizer(load_tokenizer(checkpoint))
     defaults = AppArgs()
@@ -564,11 +564,11 @@ def markdown(result: dict) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m clients.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short phases: under 5 minutes on 2 cores")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "bench.json")
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT,
-                        help="built with `python -m deployments.checkpoint --size base` if absent")
+                        help="built with `python -m training.checkpoint --size base` if absent")
     parser.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--phases", default="bare,seed_recipe,pipeline,litserve",
@@ -580,8 +580,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if not (args.checkpoint / "config.json").is_file():
         say(f"building the base checkpoint at {args.checkpoint}")
-        from deployments.checkpoint import build_random
-        from deployments.labels import BUNDLED_LABELS_DIR, LabelSet
+        from training.checkpoint import build_random
+        from deployments.core.labels import BUNDLED_LABELS_DIR, LabelSet
 
         build_random("base", args.checkpoint, LabelSet.from_dir(BUNDLED_LABELS_DIR))
     n = args.cases or (300 if args.quick else 1000)
@@ -596,7 +596,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import torch
 
-    from deployments.loading import resolve_device, resolve_dtype
+    from deployments.core.loading import resolve_device, resolve_dtype
 
     phases = set(args.phases.split(","))
     out_dir = args.out.parent
@@ -604,7 +604,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     dtype_name = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[
         resolve_dtype(args.dtype, resolve_device("auto"))]
     result: dict = {
-        "command": "python -m clients.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
         "commit": git_commit(), "cpu": cpu_name(), "gpu": gpu_name(), "dtype": dtype_name,
         "torch_threads": args.threads, "cases_in_corpus": n,
         "tokens_per_case_median": corpus.median_tokens, "share_over_512_tokens": round(corpus.share_over_512, 3),

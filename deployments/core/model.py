@@ -3,7 +3,7 @@
 The first token's hidden state → ``pre_classifier`` → ReLU → dropout → four
 linear heads. Parameter names match the published checkpoint
 (``distilbert.*``, ``pre_classifier.*``, ``classifier_*.*``). Loading lives in
-``deployments.loading``; this module only defines the network.
+``deployments.core.loading``; this module only defines the network.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from transformers import DistilBertConfig, DistilBertModel
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.models.distilbert.modeling_distilbert import DistilBertPreTrainedModel
 
-from deployments.labels import TASKS
+from deployments.core.labels import TASKS
 
 # Head attribute per task, in the checkpoint's names.
 HEAD_NAMES = {

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from deployments.errors import LabelHeadMismatchError
+from deployments.core.errors import LabelHeadMismatchError
 
 # File name per task, in the Hub repo's layout. The order is the model's head order.
 LABEL_FILES: dict[str, str] = {
@@ -19,7 +19,7 @@ LABEL_FILES: dict[str, str] = {
 TASKS: tuple[str, ...] = tuple(LABEL_FILES)
 
 # Where the copied release lives inside the project.
-BUNDLED_LABELS_DIR = Path(__file__).resolve().parents[1] / "data" / "labels" / "openchs-2025-09"
+BUNDLED_LABELS_DIR = Path(__file__).resolve().parents[2] / "data" / "labels" / "openchs-2025-09"
 
 PRIORITY_NAMES = {1: "Low", 2: "Medium", 3: "High"}
 

@@ -12,10 +12,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from deployments.aggregation import aggregate_windows
-from deployments.labels import TASKS, LabelSet
-from deployments.preprocess import CasePlan
-from deployments.routing import Classification, Prediction, Routing, RoutingPolicy, classify_probabilities
+from deployments.core.aggregation import aggregate_windows
+from deployments.core.labels import TASKS, LabelSet
+from deployments.core.preprocess import CasePlan
+from deployments.core.routing import Classification, Prediction, Routing, RoutingPolicy, classify_probabilities
 
 RESULT_TASKS = ("main_category", "sub_category", "sub_category_2", "intervention", "priority")
 

@@ -1,7 +1,7 @@
 """Fine-tune the multi-task classifier: the model card's recipe, small and readable.
 
 The recipe: the narrative normalized exactly as serving does
-(``deployments.text.normalize_narrative``), the sum of the four tasks'
+(``deployments.core.text.normalize_narrative``), the sum of the four tasks'
 cross-entropies, AdamW with weight decay 0.01, a linear warm-up then decay,
 gradients clipped to norm 1.0 (the Hugging Face Trainer's default).
 Seeded: the same examples, seed and device give the same weights.
@@ -9,7 +9,7 @@ Seeded: the same examples, seed and device give the same weights.
 Operators fine-tune the real model on their own labelled export with it
 (a GPU is advised; see docs/demo-model.md)::
 
-    python -m deployments.training --base openchs/cls-gbv-distilbert-v1 \\
+    python -m training.finetune --base openchs/cls-gbv-distilbert-v1 \\
         --train export.jsonl --out models/ours --epochs 3 --device cuda [--eval heldout.jsonl]
 
 Each line of the JSONL is ``{"narrative": ..., "main_category": ...,
@@ -40,13 +40,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from deployments.labels import TASKS, LabelSet
-from deployments.model import HEAD_NAMES, MultiTaskDistilBert
-from deployments.text import normalize_narrative
+from deployments.core.labels import TASKS, LabelSet
+from deployments.core.model import HEAD_NAMES, MultiTaskDistilBert
+from deployments.core.text import normalize_narrative
 
 
 class Labelled(Protocol):
-    """One training example: what ``deployments.corpus.LabelledNarrative`` holds."""
+    """One training example: what ``training.corpus.LabelledNarrative`` holds."""
 
     narrative: str
     main_category: str
@@ -332,7 +332,7 @@ def train(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m deployments.training",
+        prog="python -m training.finetune",
         description="Fine-tune a multi-task OpenCHS checkpoint on a labelled JSONL export; write the Hub layout.",
     )
     parser.add_argument("--base", required=True, help="checkpoint directory or Hub repo id to start from")
@@ -354,9 +354,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
-    from deployments.checkpoint import save_checkpoint
-    from deployments.evaluation import read_labelled_jsonl
-    from deployments.loading import load_labels, load_model, load_tokenizer, resolve_checkpoint
+    from training.checkpoint import save_checkpoint
+    from training.evaluation import read_labelled_jsonl
+    from deployments.core.loading import load_labels, load_model, load_tokenizer, resolve_checkpoint
 
     device = args.device
     if device == "auto":
@@ -390,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{result.steps} steps in {result.seconds:.0f}s, last loss {result.losses[-1]:.3f}; wrote {args.out}",
           file=sys.stderr)
     if args.eval is not None:
-        from deployments.evaluation import evaluate_checkpoint
+        from training.evaluation import evaluate_checkpoint
 
         report = evaluate_checkpoint(args.out, read_labelled_jsonl(args.eval), device=device)
         report["file"] = str(args.eval)

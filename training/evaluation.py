@@ -89,8 +89,8 @@ def _check(gold: Sequence, predicted: Sequence) -> None:
 
 
 def read_labelled_jsonl(path: str | Path) -> list:
-    """Labelled narratives (``deployments.corpus.LabelledNarrative``) from JSONL."""
-    from deployments.corpus import load_jsonl
+    """Labelled narratives (``training.corpus.LabelledNarrative``) from JSONL."""
+    from training.corpus import load_jsonl
 
     return load_jsonl(path)
 
@@ -104,12 +104,12 @@ def evaluate_checkpoint(
     Ray deployments (``AppArgs`` defaults), without Ray. Returns
     :func:`evaluation_report` of the predictions.
     """
-    from deployments.config import RoutingArgs
-    from deployments.inference import BatchClassifier
-    from deployments.loading import load_tokenizer
-    from deployments.postprocess import CaseAssembler
-    from deployments.preprocess import NarrativeTokenizer, prepare_cases
-    from deployments.routing import RoutingPolicy
+    from deployments.core.config import RoutingArgs
+    from deployments.core.inference import BatchClassifier
+    from deployments.core.loading import load_tokenizer
+    from deployments.core.postprocess import CaseAssembler
+    from deployments.core.preprocess import NarrativeTokenizer, prepare_cases
+    from deployments.core.routing import RoutingPolicy
 
     accelerator = "cuda" if str(device).startswith("cuda") else "cpu"
     backend = BatchClassifier.load(str(path), accelerator=accelerator, dtype="fp32")

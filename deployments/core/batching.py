@@ -16,7 +16,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from deployments.windowing import TokenWindows
+from deployments.core.windowing import TokenWindows
 
 # (ids, attention_mask) int64 (rows, cols) → task → probabilities (rows, n_labels)
 ForwardFn = Callable[[np.ndarray, np.ndarray], Mapping[str, np.ndarray]]

@@ -60,9 +60,9 @@ Narrative lengths
 
 Command line::
 
-    python -m deployments.corpus --n 2000 --seed 0 --out FILE.jsonl
-    python -m deployments.corpus --benchmark 500 --seed 0 --out bench.jsonl
-    python -m deployments.corpus --n 2000 --stats
+    python -m training.corpus --n 2000 --seed 0 --out FILE.jsonl
+    python -m training.corpus --benchmark 500 --seed 0 --out bench.jsonl
+    python -m training.corpus --n 2000 --stats
 """
 
 from __future__ import annotations
@@ -884,7 +884,7 @@ def corpus_stats(items: Sequence[LabelledNarrative]) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m deployments.corpus", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m training.corpus", description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=2000, help="number of labelled narratives to generate")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, help="write labelled JSONL here")

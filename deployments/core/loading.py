@@ -18,9 +18,9 @@ from typing import Any
 import torch
 from transformers import AutoTokenizer, DistilBertConfig, PreTrainedTokenizerBase
 
-from deployments.errors import ModelUnavailableError
-from deployments.labels import LabelSet
-from deployments.model import MultiTaskDistilBert, head_sizes_from_state_dict
+from deployments.core.errors import ModelUnavailableError
+from deployments.core.labels import LabelSet
+from deployments.core.model import MultiTaskDistilBert, head_sizes_from_state_dict
 
 logger = logging.getLogger("ray.serve")
 
@@ -31,7 +31,7 @@ HUB_FILE_PATTERNS = ["*.json", "*.txt", "*.safetensors", "pytorch_model.bin", "*
 
 HOW_TO_FIX = (
     "Point CHS_MODEL (or the 'model' argument) at a local checkpoint directory, for example "
-    "`python -m deployments.checkpoint --size demo --out models/demo` and then CHS_MODEL=models/demo."
+    "`python -m training.checkpoint --size demo --out models/demo` and then CHS_MODEL=models/demo."
 )
 
 

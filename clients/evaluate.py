@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from clients.client import DEFAULT_URL, URL_ENV, HelplineClient, HelplineError
-from training.evaluation import TASKS, evaluation_report
+from clients.scoring import TASKS, evaluation_report
 
 REQUIRED = ("narrative",) + TASKS
 

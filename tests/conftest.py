@@ -28,6 +28,17 @@ SHARED_DIR = REPO_ROOT.parent / "shared"
 APP_NAME = "helpline"
 
 
+# Each folder is one kind of test, with a marker of its name: `pytest -m unit`, `-m "not e2e"`.
+TEST_KINDS = ("unit", "integration", "e2e", "deploy")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        kind = Path(str(item.fspath)).relative_to(REPO_ROOT / "tests").parts[0]
+        if kind in TEST_KINDS:
+            item.add_marker(getattr(pytest.mark, kind))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

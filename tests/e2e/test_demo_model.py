@@ -14,7 +14,7 @@ import pytest
 
 from training.corpus import load_heldout
 from training.demo import DEMO_NOTE
-from training.evaluation import TASKS, evaluation_report
+from clients.scoring import TASKS, evaluation_report
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 from training.corpus import generate_corpus
-from training.evaluation import TASKS
+from clients.scoring import TASKS
 
 
 def run_evaluate(*args: str) -> subprocess.CompletedProcess:

@@ -4,14 +4,8 @@ import json
 
 import pytest
 
-from training.evaluation import (
-    accuracy,
-    confused_pairs,
-    evaluation_report,
-    macro_f1,
-    per_class_f1,
-    read_labelled_jsonl,
-)
+from clients.scoring import accuracy, confused_pairs, evaluation_report, macro_f1, per_class_f1
+from training.evaluation import read_labelled_jsonl
 
 # Six cases, three classes.
 GOLD = ["A", "A", "A", "B", "B", "C"]

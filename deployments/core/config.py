@@ -52,6 +52,11 @@ class RoutingArgs(_Strict):
         default_factory=dict, description="Main category → queue name; unlisted categories get a slug of their name."
     )
     default_queue: str = "general"
+    taxonomy_mismatch: Literal["review", "off"] = Field(
+        "review",
+        description="'review': a sub category whose parent (the checkpoint's sub_to_main.json) is not the "
+        "predicted main category sends the case to human review, with a reason naming both.",
+    )
 
 
 class AppArgs(_Strict):

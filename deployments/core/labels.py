@@ -1,11 +1,16 @@
-"""The four label lists of a checkpoint: index i of a list is output i of a head."""
+"""The four label lists of a checkpoint (index i of a list is output i of a head), and its taxonomy.
+
+The taxonomy (``sub_to_main.json``, sub category → main category, as OpenCHS's
+trainer derives it) is optional in a checkpoint: without it the service serves
+as before and routing skips the consistency check.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Optional
 
 from deployments.core.errors import LabelHeadMismatchError
 
@@ -17,6 +22,7 @@ LABEL_FILES: dict[str, str] = {
     "priority": "priorities.json",
 }
 TASKS: tuple[str, ...] = tuple(LABEL_FILES)
+TAXONOMY_FILE = "sub_to_main.json"
 
 # Where the copied release lives inside the project.
 BUNDLED_LABELS_DIR = Path(__file__).resolve().parents[2] / "data" / "labels" / "openchs-2025-09"
@@ -30,6 +36,8 @@ class LabelSet:
     sub_category: tuple[str, ...]
     intervention: tuple[str, ...]
     priority: tuple[int, ...]
+    # Sub category → its main category; None when the checkpoint ships no taxonomy.
+    sub_to_main: Optional[Mapping[str, str]] = field(default=None, hash=False)
 
     @classmethod
     def from_dir(cls, directory: str | Path) -> "LabelSet":
@@ -43,17 +51,29 @@ class LabelSet:
             if not isinstance(values, list) or not values:
                 raise ValueError(f"{path.name} must hold a non-empty JSON list")
             lists[task] = values
-        return cls.from_lists(lists)
+        taxonomy = directory / TAXONOMY_FILE
+        sub_to_main = json.loads(taxonomy.read_text(encoding="utf-8")) if taxonomy.is_file() else None
+        return cls.from_lists(lists, sub_to_main)
 
     @classmethod
-    def from_lists(cls, lists: Mapping[str, list]) -> "LabelSet":
+    def from_lists(cls, lists: Mapping[str, list], sub_to_main: Optional[Mapping[str, str]] = None) -> "LabelSet":
         priority = tuple(int(p) for p in lists["priority"])
+        main = tuple(str(x) for x in lists["main_category"])
+        sub = tuple(str(x) for x in lists["sub_category"])
         return cls(
-            main_category=tuple(str(x) for x in lists["main_category"]),
-            sub_category=tuple(str(x) for x in lists["sub_category"]),
+            main_category=main,
+            sub_category=sub,
             intervention=tuple(str(x) for x in lists["intervention"]),
             priority=priority,
+            sub_to_main=_checked_taxonomy(sub_to_main, main, sub),
         )
+
+    def with_taxonomy(self, sub_to_main: Optional[Mapping[str, str]]) -> "LabelSet":
+        return LabelSet.from_lists(self.to_json(), sub_to_main)
+
+    def parent_of(self, sub_category: str) -> Optional[str]:
+        """The main category a sub category belongs to, or None without a taxonomy."""
+        return self.sub_to_main.get(sub_category) if self.sub_to_main else None
 
     def for_task(self, task: str) -> tuple:
         return getattr(self, task)
@@ -66,6 +86,9 @@ class LabelSet:
         directory.mkdir(parents=True, exist_ok=True)
         for task, filename in LABEL_FILES.items():
             (directory / filename).write_text(json.dumps(list(self.for_task(task)), indent=1), encoding="utf-8")
+        if self.sub_to_main:
+            (directory / TAXONOMY_FILE).write_text(json.dumps(dict(self.sub_to_main), indent=1, sort_keys=True),
+                                                   encoding="utf-8")
 
     def check_heads(self, head_sizes: Mapping[str, int]) -> None:
         """Refuse a checkpoint whose heads do not match its label files."""
@@ -83,4 +106,16 @@ class LabelSet:
 
 
 def load_sub_to_main(directory: str | Path = BUNDLED_LABELS_DIR) -> dict[str, str]:
-    return json.loads((Path(directory) / "sub_to_main.json").read_text(encoding="utf-8"))
+    return json.loads((Path(directory) / TAXONOMY_FILE).read_text(encoding="utf-8"))
+
+
+def _checked_taxonomy(sub_to_main: Optional[Mapping[str, str]], main: tuple[str, ...],
+                      sub: tuple[str, ...]) -> Optional[dict[str, str]]:
+    """Only the entries these label lists can use: a release's map may name other releases' labels."""
+    if sub_to_main is None:
+        return None
+    if not isinstance(sub_to_main, Mapping):
+        raise ValueError(f"{TAXONOMY_FILE} must hold a JSON object of sub category → main category")
+    known_main, known_sub = set(main), set(sub)
+    kept = {str(s): str(m) for s, m in sub_to_main.items() if str(s) in known_sub and str(m) in known_main}
+    return kept or None

@@ -93,8 +93,21 @@ class RoutingPolicy:
                 f"Confidence in {task.replace('_', ' ')} is {c.for_task(task).confidence:.2f}, "
                 f"under the review threshold {self.config.review_threshold:.2f}."
             )
-        human_review = escalate or bool(low)
+        mismatch = self._taxonomy_mismatch(c)
+        if mismatch:
+            reasons.append(mismatch)
+        human_review = escalate or bool(low) or bool(mismatch)
         if escalate:
             reasons.append("Escalated cases always get human review.")
         queue = self.queues.get(str(c.main_category.label), self.config.default_queue)
         return Routing(queue=queue, escalate=escalate, human_review=human_review, reasons=reasons)
+
+    def _taxonomy_mismatch(self, c: Classification) -> str | None:
+        """The model card's "sub-category confusion": two heads that contradict the taxonomy need a human."""
+        if self.config.taxonomy_mismatch == "off":
+            return None
+        parent = self.labels.parent_of(str(c.sub_category.label))
+        if parent is None or parent == c.main_category.label:
+            return None
+        return (f"Sub category '{c.sub_category.label}' belongs to '{parent}', "
+                f"but the main category is '{c.main_category.label}'.")

@@ -42,3 +42,25 @@ def test_head_mismatch_names_both_numbers():
 def test_missing_label_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="main_categories.json"):
         LabelSet.from_dir(tmp_path)
+
+
+def test_taxonomy_is_read_written_and_filtered_to_these_labels(tmp_path):
+    bundled = LabelSet.from_dir(BUNDLED_LABELS_DIR)
+    assert bundled.sub_to_main == load_sub_to_main()
+    bundled.write(tmp_path / "with")
+    assert json.loads((tmp_path / "with" / "sub_to_main.json").read_text()) == load_sub_to_main()
+    assert LabelSet.from_dir(tmp_path / "with") == bundled
+    # A label set of another release keeps only the entries its own lists can use.
+    smaller = LabelSet.from_lists(
+        {"main_category": ["Advice and Counselling"], "sub_category": ["Bullying", "Other"],
+         "intervention": ["i"], "priority": [1, 2, 3]},
+        {"Bullying": "Advice and Counselling", "Other": "Not In This Release", "Gone": "Advice and Counselling"},
+    )
+    assert smaller.sub_to_main == {"Bullying": "Advice and Counselling"}
+
+
+def test_a_checkpoint_without_a_taxonomy_loads_without_one(tmp_path):
+    bare = LabelSet.from_lists(LabelSet.from_dir(BUNDLED_LABELS_DIR).to_json())
+    bare.write(tmp_path)
+    assert not (tmp_path / "sub_to_main.json").exists()
+    assert LabelSet.from_dir(tmp_path).sub_to_main is None

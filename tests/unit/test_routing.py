@@ -78,3 +78,39 @@ def test_policy_is_data():
 def test_queue_slugs():
     assert queue_slug("Child Maintenance & Custody") == "child-maintenance-custody"
     assert queue_slug("VANE") == "vane"
+
+
+def test_a_sub_category_that_contradicts_its_main_category_goes_to_review_naming_both():
+    assert LABELS.parent_of("Bullying") == "Advice and Counselling"
+    c, r = decide(probs_for("VANE", "Bullying", "Counselling", 2, 0.95))
+    assert r.human_review and not r.escalate
+    assert r.reasons == ["Sub category 'Bullying' belongs to 'Advice and Counselling', but the main category is 'VANE'."]
+
+
+def test_a_consistent_pair_needs_no_review():
+    _, r = decide(probs_for("Advice and Counselling", "Bullying", "Counselling", 2, 0.95))
+    assert not r.human_review and r.reasons == []
+
+
+def test_taxonomy_mismatch_off_leaves_the_decision_to_the_other_rules():
+    _, r = decide(probs_for("VANE", "Bullying", "Counselling", 2, 0.95), taxonomy_mismatch="off")
+    assert not r.human_review and r.reasons == []
+
+
+def test_without_a_taxonomy_the_check_is_skipped():
+    bare = LabelSet.from_lists(LABELS.to_json())
+    assert bare.sub_to_main is None and bare.parent_of("Bullying") is None
+    policy = RoutingPolicy(RoutingArgs(), bare)
+    c = classify_probabilities(probs_for("VANE", "Bullying", "Counselling", 2, 0.95), bare)
+    assert not policy.decide(c).human_review
+
+
+def test_a_mismatch_adds_to_an_escalation_rather_than_replacing_it():
+    _, r = decide(probs_for("Advice and Counselling", "Sexual Abuse", "Referral", 3, 0.95))
+    assert r.escalate and r.human_review
+    assert any(reason.startswith("Sub category 'Sexual Abuse' belongs to") for reason in r.reasons)
+
+
+def test_unknown_taxonomy_value_is_refused():
+    with pytest.raises(ValueError):
+        RoutingArgs(taxonomy_mismatch="maybe")

@@ -3,41 +3,38 @@
     HTTP → Preprocessor (ingress) → Classifier (batched model) → Router → back to the caller
 
 Each deployment is a thin shell: its constructor loads state, its methods are
-the request path, and the logic it calls lives in Ray-free modules.
+the request path, and the logic it calls lives in Ray-free modules. The HTTP
+contract (request and response models, the OpenAPI document) is
+``deployments/core/contract.py``; the ingress's HTTP plumbing (routing, body limits,
+errors as responses) is ``deployments/ingress.py``; the metrics are declared in
+``deployments/metrics.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import math
 import time
-import uuid
-from typing import Any
 
 import ray
 from ray import serve
-from ray.exceptions import RayActorError, RayTaskError
-from ray.serve import metrics
-from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
 from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
+from deployments.core import contract
 from deployments.core.auth import ApiKeys
 from deployments.core.batching import window_count
 from deployments.core.config import AppArgs, BatchingArgs, RoutingArgs
 from deployments.core.errors import ModelVersionMismatchError, ServiceError
 from deployments.core.inference import BatchClassifier
-from deployments.core.labels import TASKS
 from deployments.core.loading import load_labels, load_tokenizer, read_checkpoint_info, resolve_checkpoint
-from deployments.openapi import build_openapi
 from deployments.core.postprocess import CaseAssembler, concat_window_probs
 from deployments.core.preprocess import NarrativeTokenizer, prepare_cases
-from deployments.requests import check_content_type, decode_json, parse_batch, parse_classify
 from deployments.core.routing import RoutingPolicy
 from deployments.core.windowing import TokenWindows
+from deployments.ingress import HttpIngress, backend_error
+from deployments.metrics import ClassifierMetrics, RouterMetrics
 
 logger = logging.getLogger("ray.serve")
 
@@ -45,9 +42,6 @@ logger = logging.getLogger("ray.serve")
 # serve_config.yaml sets the same; these are the defaults for a bare `serve.run(build_app(...))`.
 BACKPRESSURE = {"status_code": 503, "retry_after_s": 1}
 
-CONFIDENCE_BUCKETS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99]
-SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
-TOKEN_BUCKETS = [64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384]
 # The key, in each classifier result, naming the model that computed it.
 MODEL_KEY = "model"
 
@@ -83,22 +77,13 @@ class Classifier:
         self.model_key = model_key(self.backend.info)
         self.windows_per_call = windows_per_call
         self.batching = BatchingArgs()
-        self.batch_size = metrics.Histogram(
-            "chs_batch_size", description="Model windows per forward pass.", boundaries=SIZE_BUCKETS
-        )
-        self.batch_tokens = metrics.Histogram(
-            "chs_batch_tokens", description="Real (unpadded) tokens per forward pass.", boundaries=TOKEN_BUCKETS
-        )
+        self.metrics = ClassifierMetrics()
 
     def reconfigure(self, user_config: dict) -> None:
         self.batching = BatchingArgs(**user_config)
         # Ray refuses a call larger than a batch; never go below what the ingress sends.
         self.classify.set_max_batch_size(max(self.batching.max_batch_size, self.windows_per_call))
         self.classify.set_batch_wait_timeout_s(self.batching.batch_wait_timeout_s)
-
-    def _record(self, rows: int, tokens: int) -> None:
-        self.batch_size.observe(rows)
-        self.batch_tokens.observe(tokens)
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, batch_size_fn=window_count)
     async def classify(self, requests: list[TokenWindows]) -> list[dict]:
@@ -108,7 +93,7 @@ class Classifier:
             requests,
             max_rows=self.batching.max_batch_size,
             max_tokens=self.batching.max_batch_tokens,
-            on_microbatch=self._record,
+            on_microbatch=self.metrics.record_forward,
         )
         return [{**p, MODEL_KEY: self.model_key} for p in probs]
 
@@ -130,18 +115,7 @@ class Router:
         self.model_key = model_key(read_checkpoint_info(path, model, revision))
         policy = RoutingPolicy(RoutingArgs(**routing), labels)
         self.assembler = CaseAssembler(labels, policy, aggregation, priority_aggregation)
-        self.cases = metrics.Counter(
-            "chs_cases_total", description="Cases classified.", tag_keys=("main_category", "priority", "queue")
-        )
-        self.escalations = metrics.Counter("chs_escalations_total", description="Cases escalated.")
-        self.human_review = metrics.Counter("chs_human_review_total", description="Cases sent to human review.")
-        self.confidence = metrics.Histogram(
-            "chs_confidence", description="Top-label confidence per task.", boundaries=CONFIDENCE_BUCKETS,
-            tag_keys=("task",),
-        )
-        self.chunks = metrics.Histogram(
-            "chs_chunks_per_case", description="Model windows per case.", boundaries=SIZE_BUCKETS
-        )
+        self.metrics = RouterMetrics()
 
     async def route(self, plans: list, ingress_model: str, *window_probs: dict) -> list[dict]:
         computed_by = {p.pop(MODEL_KEY, None) for p in window_probs}
@@ -149,75 +123,12 @@ class Router:
             # Mid-update: labels from one version, probabilities from another. The ingress answers 503.
             raise ModelVersionMismatchError("the stages of this request ran different model versions")
         results = self.assembler.assemble(plans, concat_window_probs(window_probs))
-        for body, c, r in results:
-            self.cases.inc(tags={"main_category": str(c.main_category.label), "priority": str(c.priority.label),
-                                 "queue": r.queue})
-            if r.escalate:
-                self.escalations.inc()
-            if r.human_review:
-                self.human_review.inc()
-            for task in TASKS:
-                self.confidence.observe(c.for_task(task).confidence, tags={"task": task})
-            self.chunks.observe(body["chunks"])
+        for body, classification, routing in results:
+            self.metrics.record_case(classification, routing, body["chunks"])
         return [body for body, _, _ in results]
 
     def ready(self) -> bool:
         return True
-
-
-def _causes(exc: BaseException | None):
-    """``exc`` and what it wraps: Serve raises a replica's death upstream as a plain
-    RayServeException whose ``__cause__`` is the ActorDiedError."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        wrapped = exc.__cause__ or getattr(exc, "cause", None)  # RayTaskError.cause: the remote exception
-        exc = wrapped if isinstance(wrapped, BaseException) else None
-
-
-def backend_error(exc: BaseException) -> ServiceError:
-    """Map what a downstream call can raise to the service's error type."""
-    if isinstance(exc, ServiceError):
-        return exc
-    for cause in _causes(exc):
-        if isinstance(cause, BackPressureError):
-            # The status and delay the full deployment's backpressure_config asks for.
-            retry_after = cause.retry_after_s if cause.retry_after_s is not None else 1
-            return ServiceError.overloaded(retry_after_s=math.ceil(retry_after), status=cause.status_code)
-        if isinstance(cause, (asyncio.TimeoutError, TimeoutError)):
-            return ServiceError.timeout()
-        if isinstance(cause, (RayActorError, DeploymentUnavailableError, ReplicaUnavailableError)):
-            return ServiceError.unavailable("A model replica went away; retry.", retry_after_s=1)
-        if isinstance(cause, ModelVersionMismatchError):
-            return ServiceError.unavailable("The model is being updated; retry.", retry_after_s=1)
-    return ServiceError.backend()
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """Read at most ``limit`` bytes: an over-long body is refused before it is read whole."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            if int(declared) > limit:
-                raise ServiceError.too_large(f"The body is {int(declared)} bytes; the limit is {limit}.")
-        except ValueError:
-            raise ServiceError.bad_request("Content-Length is not a number.") from None
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ServiceError.too_large(f"The body is over the limit of {limit} bytes.")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _request_id(request: Request) -> str:
-    try:
-        rid = serve.context._get_serve_request_context().request_id
-    except Exception:
-        rid = ""
-    return request.headers.get("x-request-id") or rid or uuid.uuid4().hex
 
 
 @serve.deployment(
@@ -241,47 +152,20 @@ class Preprocessor:
         self.checkpoint = read_checkpoint_info(path, self.model_id, self.args.revision)
         self.classifier = classifier
         self.router = router
-        self.api_keys = ApiKeys.from_env()
-        self.openapi = build_openapi(self.args, self.labels)
-        self.model_ref = {"id": self.model_id, "revision": self.checkpoint.revision}
+        self.openapi = contract.build_openapi(self.args, self.labels)
+        self.model_ref = contract.ModelRef(id=self.model_id, revision=self.checkpoint.revision)
         self.model_key = model_key(self.checkpoint)
-        self.routes = {
-            "/classify": {"POST": self.classify},
-            "/classify/batch": {"POST": self.classify_batch},
-            "/health": {"GET": self.health},
-            "/info": {"GET": self.info},
-            "/openapi.json": {"GET": self.openapi_doc},
-        }
+        self.http = HttpIngress(
+            {"classify": self.classify, "classify_batch": self.classify_batch, "health": self.health,
+             "info": self.info, "openapi": self.openapi_doc},
+            api_keys=ApiKeys.from_env(), max_body_bytes=self.args.max_body_bytes,
+            limits=contract.Limits.of(self.args),
+        )
 
     async def __call__(self, request: Request) -> Response:
-        request_id = _request_id(request)
-        try:
-            methods = self.routes.get(request.url.path.rstrip("/") or "/")
-            if methods is None:
-                raise ServiceError.not_found(request.url.path)
-            handler = methods.get(request.method)
-            if handler is None:
-                raise ServiceError.method_not_allowed(request.method, list(methods))
-            if handler != self.health and not self.api_keys.allows(request.headers.get("authorization")):
-                raise ServiceError.unauthorized()
-            return await handler(request)
-        except ServiceError as err:
-            return self._error_response(err, request_id)
-        except Exception as exc:  # never a trace in the body, never the narrative in the log
-            logger.error("request %s failed: %s", request_id, type(exc).__name__)
-            return self._error_response(ServiceError.backend(), request_id)
+        return await self.http(request)
 
-    def _error_response(self, err: ServiceError, request_id: str) -> JSONResponse:
-        if err.status >= 500:
-            logger.warning("request %s answered %s %s", request_id, err.status, err.code)
-        # Ray's proxy already echoes the request id in the X-Request-ID header.
-        return JSONResponse(err.body(request_id), status_code=err.status, headers=err.headers)
-
-    async def _payload(self, request: Request) -> Any:
-        check_content_type(request.headers.get("content-type"))
-        return decode_json(await read_body(request, self.args.max_body_bytes))
-
-    async def _classify_cases(self, parsed) -> list[dict]:
+    async def _classify_cases(self, parsed: contract.ClassifyRequest | contract.BatchRequest) -> list[dict]:
         windows, plans = prepare_cases(
             parsed.narratives, self.tokenizer, max_length=self.args.max_length, overlap=self.args.window_overlap,
             truncate=self.args.long_narratives == "truncate", include_confidence=parsed.include_confidence,
@@ -315,64 +199,58 @@ class Preprocessor:
         except Exception as exc:
             raise backend_error(exc) from None
 
-    async def classify(self, request: Request) -> Response:
+    async def classify(self, parsed: contract.ClassifyRequest) -> contract.ClassifyResponse:
         started = time.perf_counter()
-        parsed = parse_classify(await self._payload(request), max_chars=self.args.max_narrative_chars)
         (case,) = await self._classify_cases(parsed)
-        return JSONResponse({"success": True, **case, "model": self.model_ref,
-                             "processing_time_seconds": round(time.perf_counter() - started, 6)})
+        return contract.ClassifyResponse(success=True, **case, model=self.model_ref,
+                                         processing_time_seconds=round(time.perf_counter() - started, 6))
 
-    async def classify_batch(self, request: Request) -> Response:
+    async def classify_batch(self, parsed: contract.BatchRequest) -> contract.BatchResponse:
         started = time.perf_counter()
-        parsed = parse_batch(await self._payload(request), max_chars=self.args.max_narrative_chars,
-                             max_items=self.args.max_batch_narratives)
         results = await self._classify_cases(parsed)
-        return JSONResponse({"success": True, "results": results, "model": self.model_ref,
-                             "processing_time_seconds": round(time.perf_counter() - started, 6)})
+        return contract.BatchResponse(success=True, results=results, model=self.model_ref,
+                                      processing_time_seconds=round(time.perf_counter() - started, 6))
 
     async def _downstream_ready(self) -> dict:
         try:
-            described, routed = await asyncio.wait_for(
+            described, _ = await asyncio.wait_for(
                 asyncio.gather(self.classifier.describe.remote(), self.router.ready.remote()), 10
             )
         except Exception:
             raise ServiceError.unavailable("The classifier or router is not ready.") from None
         return described
 
-    async def health(self, request: Request) -> Response:
+    async def health(self) -> contract.Health:
         await self._downstream_ready()
-        return JSONResponse({"status": "ok", "deployments": {"Preprocessor": "ready", "Classifier": "ready",
-                                                              "Router": "ready"}})
+        return contract.Health(status="ok", deployments={"Preprocessor": "ready", "Classifier": "ready",
+                                                         "Router": "ready"})
 
-    async def info(self, request: Request) -> Response:
+    async def info(self) -> contract.Info:
         described = await self._downstream_ready()
         ck = self.checkpoint
-        body = {
-            "model": {"id": ck.model_id, "revision": ck.revision, "untrained": ck.untrained},
-            "labels": self.labels.to_json(),
-            "max_length": self.args.max_length,
-            "window_overlap": self.args.window_overlap,
-            "aggregation": self.args.aggregation,
-            "priority_aggregation": self.args.priority_aggregation,
-            "long_narratives": self.args.long_narratives,
-            "device": described["device"],
-            "dtype": described["dtype"],
-            "limits": {
-                "max_narrative_chars": self.args.max_narrative_chars,
-                "max_body_bytes": self.args.max_body_bytes,
-                "max_batch_narratives": self.args.max_batch_narratives,
-                "max_batch_windows": self.args.max_batch_windows,
-            },
-            "auth": "api_key" if self.api_keys.enabled else "none",
-        }
-        if ck.note:
-            body["model"]["note"] = ck.note
-        if ck.evaluation is not None:
-            body["model"]["evaluation"] = ck.evaluation
-        return JSONResponse(body)
+        return contract.Info(
+            model=contract.ModelInfo(id=ck.model_id, revision=ck.revision, untrained=ck.untrained, note=ck.note or None,
+                                     evaluation=ck.evaluation),
+            labels=contract.Labels(**self.labels.to_json()),
+            max_length=self.args.max_length,
+            window_overlap=self.args.window_overlap,
+            aggregation=self.args.aggregation,
+            priority_aggregation=self.args.priority_aggregation,
+            long_narratives=self.args.long_narratives,
+            device=described["device"],
+            dtype=described["dtype"],
+            limits=contract.InfoLimits(
+                max_narrative_chars=self.args.max_narrative_chars,
+                max_body_bytes=self.args.max_body_bytes,
+                max_batch_narratives=self.args.max_batch_narratives,
+                max_batch_windows=self.args.max_batch_windows,
+            ),
+            auth="api_key" if self.http.api_keys.enabled else "none",
+            taxonomy=dict(self.labels.sub_to_main) if self.labels.sub_to_main else None,
+        )
 
-    async def openapi_doc(self, request: Request) -> Response:
-        return JSONResponse(self.openapi)
+    async def openapi_doc(self) -> dict:
+        return self.openapi
 
 
 def _cluster_has_gpus() -> bool:

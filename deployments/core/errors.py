@@ -1,8 +1,10 @@
 """The service's one error type.
 
-Every failure a caller can see is a ``ServiceError``. The ingress is the only
-place that turns it into an HTTP response (``{"success": false, "error":
-{"code", "message"}}``), so status codes and bodies cannot drift apart.
+Every failure a caller can see is a ``ServiceError``. The ingress
+(``deployments/ingress.py``) is the only place that turns it into an HTTP
+response, the contract's ``Error`` body (``{"success": false, "error":
+{"code", "message", "request_id"}}``), so status codes and bodies cannot
+drift apart.
 """
 
 from __future__ import annotations
@@ -71,12 +73,6 @@ class ServiceError(Exception):
     @classmethod
     def timeout(cls) -> "ServiceError":
         return cls(504, "timeout", "The classifier did not answer in time.")
-
-    def body(self, request_id: str | None = None) -> dict:
-        error = {"code": self.code, "message": self.message}
-        if request_id:
-            error["request_id"] = request_id
-        return {"success": False, "error": error}
 
 
 class ModelUnavailableError(RuntimeError):

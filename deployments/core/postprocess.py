@@ -2,7 +2,8 @@
 
 The router deployment calls ``CaseAssembler.assemble``: it splits the
 windows back into their cases, aggregates each case's windows, picks labels,
-applies the ``RoutingPolicy`` and renders the JSON shape of the API.
+applies the ``RoutingPolicy`` and renders each case as the contract's
+``CaseResult`` (``deployments/core/contract.py``), dumped to the JSON body.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from deployments.core import contract
 from deployments.core.aggregation import aggregate_windows
 from deployments.core.labels import TASKS, LabelSet
 from deployments.core.preprocess import CasePlan
@@ -26,12 +28,25 @@ def concat_window_probs(parts: Sequence[Mapping[str, np.ndarray]]) -> dict[str, 
     return {task: np.concatenate([p[task] for p in parts]) for task in TASKS}
 
 
-def render_classification(c: Classification, include_confidence: bool) -> dict:
-    def one(p: Prediction):
-        label = int(p.label) if isinstance(p.label, (int, np.integer)) else p.label
-        return {"label": label, "confidence": round(float(p.confidence), 6)} if include_confidence else label
+SUB_CATEGORY_TASKS = ("sub_category", "sub_category_2")
 
-    return {task: one(c.for_task(task)) for task in RESULT_TASKS}
+
+def render_classification(c: Classification, include_confidence: bool, labels: LabelSet) -> contract.Classification:
+    """The API's classification: each task as {label, confidence} (a sub category also with its
+    parent main category, from the taxonomy), or the bare label."""
+
+    def one(task: str):
+        p: Prediction = c.for_task(task)
+        label = int(p.label) if isinstance(p.label, (int, np.integer)) else p.label
+        if not include_confidence:
+            return label
+        if task == "priority":
+            return contract.PriorityPrediction(label=label, confidence=p.confidence)
+        if task in SUB_CATEGORY_TASKS:
+            return contract.SubCategoryPrediction(label=label, confidence=p.confidence, parent=labels.parent_of(label))
+        return contract.Prediction(label=label, confidence=p.confidence)
+
+    return contract.Classification(**{task: one(task) for task in RESULT_TASKS})
 
 
 class CaseAssembler:
@@ -59,25 +74,28 @@ class CaseAssembler:
             )
             classification = classify_probabilities(probs, self.labels)
             routing = self.policy.decide(classification)
-            body = {
-                "classification": render_classification(classification, plan.include_confidence),
-                "routing": asdict(routing),
-                "chunks": plan.n_windows,
-                "truncated": plan.truncated,
-                "tokens": plan.n_tokens,
-            }
+            chunk_details = None
             if plan.include_chunks:
-                body["chunk_details"] = [
-                    {
-                        "index": i,
-                        "token_span": [span.start, span.end],
-                        "classification": render_classification(
+                chunk_details = [
+                    contract.ChunkDetail(
+                        index=i,
+                        token_span=[span.start, span.end],
+                        classification=render_classification(
                             classify_probabilities({t: case[t][i] for t in TASKS}, self.labels),
                             plan.include_confidence,
+                            self.labels,
                         ),
-                    }
+                    )
                     for i, span in enumerate(plan.spans)
                 ]
+            body = contract.CaseResult(
+                classification=render_classification(classification, plan.include_confidence, self.labels),
+                routing=contract.Routing(**asdict(routing)),
+                chunks=plan.n_windows,
+                truncated=plan.truncated,
+                tokens=plan.n_tokens,
+                chunk_details=chunk_details,
+            ).model_dump()
             out.append((body, classification, routing))
             start = stop
         return out

@@ -1,19 +1,20 @@
 """k8s/grafana-dashboard.json queries only metrics that exist under the names they are exported as.
 
-The chs_* names come from the metrics the deployments define (read from
-deployments/app.py); the Ray Serve ones are checked against the installed Ray
+The chs_* names come from the metrics the deployments create (declared in
+deployments/metrics.py); the Ray Serve ones are checked against the installed Ray
 source, so a Ray upgrade that renames one fails here, not on a blank panel.
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 from pathlib import Path
 
 import pytest
 import ray
+
+from deployments import metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "k8s" / "grafana-dashboard.json"
@@ -31,7 +32,6 @@ RAY_METRICS = {
                                          '"serve_deployment_replica_healthy"'),
     "serve_deployment_queued_queries": ("gauge", "serve/_private/router.py", '"serve_deployment_queued_queries"'),
 }
-KINDS = {"Counter": "counter", "Histogram": "histogram", "Gauge": "gauge"}
 METRIC_TOKEN = re.compile(r"\bray_[a-zA-Z0-9_]+")
 
 
@@ -46,15 +46,8 @@ def exported(name: str, kind: str) -> set[str]:
 
 
 def app_metrics() -> dict[str, str]:
-    """{name: kind} of every metrics.Counter/Histogram/Gauge created in deployments/app.py."""
-    tree = ast.parse((ROOT / "deployments" / "app.py").read_text(encoding="utf-8"))
-    found = {}
-    for node in ast.walk(tree):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in KINDS
-                and isinstance(node.func.value, ast.Name) and node.func.value.id == "metrics"
-                and node.args and isinstance(node.args[0], ast.Constant)):
-            found[node.args[0].value] = KINDS[node.func.attr]
-    return found
+    """{name: kind} of every metric the deployments create."""
+    return {spec.name: spec.kind for spec in metrics.METRICS}
 
 
 def known_names() -> set[str]:
@@ -84,6 +77,9 @@ def test_the_app_defines_the_metrics_the_docs_promise():
         "chs_chunks_per_case": "histogram",
     }
     assert exported("chs_cases_total", "counter") == {"ray_chs_cases_total"}
+    # Every declared spec is listed, so nothing the deployments create escapes this check.
+    declared = {v for v in vars(metrics).values() if isinstance(v, metrics.MetricSpec)}
+    assert declared == set(metrics.METRICS)
 
 
 @pytest.mark.parametrize("name", sorted(RAY_METRICS))

@@ -9,7 +9,7 @@ import torch
 from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
-from deployments.app import backend_error
+from deployments.ingress import backend_error
 from deployments.core.errors import ServiceError
 from deployments.core.inference import BatchClassifier
 

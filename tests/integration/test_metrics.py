@@ -28,7 +28,7 @@ import httpx
 
 from clients import HelplineClient, HelplineError
 from clients.loadtest import FALLBACK_NARRATIVES
-from deployments.app import SIZE_BUCKETS
+from deployments.metrics import SIZE_BUCKETS
 from deployments.core.labels import TASKS  # the model's four heads: chs_confidence's 'task' tag
 
 APP = "helpline"

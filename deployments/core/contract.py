@@ -1,0 +1,486 @@
+"""The HTTP contract, declared once.
+
+The pydantic models below are the request and response shapes of the API.
+The same declarations
+
+* validate requests (``parse_request``: a decoded JSON payload in, a model
+  out, or the one ``ServiceError`` with today's status and code),
+* render responses (the router and the ingress build these models and dump
+  them, so no second hand-written shape exists), and
+* produce the served ``/openapi.json`` (``build_openapi``), with the
+  config-dependent limits filled in from ``AppArgs`` and the ``LabelSet``.
+
+``OPERATIONS`` lists the routes: the ingress dispatches on it and the OpenAPI
+paths are built from it. Pure: imports only pydantic and ``deployments.core``.
+"""
+
+from __future__ import annotations
+
+import json
+import numbers
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal, Mapping, Optional, TypeVar, Union
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    Strict,
+    StrictBool,
+    ValidationError,
+    ValidationInfo,
+)
+from pydantic.json_schema import JsonSchemaValue, models_json_schema
+from pydantic_core import PydanticCustomError, core_schema
+
+from deployments.core.config import AppArgs
+from deployments.core.errors import ServiceError
+from deployments.core.labels import LabelSet
+
+OPENAPI_VERSION = "3.1.0"  # JSON Schema 2020-12, what pydantic writes
+REF_TEMPLATE = "#/components/schemas/{model}"
+JSON_MEDIA_TYPES = ("application/json",)
+
+# -- limits that come from the live config ----------------------------------------------------
+
+# The schema keyword under which a field names the config value that fills a schema keyword;
+# build_openapi replaces it with the value (e.g. maxLength: max_narrative_chars).
+CONFIG_KEY = "x-from-config"
+
+
+@dataclass(frozen=True)
+class FromConfig:
+    """Annotation: schema keyword ``keyword`` takes the value of config setting ``setting``."""
+
+    keyword: str
+    setting: str
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema.setdefault(CONFIG_KEY, {})[self.keyword] = self.setting
+        return json_schema
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The request limits validation enforces; passed as the validation context."""
+
+    max_narrative_chars: int = AppArgs.model_fields["max_narrative_chars"].default
+    max_batch_narratives: int = AppArgs.model_fields["max_batch_narratives"].default
+
+    @classmethod
+    def of(cls, args: AppArgs) -> "Limits":
+        return cls(max_narrative_chars=args.max_narrative_chars, max_batch_narratives=args.max_batch_narratives)
+
+
+def _limits(info: ValidationInfo) -> Limits:
+    context = info.context or {}
+    return context.get("limits") or Limits()
+
+
+# -- requests ---------------------------------------------------------------------------------
+
+
+def _check_narrative(value: str, info: ValidationInfo) -> str:
+    limit = _limits(info).max_narrative_chars
+    if len(value) > limit:
+        raise PydanticCustomError(
+            "narrative_too_long",
+            "has {chars} characters; the limit is {limit}. Split the narrative or raise max_narrative_chars.",
+            {"chars": len(value), "limit": limit},
+        )
+    if "\x00" in value:
+        raise PydanticCustomError("narrative_nul", "contains a NUL character.")
+    if not value.strip():
+        raise PydanticCustomError("narrative_blank", "is empty.")
+    return value
+
+
+def _check_count(value: Any, info: ValidationInfo) -> Any:
+    # Before the items are validated: a 10,000-item batch is refused for its size alone.
+    limit = _limits(info).max_batch_narratives
+    if isinstance(value, list) and len(value) > limit:
+        raise PydanticCustomError(
+            "too_many_narratives", "has {items} items; the limit is {limit} a request.",
+            {"items": len(value), "limit": limit},
+        )
+    return value
+
+
+Narrative = Annotated[
+    str, Strict(), Field(min_length=1), AfterValidator(_check_narrative),
+    FromConfig("maxLength", "max_narrative_chars"),
+]
+IncludeConfidence = Annotated[
+    StrictBool, Field(default=True, description="Each task as {label, confidence}; false: the bare label."),
+]
+IncludeChunks = Annotated[
+    StrictBool, Field(default=False, description="Add each model window's labels and token span."),
+]
+
+
+class _Request(BaseModel):
+    # Unknown fields are ignored, so clients of the model card's FastAPI example keep working.
+    # Fields are validated in the order declared and the first error is the one reported:
+    # the narrative(s) before the flags.
+    model_config = ConfigDict(extra="ignore", frozen=True, json_schema_extra={"additionalProperties": True})
+
+
+class ClassifyRequest(_Request):
+    is_batch: ClassVar[bool] = False
+
+    narrative: Narrative
+    include_confidence: IncludeConfidence
+    include_chunks: IncludeChunks
+
+    @property
+    def narratives(self) -> list[str]:
+        return [self.narrative]
+
+
+class BatchRequest(_Request):
+    is_batch: ClassVar[bool] = True
+
+    narratives: Annotated[
+        list[Narrative], Strict(), BeforeValidator(_check_count), Field(min_length=1),
+        FromConfig("maxItems", "max_batch_narratives"),
+    ]
+    include_confidence: IncludeConfidence
+    include_chunks: IncludeChunks
+
+
+# -- responses --------------------------------------------------------------------------------
+
+
+def _six_places(value: Any) -> Any:
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return round(float(value), 6)
+    return value
+
+
+def _absent_not_null(schema: dict) -> None:
+    """Schema of an ``_omitted`` field: its type alone; the key is left out rather than null."""
+    schema.pop("default", None)
+    variants = [v for v in schema.pop("anyOf", []) if v != {"type": "null"}]
+    if len(variants) == 1:
+        schema.update(variants[0])
+    elif variants:
+        schema["anyOf"] = variants
+
+
+def _omitted() -> Any:
+    """A field left out of the response (not ``null``) when it has no value."""
+    return Field(default=None, exclude_if=lambda v: v is None, json_schema_extra=_absent_not_null)
+
+
+# Rounded before the bounds are checked, so a float32 sum a hair over 1 reads 1.0.
+Confidence = Annotated[float, Field(ge=0, le=1), BeforeValidator(_six_places)]
+PriorityLabel = Annotated[int, FromConfig("enum", "priority_labels")]
+BARE = "With include_confidence (the default) an object; otherwise the bare label."
+SUB_PARENT = (" 'parent' is the main category this sub category belongs to in the checkpoint's taxonomy"
+              " (sub_to_main.json); absent when the checkpoint ships none.")
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Prediction(_Body):
+    label: str
+    confidence: Confidence
+
+
+class SubCategoryPrediction(Prediction):
+    parent: Optional[str] = _omitted()
+
+
+class PriorityPrediction(_Body):
+    label: PriorityLabel
+    confidence: Confidence
+
+
+class Classification(_Body):
+    main_category: Union[Prediction, str] = Field(description=BARE)
+    sub_category: Union[SubCategoryPrediction, str] = Field(description=BARE + SUB_PARENT)
+    sub_category_2: Union[SubCategoryPrediction, str] = Field(
+        description="The runner-up sub category. " + BARE + SUB_PARENT)
+    intervention: Union[Prediction, str] = Field(description=BARE)
+    priority: Union[PriorityPrediction, PriorityLabel] = Field(description=BARE)
+
+
+class Routing(_Body):
+    queue: str
+    escalate: bool
+    human_review: bool
+    reasons: list[str]
+
+
+class ChunkDetail(_Body):
+    index: int = Field(ge=0)
+    token_span: list[int] = Field(min_length=2, max_length=2, description="[start, end) of the window's tokens.")
+    classification: Classification
+
+
+class CaseResult(_Body):
+    classification: Classification
+    routing: Routing
+    chunks: int = Field(ge=1, description="Model windows the narrative was read in.")
+    truncated: bool = Field(description="True only when long_narratives is 'truncate' and text was cut.")
+    tokens: int = Field(ge=0)
+    chunk_details: Optional[list[ChunkDetail]] = _omitted()
+
+
+class ModelRef(_Body):
+    id: str
+    revision: Optional[str]
+
+
+class _Succeeded(_Body):
+    success: Literal[True]
+
+
+ProcessingTime = Annotated[float, Field(ge=0)]
+
+
+# _Succeeded last among the bases puts 'success' first in the body, as the model card's example has it.
+class ClassifyResponse(CaseResult, _Succeeded):
+    model: ModelRef
+    processing_time_seconds: ProcessingTime
+
+
+class BatchResponse(_Succeeded):
+    results: list[CaseResult]
+    model: ModelRef
+    processing_time_seconds: ProcessingTime
+
+
+class Health(_Body):
+    status: Literal["ok"]
+    deployments: dict[str, Literal["ready"]]
+
+
+class ModelInfo(_Body):
+    id: str
+    revision: Optional[str]
+    untrained: bool
+    note: Optional[str] = _omitted()
+    evaluation: Optional[dict[str, Any]] = _omitted()
+
+
+class Labels(_Body):
+    main_category: list[str]
+    sub_category: list[str]
+    intervention: list[str]
+    priority: list[int]
+
+
+class InfoLimits(_Body):
+    max_narrative_chars: int
+    max_body_bytes: int
+    max_batch_narratives: int
+    max_batch_windows: int
+
+
+class Info(_Body):
+    model: ModelInfo
+    labels: Labels
+    max_length: int
+    window_overlap: int
+    aggregation: AppArgs.model_fields["aggregation"].annotation  # type: ignore[valid-type]
+    priority_aggregation: AppArgs.model_fields["priority_aggregation"].annotation  # type: ignore[valid-type]
+    long_narratives: AppArgs.model_fields["long_narratives"].annotation  # type: ignore[valid-type]
+    device: str
+    dtype: str
+    limits: InfoLimits
+    auth: Literal["api_key", "none"]
+    taxonomy: Optional[dict[str, str]] = Field(
+        default=None, exclude_if=lambda v: v is None, json_schema_extra=_absent_not_null,
+        description="Sub category → main category, when the checkpoint ships sub_to_main.json.")
+
+
+class ErrorDetail(_Body):
+    code: str
+    message: str
+    request_id: Optional[str] = _omitted()
+
+
+class Error(_Body):
+    success: Literal[False]
+    error: ErrorDetail
+
+    @classmethod
+    def of(cls, err: ServiceError, request_id: str | None) -> "Error":
+        return cls(success=False, error=ErrorDetail(code=err.code, message=err.message, request_id=request_id or None))
+
+
+# -- request decoding and validation ------------------------------------------------------------
+
+
+def check_content_type(content_type: str | None) -> None:
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media not in JSON_MEDIA_TYPES and not media.endswith("+json"):
+        raise ServiceError.unsupported_media_type("Send the body as JSON with 'Content-Type: application/json'.")
+
+
+def decode_json(body: bytes) -> Any:
+    if not body:
+        raise ServiceError.bad_request("The request body is empty; send a JSON object.", code="empty_body")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ServiceError.bad_request("The request body is not valid UTF-8.", code="invalid_encoding") from None
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ServiceError.bad_request("The JSON is nested too deeply.", code="invalid_json") from None
+    except ValueError as exc:
+        msg = getattr(exc, "msg", "malformed JSON")
+        raise ServiceError.bad_request(f"The body is not valid JSON ({msg}).", code="invalid_json") from None
+
+
+# Pydantic error type → (status, code, text after the field's name). The custom types raised above
+# carry their own text. The first error (validation order: the fields as declared) is reported.
+REFUSALS: dict[str, tuple[int, str, str | None]] = {
+    "missing": (422, "missing_field", "is required."),
+    "model_type": (422, "invalid_request", "must be a JSON object."),
+    "model_attributes_type": (422, "invalid_request", "must be a JSON object."),
+    "string_type": (422, "invalid_request", "must be a string."),
+    "list_type": (422, "invalid_request", "must be a list of strings."),
+    "bool_type": (422, "invalid_request", "must be true or false."),
+    "string_too_short": (400, "empty_narrative", "is empty."),
+    "too_short": (400, "empty_narrative", "is empty."),
+    "narrative_blank": (400, "empty_narrative", None),
+    "narrative_nul": (422, "invalid_request", None),
+    "narrative_too_long": (413, "payload_too_large", None),
+    "too_many_narratives": (413, "payload_too_large", None),
+}
+
+
+def _where(loc: tuple) -> str:
+    if not loc:
+        return "The body"
+    name, *index = loc
+    return "'" + str(name) + "".join(f"[{i}]" for i in index) + "'"
+
+
+def service_error(exc: ValidationError) -> ServiceError:
+    """The one mapping from a failed validation to the service's error (never the input in the text)."""
+    first = exc.errors(include_url=False, include_input=False)[0]
+    status, code, text = REFUSALS.get(first["type"], (422, "invalid_request", None))
+    message = f"{_where(first['loc'])} {text or first['msg']}"
+    return ServiceError(status, code, message if message.endswith(".") else message + ".")
+
+
+R = TypeVar("R", bound=BaseModel)
+
+
+def parse_request(model: type[R], payload: Any, limits: Limits) -> R:
+    """Validate a decoded JSON payload against a request model, or raise ``ServiceError``."""
+    try:
+        return model.model_validate(payload, context={"limits": limits})
+    except ValidationError as exc:
+        raise service_error(exc) from None
+
+
+# -- routes and the OpenAPI document ------------------------------------------------------------
+
+ERRORS = {
+    400: "Malformed body: empty, not UTF-8, not JSON, or a narrative empty after normalization.",
+    401: "Missing or wrong API key (only when API keys are configured).",
+    413: "Body, narrative or batch over its configured limit.",
+    415: "Content-Type is not application/json.",
+    422: "Well-formed JSON that does not match the request schema.",
+    429: "Overloaded: retry after Retry-After seconds.",
+    500: "The classifier failed on this request.",
+    503: "Overloaded or not ready: retry after Retry-After seconds.",
+    504: "The classifier did not answer in time.",
+}
+CLASSIFY_ERRORS = (400, 413, 415, 422, 429, 500, 503, 504)
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One route: what it takes, what it answers, and how it can fail (401 unless ``public``)."""
+
+    id: str
+    method: str
+    path: str
+    summary: str
+    ok: str
+    response: Optional[type[BaseModel]]  # None: the OpenAPI document itself
+    request: Optional[type[BaseModel]] = None
+    errors: tuple[int, ...] = ()
+    public: bool = False
+
+    def statuses(self) -> list[int]:
+        return sorted(set(self.errors) | (set() if self.public else {401}))
+
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation("classify", "POST", "/classify", "Classify one narrative.", "Classified.",
+              ClassifyResponse, ClassifyRequest, CLASSIFY_ERRORS),
+    Operation("classify_batch", "POST", "/classify/batch", "Classify narratives in order.", "Classified.",
+              BatchResponse, BatchRequest, CLASSIFY_ERRORS),
+    Operation("health", "GET", "/health", "200 when the model is loaded and every deployment is ready.", "Ready.",
+              Health, errors=(503,), public=True),
+    Operation("info", "GET", "/info", "Model, labels and serving settings.", "Info.", Info, errors=(503,)),
+    Operation("openapi", "GET", "/openapi.json", "This document.", "OpenAPI 3 document.", None),
+)
+
+
+def _fill(node: Any, values: Mapping[str, Any]) -> Any:
+    """Replace every ``CONFIG_KEY`` marker with the config values it names."""
+    if isinstance(node, dict):
+        out = {k: _fill(v, values) for k, v in node.items() if k != CONFIG_KEY}
+        for keyword, setting in node.get(CONFIG_KEY, {}).items():
+            out[keyword] = values[setting]
+        return out
+    if isinstance(node, list):
+        return [_fill(v, values) for v in node]
+    return node
+
+
+def _json_content(schema: dict) -> dict:
+    return {"application/json": {"schema": schema}}
+
+
+def _ref(model: type[BaseModel]) -> dict:
+    return {"$ref": REF_TEMPLATE.format(model=model.__name__)}
+
+
+def build_openapi(args: AppArgs, labels: LabelSet) -> dict:
+    """The OpenAPI 3.1 document served at /openapi.json, from the models and the live config."""
+    models = [(op.request, "validation") for op in OPERATIONS if op.request is not None]
+    models += [(op.response, "serialization") for op in OPERATIONS if op.response is not None]
+    models.append((Error, "serialization"))
+    _, top = models_json_schema(models, ref_template=REF_TEMPLATE)
+    schemas = _fill(top["$defs"], {
+        "max_narrative_chars": args.max_narrative_chars,
+        "max_batch_narratives": args.max_batch_narratives,
+        "priority_labels": list(labels.priority),
+    })
+    paths: dict[str, dict] = {}
+    for op in OPERATIONS:
+        responses = {"200": {"description": op.ok,
+                             "content": _json_content(_ref(op.response) if op.response else {"type": "object"})}}
+        for status in op.statuses():
+            responses[str(status)] = {"description": ERRORS[status], "content": _json_content(_ref(Error))}
+        operation: dict[str, Any] = {"operationId": op.id, "summary": op.summary, "responses": responses}
+        if op.request is not None:
+            operation["requestBody"] = {"required": True, "content": _json_content(_ref(op.request))}
+        paths.setdefault(op.path, {})[op.method.lower()] = operation
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "helpline-serve",
+            "version": "1.0.0",
+            "description": "OpenCHS child-helpline case classifier: four labels and a routing decision per narrative.",
+        },
+        "paths": paths,
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}, "schemas": schemas},
+    }

@@ -1,0 +1,150 @@
+"""The ingress's HTTP plumbing, on Starlette.
+
+``HttpIngress`` dispatches a request to its handler through the route table
+built from ``contract.OPERATIONS``: path and method (404/405), API key (401),
+then, for a route that takes a body, the content type (415), the body read
+with its size limit (413, refused before it is read whole), JSON decoding
+(400) and the contract's validation (400/413/422). The handler gets the
+validated request model and returns a contract response model.
+
+``HttpIngress.__call__`` is the one place where a ``ServiceError``, or any
+unexpected exception, becomes a JSON response: ``contract.Error`` with the
+request id. ``backend_error`` maps what a call to another deployment can
+raise (Ray's exceptions) to ``ServiceError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import uuid
+from typing import Any, Awaitable, Callable, Iterator, Mapping
+
+from pydantic import BaseModel
+from ray import serve
+from ray.exceptions import RayActorError
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from deployments.core import contract
+from deployments.core.auth import ApiKeys
+from deployments.core.errors import ModelVersionMismatchError, ServiceError
+
+logger = logging.getLogger("ray.serve")
+
+# A handler takes the validated request model (routes with a body) or nothing, and returns
+# a contract model (or, for /openapi.json, the document as a dict).
+Handler = Callable[..., Awaitable[Any]]
+
+
+def _causes(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc`` and what it wraps: Serve raises a replica's death upstream as a plain
+    RayServeException whose ``__cause__`` is the ActorDiedError."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        wrapped = exc.__cause__ or getattr(exc, "cause", None)  # RayTaskError.cause: the remote exception
+        exc = wrapped if isinstance(wrapped, BaseException) else None
+
+
+def backend_error(exc: BaseException) -> ServiceError:
+    """Map what a downstream call can raise to the service's error type."""
+    if isinstance(exc, ServiceError):
+        return exc
+    for cause in _causes(exc):
+        if isinstance(cause, BackPressureError):
+            # The status and delay the full deployment's backpressure_config asks for.
+            retry_after = cause.retry_after_s if cause.retry_after_s is not None else 1
+            return ServiceError.overloaded(retry_after_s=math.ceil(retry_after), status=cause.status_code)
+        if isinstance(cause, (asyncio.TimeoutError, TimeoutError)):
+            return ServiceError.timeout()
+        if isinstance(cause, (RayActorError, DeploymentUnavailableError, ReplicaUnavailableError)):
+            return ServiceError.unavailable("A model replica went away; retry.", retry_after_s=1)
+        if isinstance(cause, ModelVersionMismatchError):
+            return ServiceError.unavailable("The model is being updated; retry.", retry_after_s=1)
+    return ServiceError.backend()
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """Read at most ``limit`` bytes: an over-long body is refused before it is read whole."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise ServiceError.bad_request("Content-Length is not a number.") from None
+        if size > limit:
+            raise ServiceError.too_large(f"The body is {size} bytes; the limit is {limit}.")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ServiceError.too_large(f"The body is over the limit of {limit} bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def request_id(request: Request) -> str:
+    """The caller's X-Request-ID, else the one Serve made for this request, else a fresh one."""
+    try:
+        rid = serve.context._get_serve_request_context().request_id
+    except Exception:
+        rid = ""
+    return request.headers.get("x-request-id") or rid or uuid.uuid4().hex
+
+
+def error_response(err: ServiceError, rid: str) -> JSONResponse:
+    if err.status >= 500:
+        logger.warning("request %s answered %s %s", rid, err.status, err.code)
+    # Ray's proxy already echoes the request id in the X-Request-ID header.
+    return JSONResponse(contract.Error.of(err, rid).model_dump(), status_code=err.status, headers=err.headers)
+
+
+class HttpIngress:
+    """Route table, checks and rendering around the handlers of ``contract.OPERATIONS``."""
+
+    def __init__(self, handlers: Mapping[str, Handler], *, api_keys: ApiKeys, max_body_bytes: int,
+                 limits: contract.Limits):
+        ids = {op.id for op in contract.OPERATIONS}
+        if set(handlers) != ids:
+            raise ValueError(f"handlers {sorted(handlers)} do not match the contract's operations {sorted(ids)}")
+        self.routes: dict[str, dict[str, tuple[contract.Operation, Handler]]] = {}
+        for op in contract.OPERATIONS:
+            self.routes.setdefault(op.path, {})[op.method] = (op, handlers[op.id])
+        self.api_keys = api_keys
+        self.max_body_bytes = max_body_bytes
+        self.limits = limits
+
+    async def __call__(self, request: Request) -> Response:
+        rid = request_id(request)
+        try:
+            op, handler = self._route(request)
+            if not op.public and not self.api_keys.allows(request.headers.get("authorization")):
+                raise ServiceError.unauthorized()
+            if op.request is None:
+                result = await handler()
+            else:
+                result = await handler(await self._parse(request, op.request))
+            return JSONResponse(result.model_dump() if isinstance(result, BaseModel) else result)
+        except ServiceError as err:
+            return error_response(err, rid)
+        except Exception as exc:  # never a trace in the body, never the narrative in the log
+            logger.error("request %s failed: %s", rid, type(exc).__name__)
+            return error_response(ServiceError.backend(), rid)
+
+    def _route(self, request: Request) -> tuple[contract.Operation, Handler]:
+        methods = self.routes.get(request.url.path.rstrip("/") or "/")
+        if methods is None:
+            raise ServiceError.not_found(request.url.path)
+        found = methods.get(request.method)
+        if found is None:
+            raise ServiceError.method_not_allowed(request.method, list(methods))
+        return found
+
+    async def _parse(self, request: Request, model: type[BaseModel]) -> BaseModel:
+        contract.check_content_type(request.headers.get("content-type"))
+        payload = contract.decode_json(await read_body(request, self.max_body_bytes))
+        return contract.parse_request(model, payload, self.limits)

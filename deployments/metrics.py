@@ -1,0 +1,87 @@
+"""The service's own Prometheus metrics, declared once.
+
+Each ``MetricSpec`` is a name, kind, description, tags and buckets; the
+deployments create their metrics through ``ClassifierMetrics`` and
+``RouterMetrics``, and tests/deploy/test_dashboard.py reads ``METRICS`` to
+know which names the Grafana dashboard may query. Ray exports each under
+``ray_<name>`` (histograms as ``_bucket``/``_count``/``_sum``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+from ray.serve import metrics
+
+from deployments.core.labels import TASKS
+from deployments.core.routing import Classification, Routing
+
+CONFIDENCE_BUCKETS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99]
+SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+TOKEN_BUCKETS = [64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    kind: Literal["counter", "histogram"]
+    description: str
+    tag_keys: tuple[str, ...] = ()
+    boundaries: Optional[tuple[float, ...]] = None
+
+    def create(self):
+        """The Ray Serve metric (in a replica: Serve adds the deployment, replica and application tags)."""
+        tags = self.tag_keys or None
+        if self.kind == "counter":
+            return metrics.Counter(self.name, description=self.description, tag_keys=tags)
+        return metrics.Histogram(self.name, description=self.description, boundaries=list(self.boundaries),
+                                 tag_keys=tags)
+
+
+BATCH_SIZE = MetricSpec("chs_batch_size", "histogram", "Model windows per forward pass.",
+                        boundaries=tuple(SIZE_BUCKETS))
+BATCH_TOKENS = MetricSpec("chs_batch_tokens", "histogram", "Real (unpadded) tokens per forward pass.",
+                          boundaries=tuple(TOKEN_BUCKETS))
+CASES = MetricSpec("chs_cases_total", "counter", "Cases classified.", tag_keys=("main_category", "priority", "queue"))
+ESCALATIONS = MetricSpec("chs_escalations_total", "counter", "Cases escalated.")
+HUMAN_REVIEW = MetricSpec("chs_human_review_total", "counter", "Cases sent to human review.")
+CONFIDENCE = MetricSpec("chs_confidence", "histogram", "Top-label confidence per task.",
+                        tag_keys=("task",), boundaries=tuple(CONFIDENCE_BUCKETS))
+CHUNKS = MetricSpec("chs_chunks_per_case", "histogram", "Model windows per case.", boundaries=tuple(SIZE_BUCKETS))
+
+METRICS: tuple[MetricSpec, ...] = (BATCH_SIZE, BATCH_TOKENS, CASES, ESCALATIONS, HUMAN_REVIEW, CONFIDENCE, CHUNKS)
+
+
+class ClassifierMetrics:
+    """The classifier replica's: how full each forward pass was."""
+
+    def __init__(self):
+        self.batch_size = BATCH_SIZE.create()
+        self.batch_tokens = BATCH_TOKENS.create()
+
+    def record_forward(self, rows: int, tokens: int) -> None:
+        self.batch_size.observe(rows)
+        self.batch_tokens.observe(tokens)
+
+
+class RouterMetrics:
+    """The router replica's: what was decided for each case."""
+
+    def __init__(self):
+        self.cases = CASES.create()
+        self.escalations = ESCALATIONS.create()
+        self.human_review = HUMAN_REVIEW.create()
+        self.confidence = CONFIDENCE.create()
+        self.chunks = CHUNKS.create()
+
+    def record_case(self, classification: Classification, routing: Routing, chunks: int) -> None:
+        self.cases.inc(tags={"main_category": str(classification.main_category.label),
+                             "priority": str(classification.priority.label), "queue": routing.queue})
+        if routing.escalate:
+            self.escalations.inc()
+        if routing.human_review:
+            self.human_review.inc()
+        for task in TASKS:
+            self.confidence.observe(classification.for_task(task).confidence, tags={"task": task})
+        self.chunks.observe(chunks)

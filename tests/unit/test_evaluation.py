@@ -5,7 +5,7 @@ import json
 import pytest
 
 from clients.scoring import accuracy, confused_pairs, evaluation_report, macro_f1, per_class_f1
-from training.evaluation import read_labelled_jsonl
+from training.corpus import load_jsonl
 
 # Six cases, three classes.
 GOLD = ["A", "A", "A", "B", "B", "C"]
@@ -61,7 +61,7 @@ def test_report_from_a_labelled_file(tmp_path):
     ]
     path = tmp_path / "labelled.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
-    gold = read_labelled_jsonl(path)
+    gold = load_jsonl(path)
     assert [g.priority for g in gold] == [3, 3, 1]
     predicted = [
         {"main_category": "VANE", "sub_category": "Sexual Abuse", "intervention": "Counselling", "priority": 3},

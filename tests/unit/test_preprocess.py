@@ -15,7 +15,7 @@ LONG = " ".join(f"the caller said word{i % 50} again" for i in range(400))
 
 
 def truncating_tokenizer(max_length: int, build=None):
-    from training.checkpoint import build_tokenizer
+    from training.vocabulary import build_tokenizer
 
     tokenizer = (build or build_tokenizer)()
     # What a training loop leaves behind after tokenizer(texts, truncation=True, max_length=...).
@@ -39,10 +39,10 @@ def test_a_truncation_left_in_the_tokenizer_does_not_cut_narratives():
 
 
 def test_saved_checkpoints_carry_no_truncation(tmp_path, monkeypatch):
-    import training.checkpoint as checkpoint
+    import training.hub_layout as hub_layout
 
-    real = checkpoint.build_tokenizer
-    monkeypatch.setattr(checkpoint, "build_tokenizer", lambda: truncating_tokenizer(128, real))
-    out = checkpoint.build_random("tiny", tmp_path / "tiny", LabelSet.from_dir(BUNDLED_LABELS_DIR))
+    real = hub_layout.build_tokenizer
+    monkeypatch.setattr(hub_layout, "build_tokenizer", lambda: truncating_tokenizer(128, real))
+    out = hub_layout.build_random("tiny", tmp_path / "tiny", LabelSet.from_dir(BUNDLED_LABELS_DIR))
     saved = json.loads((out / "tokenizer.json").read_text(encoding="utf-8"))
     assert saved["truncation"] is None and saved["padding"] is None

@@ -1,8 +1,11 @@
 """The peer users would pick instead: LitServe, with its own batching, around
-our exact model code (same checkpoint, tokenizer, normalization, dtype and
-batched forward), so a comparison measures the serving machinery alone.
+our exact in-process pipeline (``CaseClassifier``: same checkpoint, tokenizer,
+normalization, windows, dtype, batched forward and routing, all from ``AppArgs``),
+so a comparison measures the serving machinery alone.
 
-    python bench/litserve_server.py --model DIR --port 8102 [--max-batch-size 32 --batch-timeout 0.01]
+    python -m bench.litserve_server --model DIR --port 8102 [--max-batch-size 32 --batch-timeout 0.01]
+
+The batching defaults are the service's (``BatchingArgs``).
 """
 
 from __future__ import annotations
@@ -11,38 +14,28 @@ import argparse
 
 import litserve as ls
 
-from deployments.core.config import AppArgs, RoutingArgs
-from deployments.core.inference import BatchClassifier
-from deployments.core.loading import load_tokenizer, resolve_checkpoint
-from deployments.core.postprocess import CaseAssembler
-from deployments.core.preprocess import NarrativeTokenizer, prepare_cases
-from deployments.core.routing import RoutingPolicy
+from deployments.core.classifier import CaseClassifier
+from deployments.core.config import AppArgs, BatchingArgs
 
 
 class HelplineLitAPI(ls.LitAPI):
-    def __init__(self, model: str, dtype: str, threads: int, max_rows: int, max_tokens: int, **kwargs):
+    def __init__(self, args: AppArgs, **kwargs):
         super().__init__(**kwargs)
-        self.model_dir, self.dtype, self.threads = model, dtype, threads
-        self.max_rows, self.max_tokens = max_rows, max_tokens
-        self.args = AppArgs()
+        self.args = args
 
     def setup(self, device):
-        self.backend = BatchClassifier.load(self.model_dir, accelerator="cpu" if device == "cpu" else "cuda",
-                                            dtype=self.dtype, torch_threads=self.threads)
-        self.tokenizer = NarrativeTokenizer(load_tokenizer(resolve_checkpoint(self.model_dir)))
-        labels = self.backend.labels
-        self.assembler = CaseAssembler(labels, RoutingPolicy(RoutingArgs(), labels), "weighted_mean", "max")
+        # LitServe placed this worker on ``device`` ("cpu", "cuda:0", ...): the pipeline runs there.
+        self.classifier = CaseClassifier.from_args(self.args, accelerator="cpu" if device == "cpu" else "cuda")
 
     def decode_request(self, request):
-        return prepare_cases([request["narrative"]], self.tokenizer, max_length=self.args.max_length,
-                             overlap=self.args.window_overlap)
+        return self.classifier.prepare([request["narrative"]])
 
     def batch(self, inputs):
         return inputs
 
     def predict(self, batch):
-        probs = self.backend.classify([w for w, _ in batch], max_rows=self.max_rows, max_tokens=self.max_tokens)
-        return [self.assembler.assemble(plans, p)[0][0] for (_, plans), p in zip(batch, probs)]
+        probs = self.classifier.forward([windows for windows, _ in batch])
+        return [self.classifier.assemble(plans, p)[0].body for (_, plans), p in zip(batch, probs)]
 
     def unbatch(self, output):
         return output
@@ -51,21 +44,38 @@ class HelplineLitAPI(ls.LitAPI):
         return {"success": True, **output}
 
 
+def app_args(model: str, accelerator: str, dtype: str, threads: int, max_batch_size: int,
+             max_batch_tokens: int) -> AppArgs:
+    """The service's settings, on this model, device, dtype, thread count and batch limits."""
+    defaults = AppArgs()
+    return AppArgs(
+        model=model, accelerator=accelerator, dtype=dtype, torch_threads=threads,
+        batching=BatchingArgs(max_batch_size=max_batch_size, max_batch_tokens=max_batch_tokens),
+        # The ingress's slice size means nothing here; AppArgs only asks that it fits a batch.
+        windows_per_call=min(defaults.windows_per_call, max_batch_size),
+    )
+
+
 def main() -> None:
+    batching = BatchingArgs()
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", required=True)
     parser.add_argument("--port", type=int, default=8102)
     parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--accelerator", default="auto", choices=["auto", "cuda", "cpu"])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--max-batch-size", type=int, default=32)
+    parser.add_argument("--max-batch-size", type=int, default=batching.max_batch_size)
     parser.add_argument("--batch-timeout", type=float, default=0.01)
-    parser.add_argument("--max-batch-tokens", type=int, default=8192)
+    parser.add_argument("--max-batch-tokens", type=int, default=batching.max_batch_tokens)
     args = parser.parse_args()
-    api = HelplineLitAPI(args.model, args.dtype, args.threads, args.max_batch_size, args.max_batch_tokens,
-                         max_batch_size=args.max_batch_size, batch_timeout=args.batch_timeout)
-    server = ls.LitServer(api, accelerator="cpu", workers_per_device=1, timeout=120)
+    settings = app_args(args.model, args.accelerator, args.dtype, args.threads, args.max_batch_size,
+                        args.max_batch_tokens)
+    api = HelplineLitAPI(settings, max_batch_size=args.max_batch_size, batch_timeout=args.batch_timeout)
+    # One worker on the device AppArgs names ('auto': CUDA where there is one), like one classifier replica.
+    server = ls.LitServer(api, accelerator=settings.accelerator, workers_per_device=1, devices=1, timeout=120)
     server.run(host="127.0.0.1", port=args.port, log_level="warning", generate_client_file=False)
 
 
 if __name__ == "__main__":
     main()
+

@@ -1,0 +1,184 @@
+"""The measured phases, each on the same checkpoint and corpus.
+
+- bare            our pipeline in-process (``CaseClassifier``), timing its batched forward: no Ray, no HTTP
+- seed_recipe     the model card's recipe over HTTP
+- pipeline        our Ray Serve app over HTTP, one case a request, best concurrency
+- pipeline_batch  our /classify/batch, 32 cases a request
+- latency_at_10k  the pipeline under an open-loop 10,000 cases/hour
+- litserve        LitServe around our in-process pipeline
+
+``measure`` runs the selected ones and writes their figures into the result.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Collection, Sequence
+
+from bench.common import say
+from bench.corpus import Corpus, batch_bodies, single_bodies
+from bench.cpu import cpu_breakdown, cpu_snapshot, cpu_used
+from bench.drivers import closed_loop, fixed_work
+from bench.report import ratio
+from bench.servers import litserve_server, pipeline_server, seed_recipe_server
+
+PHASES = ("bare", "seed_recipe", "pipeline", "litserve")
+
+
+def bare_grid(quick: bool, cuda: bool) -> list[tuple[int, int]]:
+    """(max_batch_size, max_batch_tokens) settings the bare phase tries."""
+    if quick:
+        return [(64, 16384) if cuda else (16, 2048)]
+    return [(16, 2048), (16, 4096), (32, 4096), (32, 8192), (64, 16384)]
+
+
+def with_batching(classifier, max_rows: int, max_tokens: int):
+    """The same ``CaseClassifier`` (same loaded model) under other batching settings."""
+    args = classifier.args
+    return classifier.replace(
+        batching={**args.batching.model_dump(), "max_batch_size": max_rows, "max_batch_tokens": max_tokens},
+        # In process there is no ingress slicing; AppArgs only asks that a slice fits a batch.
+        windows_per_call=min(args.windows_per_call, max_rows),
+    )
+
+
+def run_bare(checkpoint: Path, corpus: Corpus, dtype: str, threads: int, settings: Sequence[tuple[int, int]],
+             chunk: int = 64) -> dict:
+    """Our in-process pipeline's batched forward; the best of a few batch settings.
+
+    Narratives are normalized, tokenized and windowed by the same ``CaseClassifier``
+    before the clock starts: the figure is the model's limit, what serving can approach.
+    """
+    import torch
+
+    from deployments.core.classifier import CaseClassifier
+    from deployments.core.config import AppArgs
+
+    base = CaseClassifier.from_args(AppArgs(model=str(checkpoint), dtype=dtype, torch_threads=threads))
+    chunks = [base.prepare(corpus.narratives[i:i + chunk])[0] for i in range(0, len(corpus.narratives), chunk)]
+    with_batching(base, *settings[0]).forward(chunks[:1])  # warm up kernels
+    results = []
+    for max_rows, max_tokens in settings:
+        classifier = with_batching(base, max_rows, max_tokens)
+        started = time.perf_counter()
+        for windows in chunks:
+            classifier.forward([windows])
+        if classifier.device.type == "cuda":
+            torch.cuda.synchronize()
+        wall = time.perf_counter() - started
+        results.append({"max_rows": max_rows, "max_tokens": max_tokens,
+                        "cases_per_hour": round(len(corpus.narratives) / wall * 3600, 1), "wall_s": round(wall, 2)})
+        say(f"bare rows={max_rows} tokens={max_tokens}: {results[-1]['cases_per_hour']:.0f} cases/h")
+    best = max(results, key=lambda r: r["cases_per_hour"])
+    return {"cases_per_hour": best["cases_per_hour"], "best": best, "grid": results,
+            "device": str(base.device), "dtype": base.dtype_name}
+
+
+def latency_by_windows(report, corpus: Corpus) -> dict:
+    """p50/p99 of one-window cases apart from longer ones: a long transcript's own compute sets the tail."""
+    from clients.load import percentile
+
+    groups: dict[str, list[float]] = {"one_window": [], "several_windows": []}
+    for index, latency in report.answered:
+        groups["several_windows" if corpus.needs_several_windows(index) else "one_window"].append(latency)
+    out = {}
+    for name, values in groups.items():
+        values.sort()
+        p50, p99 = percentile(values, 50), percentile(values, 99)
+        out[name] = {"n": len(values), "p50_ms": p50 and round(1000 * p50, 1), "p99_ms": p99 and round(1000 * p99, 1)}
+    return out
+
+
+def run_pipeline_phases(checkpoint: Path, corpus: Corpus, dtype: str, threads: int, quick: bool,
+                        out_dir: Path) -> dict:
+    """pipeline, pipeline_batch and latency_at_10k, on one running Ray Serve app."""
+    from clients.load import run_open_loop
+
+    duration = 15 if quick else 45
+    out: dict = {}
+    with pipeline_server(checkpoint, dtype, threads, out_dir) as server:
+        singles = single_bodies(corpus)
+        sweep = []
+        for concurrency in ((32,) if quick else (8, 16, 32, 48, 64)):
+            before = cpu_snapshot(server.proc.pid)
+            r = closed_loop(server.url, "/classify", singles, concurrency, duration)
+            after = cpu_snapshot(server.proc.pid)
+            row = {"concurrency": concurrency, **r.to_dict(),
+                   "cpu_ms_per_case": cpu_breakdown(before, after, r.cases, r.client_cpu_s)}
+            sweep.append(row)
+            say(f"pipeline c={concurrency}: {row['cases_per_hour']:.0f} cases/h, statuses {row['statuses']}")
+        best = max(sweep, key=lambda r: r["cases_per_hour"])
+        out["pipeline"] = {"cases_per_hour": best["cases_per_hour"], "best": best, "sweep": sweep}
+
+        batches = batch_bodies(corpus, 32)[:5 if quick else None]
+        before = cpu_snapshot(server.proc.pid)
+        # The corpus (its first 160 cases with --quick), two requests in flight so the replica
+        # never waits on the ingress.
+        r = fixed_work(server.url, "/classify/batch", batches, 2)
+        after = cpu_snapshot(server.proc.pid)
+        out["pipeline_batch"] = {**r.to_dict(), "cases_per_request": 32, "concurrency": 2,
+                                 "cpu_ms_per_case": cpu_breakdown(before, after, r.cases, r.client_cpu_s)}
+        say(f"pipeline_batch: {r.cases_per_hour:.0f} cases/h, statuses {dict(r.statuses)}")
+
+        seconds = 20 if quick else 60
+        say(f"latency at 10,000 cases/hour, open loop, {seconds} s")
+        report = run_open_loop(server.url, 10_000 / 3600, seconds, corpus.narratives)
+        out["latency_at_10k"] = {**report.to_dict(), "by_windows": latency_by_windows(report, corpus)}
+        say(f"latency_at_10k: p50 {report.p50_ms:.0f} ms, p99 {report.p99_ms:.0f} ms, errors {report.failed}")
+    return out
+
+
+def run_seed_recipe(checkpoint: Path, corpus: Corpus, threads: int, quick: bool, out_dir: Path) -> dict:
+    with seed_recipe_server(checkpoint, threads, out_dir) as server:
+        r = closed_loop(server.url, "/classify", single_bodies(corpus), 2, 15 if quick else 45)
+    say(f"seed_recipe: {r.cases_per_hour:.0f} cases/h")
+    return r.to_dict()
+
+
+def run_litserve(checkpoint: Path, corpus: Corpus, dtype: str, threads: int, quick: bool, out_dir: Path) -> dict:
+    with litserve_server(checkpoint, dtype, threads, out_dir) as server:
+        sweep = []
+        for concurrency in ((32,) if quick else (16, 32, 64)):
+            before = cpu_snapshot(server.proc.pid)
+            r = closed_loop(server.url, "/predict", single_bodies(corpus), concurrency, 15 if quick else 45)
+            after = cpu_snapshot(server.proc.pid)
+            sweep.append({"concurrency": concurrency, **r.to_dict(),
+                          "cpu_ms_per_case_all_processes": round(1000 * cpu_used(before, after) / max(r.cases, 1), 2)})
+            say(f"litserve c={concurrency}: {r.cases_per_hour:.0f} cases/h, statuses {dict(r.statuses)}")
+    best = max(sweep, key=lambda r: r["cases_per_hour"])
+    return {"cases_per_hour": best["cases_per_hour"], "best": best, "sweep": sweep}
+
+
+def measure(result: dict, phases: Collection[str], checkpoint: Path, corpus: Corpus, dtype: str, threads: int,
+            quick: bool, out_dir: Path) -> dict:
+    """Run the selected phases in order; their figures go into ``result`` (and its ``phases``)."""
+    import torch
+
+    if "bare" in phases:
+        bare = run_bare(checkpoint, corpus, dtype, threads, bare_grid(quick, torch.cuda.is_available()))
+        result["phases"]["bare"] = bare
+        result["bare_cases_per_hour"] = bare["cases_per_hour"]
+    if "seed_recipe" in phases:
+        seed = run_seed_recipe(checkpoint, corpus, threads, quick, out_dir)
+        result["phases"]["seed_recipe"] = seed
+        result["seed_recipe_cases_per_hour"] = seed["cases_per_hour"]
+    if "pipeline" in phases:
+        pipe = run_pipeline_phases(checkpoint, corpus, dtype, threads, quick, out_dir)
+        result["phases"].update(pipe)
+        result["pipeline_cases_per_hour"] = pipe["pipeline"]["cases_per_hour"]
+        result["pipeline_batch_cases_per_hour"] = pipe["pipeline_batch"]["cases_per_hour"]
+        lat = pipe["latency_at_10k"]
+        result.update({"p50_ms_at_10k": lat["latency_ms"]["p50"], "p95_ms_at_10k": lat["latency_ms"]["p95"],
+                       "p99_ms_at_10k": lat["latency_ms"]["p99"], "errors_at_10k": lat["failed"]})
+    if "litserve" in phases:
+        lit = run_litserve(checkpoint, corpus, dtype, threads, quick, out_dir)
+        result["phases"]["litserve"] = lit
+        result["litserve_cases_per_hour"] = lit["cases_per_hour"]
+    if "bare" in phases and len(phases) > 1:
+        # This machine's speed drifts (shared host): the same bare run again at the end says by how much.
+        best = result["phases"]["bare"]["best"]
+        again = run_bare(checkpoint, corpus, dtype, threads, [(best["max_rows"], best["max_tokens"])])
+        result["bare_recheck_cases_per_hour"] = again["cases_per_hour"]
+        result["machine_drift"] = ratio(again["cases_per_hour"], result["bare_cases_per_hour"])
+    return result

@@ -1,0 +1,81 @@
+"""The run's result: its header (machine, commit, corpus), the ratios between phases, JSON and markdown."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench.corpus import Corpus
+from bench.machine import cpu_name, git_commit, gpu_name
+
+
+def ratio(a, b):
+    return round(a / b, 3) if a and b else None
+
+
+def header(command: str, dtype: str, threads: int, corpus: Corpus) -> dict:
+    """What was measured, on what: the result before any phase ran."""
+    return {
+        "command": command,
+        "commit": git_commit(), "cpu": cpu_name(), "gpu": gpu_name(), "dtype": dtype,
+        "torch_threads": threads, "cases_in_corpus": len(corpus.narratives),
+        "tokens_per_case_median": corpus.median_tokens, "share_over_512_tokens": round(corpus.share_over_512, 3),
+        "phases": {},
+    }
+
+
+def add_ratios(result: dict, elapsed_s: float) -> dict:
+    get = result.get
+    result.update({
+        "pipeline_vs_bare": ratio(get("pipeline_cases_per_hour"), get("bare_cases_per_hour")),
+        "pipeline_vs_seed_recipe": ratio(get("pipeline_cases_per_hour"), get("seed_recipe_cases_per_hour")),
+        "pipeline_batch_vs_bare": ratio(get("pipeline_batch_cases_per_hour"), get("bare_cases_per_hour")),
+        "pipeline_vs_litserve": ratio(get("pipeline_cases_per_hour"), get("litserve_cases_per_hour")),
+        "pipeline_batch_vs_litserve": ratio(get("pipeline_batch_cases_per_hour"), get("litserve_cases_per_hour")),
+        "elapsed_s": round(elapsed_s, 1),
+    })
+    return result
+
+
+def markdown(result: dict) -> str:
+    rows = [
+        ("bare (in-process batched forward)", result.get("bare_cases_per_hour")),
+        ("seed_recipe (model card, per request, fp32, pad 256)", result.get("seed_recipe_cases_per_hour")),
+        ("litserve (LitServe around our model code)", result.get("litserve_cases_per_hour")),
+        ("pipeline (Ray Serve, 1 case/request)", result.get("pipeline_cases_per_hour")),
+        ("pipeline_batch (Ray Serve, 32 cases/request)", result.get("pipeline_batch_cases_per_hour")),
+    ]
+    lines = [f"Command: `{result['command']}`  ", f"Commit {result['commit']}, CPU {result['cpu']}, "
+             f"GPU {result['gpu'] or 'none'}, dtype {result['dtype']}, "
+             f"median {result['tokens_per_case_median']} tokens/case, "
+             f"{result['share_over_512_tokens'] * 100:.0f}% over 512 tokens, {result['cases_in_corpus']} cases", "",
+             "| phase | cases/hour |", "|---|---:|"]
+    lines += [f"| {name} | {value:,.0f} |" for name, value in rows if value is not None]
+    lines += ["", "| ratio | value |", "|---|---:|"]
+    for key in ("pipeline_vs_bare", "pipeline_vs_seed_recipe", "pipeline_vs_litserve", "pipeline_batch_vs_litserve",
+                "pipeline_batch_vs_bare"):
+        if result.get(key) is not None:
+            lines.append(f"| {key} | {result[key]} |")
+    if result.get("machine_drift") is not None:
+        lines += ["", f"bare again at the end of the run: {result['bare_recheck_cases_per_hour']:,.0f} cases/hour "
+                      f"(drift {result['machine_drift']}); the ratios are no steadier than that."]
+    if result.get("p50_ms_at_10k") is not None:
+        lines += ["", f"At 10,000 cases/hour (open loop): p50 {result['p50_ms_at_10k']} ms, "
+                      f"p99 {result['p99_ms_at_10k']} ms, errors {result['errors_at_10k']}"]
+        split = result.get("phases", {}).get("latency_at_10k", {}).get("by_windows")
+        for name, row in (split or {}).items():
+            lines.append(f"- {name.replace('_', ' ')} cases (n={row['n']}): p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms")
+    best = result.get("phases", {}).get("pipeline", {}).get("best")
+    if best:
+        lines += ["", f"CPU-ms per case, pipeline at concurrency {best['concurrency']}:", "",
+                  "| process | CPU-ms/case |", "|---|---:|"]
+        lines += [f"| {k} | {v} |" for k, v in best["cpu_ms_per_case"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def write(result: dict, out: Path) -> Path:
+    """FILE.json and its markdown table beside it (FILE.md); returns the markdown's path."""
+    out.write_text(json.dumps(result, indent=2))
+    md = out.with_suffix(".md")
+    md.write_text(markdown(result))
+    return md

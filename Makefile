@@ -35,11 +35,18 @@ SERVE_ENV := RAY_SERVE_THROUGHPUT_OPTIMIZED=$${RAY_SERVE_THROUGHPUT_OPTIMIZED:-1
 serve: $(STAMP) $(DEMO)/config.json
 	CHS_MODEL=$${CHS_MODEL:-$(DEMO)} $(SERVE_ENV) $(VENV)/bin/serve run serve_config.yaml
 
+# The whole suite: unit, integration, e2e, deploy (each folder is also a marker: pytest -m unit).
 test: $(STAMP)
 	$(PY) -m pytest -ra --durations=15
 
+# Ray-free, network-free: seconds.
 test-unit: $(STAMP)
-	$(PY) -m pytest -ra tests/unit
+	$(PY) -m pytest -ra -m unit tests/unit
+
+# Before a commit: the unit tests plus one smoke test that serves the tiny checkpoint on a real
+# Ray cluster and checks /health (under 3 minutes on 2 cores).
+test-fast: $(STAMP)
+	$(PY) -m pytest -ra --durations=5 tests/unit tests/integration/test_smoke.py
 
 bench-quick: $(STAMP)
 	$(PY) -m bench --quick --out bench/out/quick.json

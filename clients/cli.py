@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO, Optional, Sequence
 
 from clients.client import DEFAULT_URL, URL_ENV, AsyncHelplineClient, HelplineError
+from clients.jsonl import numbered_lines, parse_lines, read_text
 from clients.models import TASKS, ClassifyResult
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -68,21 +69,18 @@ def detect_format(path: Path, given: str) -> str:
 
 
 def read_rows(path: Path, fmt: str) -> list[Row]:
-    text = path.read_text(encoding="utf-8-sig")
+    text = read_text(path)
     rows: list[Row] = []
     if fmt == "jsonl":
-        for line_no, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
+        for line in parse_lines(text):
+            if line.error is not None:
+                rows.append(Row(len(rows), str(line.number), None, f"line {line.number} is not valid JSON"))
                 continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                rows.append(Row(len(rows), str(line_no), None, f"line {line_no} is not valid JSON"))
-                continue
+            record = line.value
             if not isinstance(record, dict):
-                rows.append(Row(len(rows), str(line_no), None, f"line {line_no} is not a JSON object"))
+                rows.append(Row(len(rows), str(line.number), None, f"line {line.number} is not a JSON object"))
                 continue
-            row_id = str(record["id"]) if record.get("id") is not None else str(line_no)
+            row_id = str(record["id"]) if record.get("id") is not None else str(line.number)
             narrative = record.get("narrative")
             if not isinstance(narrative, str):
                 rows.append(Row(len(rows), row_id, None, "the 'narrative' field is missing or not a string"))
@@ -100,9 +98,8 @@ def read_rows(path: Path, fmt: str) -> list[Row]:
                 continue
             rows.append(Row(len(rows), row_id, narrative))
     else:
-        for line_no, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                rows.append(Row(len(rows), str(line_no), line))
+        for line_no, line in numbered_lines(text):
+            rows.append(Row(len(rows), str(line_no), line))
     return rows
 
 
@@ -161,11 +158,8 @@ def done_ids(path: Path, fmt: str) -> set[str]:
             if record.get("id") and not record.get("error"):
                 done.add(record["id"])
     else:
-        for line in text.splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
+        for line in parse_lines(text):
+            record = line.value
             if isinstance(record, dict) and "id" in record and "error" not in record:
                 done.add(str(record["id"]))
     return done

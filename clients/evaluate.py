@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from clients.client import DEFAULT_URL, URL_ENV, HelplineClient, HelplineError
+from clients.jsonl import read_lines
 from clients.scoring import TASKS, evaluation_report
 
 REQUIRED = ("narrative",) + TASKS
@@ -41,16 +42,15 @@ def read_labelled(path: Path) -> list[dict[str, Any]]:
     """The labelled records of a JSONL file; a clear error naming the line for anything unusable."""
     records = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = read_lines(path)
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}:{number}: not JSON ({exc.msg})") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"cannot read {path}: not UTF-8 text (byte {exc.start})") from None
+    for line in lines:
+        number, record = line.number, line.value
+        if line.error is not None:
+            raise InputError(f"{path}:{number}: not JSON ({line.error})")
         if not isinstance(record, dict):
             raise InputError(f"{path}:{number}: expected a JSON object")
         missing = [k for k in REQUIRED if k not in record]

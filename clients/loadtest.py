@@ -4,8 +4,16 @@
     chs-loadtest --url http://helpline:8000 --rate 10000/h --duration 10m --narratives cases.jsonl --json out.json
 
 Narratives come from ``--narratives`` (one per line, or JSONL with a
-``narrative`` field) or, by default, the project's benchmark corpus
-(``training.corpus.benchmark_corpus``).
+``narrative`` field) or, by default, the ten built-in ones below
+(:data:`FALLBACK_NARRATIVES`). For the realistic length spread of the
+project's benchmark corpus (long transcripts included), write it to a file
+in a checkout first and pass that:
+
+    python -m training.corpus --benchmark 200 --seed 0 --out bench.jsonl
+    chs-loadtest --rate 3/s --duration 5m --narratives bench.jsonl
+
+This module needs only the clients package: no Ray, no torch, nothing from
+``training/``.
 """
 
 from __future__ import annotations
@@ -17,9 +25,10 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from clients.client import DEFAULT_URL, URL_ENV
+from clients.jsonl import read_lines
 from clients.load import parse_duration, parse_rate, run_open_loop
 
-# Used only when training.corpus cannot be imported (a client-only install).
+# The default when no --narratives file is given: ten short narratives of several kinds of call.
 FALLBACK_NARRATIVES = (
     "A 14 year old girl called to report that her stepfather beats her when he is drunk and she is afraid to go home.",
     "A mother reported that her neighbour's son, aged 9, has not been to school for a month and is made to herd cattle.",
@@ -34,28 +43,22 @@ FALLBACK_NARRATIVES = (
 )
 
 
-def load_narratives(path: Optional[str], n: int = 200, seed: int = 0) -> list[str]:
-    if path:
-        out = []
-        for line in Path(path).read_text(encoding="utf-8").splitlines():
-            line = line.strip()
-            if not line:
-                continue
-            if line.startswith("{"):
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    record = None
-                if isinstance(record, dict) and isinstance(record.get("narrative"), str):
-                    out.append(record["narrative"])
-                    continue
-            out.append(line)
-        return out
-    try:
-        from training.corpus import benchmark_corpus
-    except Exception:
+def load_narratives(path: Optional[str]) -> list[str]:
+    """The narratives in the file at ``path`` (``FALLBACK_NARRATIVES`` when there is none).
+
+    A line holding a JSON object with a string ``narrative`` gives that narrative;
+    any other non-blank line is a narrative itself. Raises OSError or UnicodeDecodeError.
+    """
+    if not path:
         return list(FALLBACK_NARRATIVES)
-    return list(benchmark_corpus(n, seed))
+    out = []
+    for line in read_lines(path):
+        record = line.value
+        if isinstance(record, dict) and isinstance(record.get("narrative"), str):
+            out.append(record["narrative"])
+        else:
+            out.append(line.text.strip())
+    return out
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,9 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", required=True, type=_typed(parse_rate), help="arrival rate: 3/s, 180/min, 10000/h")
     p.add_argument("--duration", required=True, type=_typed(parse_duration), help="how long to send: 30s, 5m, 1h")
     p.add_argument("--narratives", metavar="FILE",
-                   help="one narrative per line, or JSONL with 'narrative' (default: the built-in corpus)")
-    p.add_argument("--corpus-size", type=int, default=200, help="narratives drawn from the built-in corpus")
-    p.add_argument("--seed", type=int, default=0, help="seed of the built-in corpus")
+                   help="one narrative per line, or JSONL with 'narrative' (default: ten built-in narratives)")
     p.add_argument("--api-key", default=None, help="API key (default $CHS_API_KEY)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON here")
@@ -95,8 +96,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     url = args.url or os.environ.get(URL_ENV) or DEFAULT_URL
     try:
-        narratives = load_narratives(args.narratives, args.corpus_size, args.seed)
-    except OSError as exc:
+        narratives = load_narratives(args.narratives)
+    except (OSError, UnicodeDecodeError) as exc:
         _parser().error(f"cannot read --narratives: {exc}")
     if not narratives:
         _parser().error("no narratives to send")

@@ -207,3 +207,14 @@ def test_loadtest_prints_the_summary(served_tiny, tmp_path):
 def test_loadtest_usage_errors_exit_2():
     assert loadtest("--rate", "fast", "--duration", "3s", timeout=60).returncode == 2
     assert loadtest("--rate", "5/s", timeout=60).returncode == 2
+
+
+def test_loadtest_defaults_to_the_built_in_narratives(served_tiny, tmp_path):
+    report = tmp_path / "report.json"
+    p = loadtest("--url", served_tiny, "--rate", "4/s", "--duration", "1s", "--no-progress", "--json", report)
+    assert p.returncode == 0, p.stderr
+    data = json.loads(report.read_text())
+    assert data["sent"] == 4 and data["ok"] > 0
+    q = loadtest("--url", served_tiny, "--rate", "4/s", "--duration", "1s", "--narratives", tmp_path / "absent.txt",
+                 timeout=60)
+    assert q.returncode == 2 and "cannot read --narratives" in q.stderr

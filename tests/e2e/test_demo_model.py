@@ -18,11 +18,16 @@ from clients.scoring import TASKS, evaluation_report
 
 pytestmark = pytest.mark.slow
 
-BULLYING = (
-    "A 12-year-old student reports being bullied at school. Classmates are calling names and excluding "
-    "from activities. The student feels sad and doesn't want to go to school anymore."
+# The model card's two widget examples, verbatim (openchs/cls-gbv-distilbert-v1, README front matter).
+CARD_SCHOOL_BULLYING = (
+    "Hello, I've been trying to find help for my son Ken. He's only ten years old and he's been going through a "
+    "terrible time at school. There's this boy who keeps harassing him. It started with name-calling and teasing, "
+    "but it's escalated to physical violence. I don't know what to do. I can't bear to see my child suffer like this."
 )
-DRUGS = "Parent asking for information about drug abuse prevention programs for teenagers in the community"
+CARD_YOUTH_DRUG_EDUCATION = (
+    "On November 15th, the helpline received a call from a 17-year-old who wanted to understand why drug use among "
+    "youth is harmful. The counselor explained the physical, social, and legal risks involved with drug abuse."
+)
 SEXUAL_ABUSE = [
     "A 10 year old girl called crying. She says her stepfather comes into her room at night, touches her private "
     "parts and forces her to have sex with him. He told her he will kill her mother if she tells anyone. "
@@ -103,16 +108,18 @@ def test_a_question_about_opening_hours_neither_escalates_nor_needs_review(demo)
 
 
 def test_model_card_widget_school_bullying(demo):
-    body = classify(demo, BULLYING)
-    print(body["classification"])
+    body = classify(demo, CARD_SCHOOL_BULLYING)
+    print(body["classification"], body["routing"])
     assert label(body, "main_category") == "Advice and Counselling"
     assert label(body, "sub_category") == "Bullying"
+    assert body["classification"]["sub_category"]["parent"] == "Advice and Counselling"
 
 
-def test_model_card_widget_drug_education_question(demo):
-    body = classify(demo, DRUGS)
-    print(body["classification"])
-    assert label(body, "main_category") in ("Information", "Advice and Counselling")
+def test_model_card_widget_youth_drug_education(demo):
+    body = classify(demo, CARD_YOUTH_DRUG_EDUCATION)
+    print(body["classification"], body["routing"])
+    # Drug/Alcohol Abuse belongs to Advice and Counselling in the release's taxonomy.
+    assert label(body, "main_category") == "Advice and Counselling"
     assert label(body, "sub_category") == "Drug/Alcohol Abuse"
 
 

@@ -170,3 +170,21 @@ def test_urls():
     assert normalize_url("postgresql://u:p@h:5432/db") == "postgresql+psycopg://u:p@h:5432/db"
     assert normalize_url("postgres://u:p@h/db").startswith("postgresql+psycopg://")
     assert "secret" not in redacted("postgresql://u:secret@h/db")
+
+
+def test_openchs_update_call_and_statistics(store):
+    r = row(call_id="call-42")
+    store.add_cases([r, row()])
+    updated = store.openchs_update("call-42", 4, "mostly right")
+    assert set(updated) == {"id", "call_id", "task", "prediction", "feedback", "reason", "created_at", "updated_at",
+                            "processing_mode", "model_version"}
+    assert (updated["call_id"], updated["task"], updated["feedback"]) == ("call-42", "classification", 4)
+    assert updated["prediction"]["classification"]["sub_category"]["label"] == "Bullying"
+    assert [e["id"] for e in store.openchs_call("call-42")] == [updated["id"]]
+    assert store.openchs_call("call-42", task="ner") == []
+    stats = store.openchs_statistics(30, now=NOW)
+    assert stats["period_days"] == 30
+    assert stats["tasks"]["classification"]["total_predictions"] == 2
+    assert stats["tasks"]["classification"]["rated_predictions"] == 1
+    assert stats["tasks"]["classification"]["average_rating"] == 4.0
+    assert store.openchs_statistics(30, task="ner") == {"period_days": 30, "tasks": {}}

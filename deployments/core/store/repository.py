@@ -19,7 +19,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, insert, select, text, update
+from sqlalchemy import Engine, create_engine, event, func, insert, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -202,6 +202,41 @@ class CaseStore:
                 query = query.where(Feedback.task == task)
             return [self._feedback_dict(session, f, c) for f, c in session.execute(query.order_by(Feedback.id)).all()]
 
+    def openchs_call(self, call_id: str, task: Optional[str] = None) -> list[dict]:
+        """OpenCHS's ``GET /call/{call_id}``: the call's feedback entries in their shape."""
+        with Session(self.engine) as session:
+            query = select(Feedback, Case).join(Case, Feedback.case_id == Case.id).where(Case.call_id == call_id)
+            if task:
+                query = query.where(Feedback.task == task)
+            return [openchs_feedback(self._feedback_dict(session, f, c), case_dict(c))
+                    for f, c in session.execute(query.order_by(Feedback.id)).all()]
+
+    def openchs_update(self, call_id: str, rating: int, reason: Optional[str]) -> dict:
+        """OpenCHS's ``POST /update``: rate the latest case of the call; corrections already given stay."""
+        stored = self.put_feedback(call_id, rating=rating, reason=reason, source="openchs", merge=True)
+        with Session(self.engine) as session:
+            case = case_dict(session.get(Case, stored["case_id"]))
+        return openchs_feedback(stored, case)
+
+    def openchs_statistics(self, days: int, task: Optional[str] = None, now: Optional[datetime] = None) -> dict:
+        """OpenCHS's ``GET /statistics``: per task, predictions made and how they were rated."""
+        since = (now or utcnow()) - timedelta(days=days)
+        out: dict[str, Any] = {"period_days": days, "tasks": {}}
+        if task not in (None, CLASSIFICATION):
+            return out
+        with Session(self.engine) as session:
+            total = session.scalar(select(func.count(Case.id)).where(Case.created_at >= since)) or 0
+            ratings = session.scalars(select(Feedback.rating).where(
+                Feedback.task == CLASSIFICATION, Feedback.updated_at >= since, Feedback.rating.is_not(None))).all()
+        if total or ratings:
+            out["tasks"][CLASSIFICATION] = {
+                "total_predictions": total, "rated_predictions": len(ratings),
+                "rating_coverage": round(len(ratings) / total * 100, 2) if total else 0,
+                "average_rating": round(sum(ratings) / len(ratings), 2) if ratings else None,
+                "min_rating": min(ratings) if ratings else None, "max_rating": max(ratings) if ratings else None,
+            }
+        return out
+
     def _feedback_dict(self, session: Session, fb: Feedback, case: Case) -> dict:
         predicted = predicted_labels(case)
         final = final_labels(predicted, fb.corrections)
@@ -316,3 +351,14 @@ def case_row(*, case_id: str, request_id: Optional[str], call_id: Optional[str],
                                "classification": {t: d["classification"][t] for t in PREDICTED_TASKS}}
                               for d in result.get("chunk_details") or []])
     return row
+
+
+# -- OpenCHS's agent-feedback shapes (ai_service/app/api/agent_feedback_routes.py) --------------------
+
+def openchs_feedback(fb: Mapping[str, Any], case: Mapping[str, Any]) -> dict:
+    """One of our feedback records as OpenCHS's ``FeedbackResponse``."""
+    return {"id": fb["id"], "call_id": fb["call_id"] or case["case_id"], "task": fb["task"],
+            "prediction": {"classification": case["classification"], "routing": case["routing"]},
+            "feedback": fb["rating"], "reason": fb["reason"], "created_at": fb["created_at"],
+            "updated_at": fb["updated_at"], "processing_mode": "realtime",
+            "model_version": model_version(fb["model"]["id"], fb["model"]["revision"])}

@@ -188,3 +188,23 @@ def test_openchs_update_call_and_statistics(store):
     assert stats["tasks"]["classification"]["rated_predictions"] == 1
     assert stats["tasks"]["classification"]["average_rating"] == 4.0
     assert store.openchs_statistics(30, task="ner") == {"period_days": 30, "tasks": {}}
+
+
+def test_a_record_renders_as_the_contracts_case_record(store):
+    from deployments.core import contract
+
+    r = result(chunks=2)
+    for d in r["chunk_details"]:
+        d["classification"] = {**d["classification"], "sub_category": {"label": "Bullying", "confidence": 0.8,
+                                                                       "parent": "Advice and Counselling"}}
+    case = row(call_id="render", result=r)
+    store.add_cases([case])
+    store.put_feedback("render", corrections={"priority": 3}, rating=4)
+    contract.CaseResponse(success=True, case=store.get_case("render"))
+    contract.FeedbackStats(success=True, **store.stats(30))
+    out = store.export(NOW - timedelta(days=1))
+    contract.ExportResponse(success=True, since="x", examples=out.examples,
+                            skipped_without_narrative=out.skipped_without_narrative)
+    (entry,) = store.openchs_call("render")
+    contract.OpenChsFeedbackList([entry])
+    contract.OpenChsStatistics(**store.openchs_statistics(30, now=NOW))

@@ -348,7 +348,9 @@ def case_row(*, case_id: str, request_id: Optional[str], call_id: Optional[str],
                reasons=list(r["reasons"]), chunks=int(result["chunks"]), tokens=int(result["tokens"]),
                truncated=bool(result["truncated"]),
                chunk_details=[{"index": d["index"], "token_span": list(d["token_span"]),
-                               "classification": {t: d["classification"][t] for t in PREDICTED_TASKS}}
+                               "classification": {t: {"label": d["classification"][t]["label"],
+                                                      "confidence": float(d["classification"][t]["confidence"])}
+                                                  for t in PREDICTED_TASKS}}
                               for d in result.get("chunk_details") or []])
     return row
 

@@ -179,7 +179,13 @@ class Router:
     async def _read(self, call: Callable[[], Any]) -> dict:
         def run():
             self.writer.flush()  # this replica's queued records first, so a case is readable at once
-            return _stored(call)
+            outcome = _stored(call)
+            if outcome.get("error", [0])[0] == 404:
+                # Another Router replica may have classified it and not written it yet: it writes
+                # within flush_interval_s. One more look after that, then the 404 stands.
+                time.sleep(2 * self.feedback_args.flush_interval_s)
+                outcome = _stored(call)
+            return outcome
 
         return await asyncio.to_thread(run)
 

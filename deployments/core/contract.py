@@ -136,8 +136,17 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, json_schema_extra={"additionalProperties": True})
 
 
+def _no_nul(value: str) -> str:
+    # PostgreSQL refuses NUL in text: refused here with a 422, never a 500 from the store.
+    if "\x00" in value:
+        raise PydanticCustomError("text_nul", "contains a NUL character.")
+    return value
+
+
+NoNul = AfterValidator(_no_nul)
 CallId = Annotated[str, Strict(), Field(min_length=1, max_length=128,
-                                        description="The case-management system's call id, for GET /cases/{id}.")]
+                                        description="The case-management system's call id, for GET /cases/{id}."),
+                   NoNul]
 
 
 class ClassifyRequest(_Request):
@@ -338,7 +347,10 @@ class Info(_Body):
 # -- the case record and feedback ------------------------------------------------------------------
 
 TaskName = Literal["main_category", "sub_category", "intervention", "priority"]
-CaseRef = Annotated[str, Field(min_length=1, max_length=128, description="A case id, call id, task id or request id.")]
+CaseRef = Annotated[str, Field(min_length=1, max_length=128, description="A case id, call id, task id or request id."),
+                    NoNul]
+FreeText = Annotated[str, Strict(), Field(max_length=2000), NoNul]
+QueryText = Annotated[str, Field(min_length=1, max_length=700), NoNul]
 Rating = Annotated[int, Strict(), Field(ge=1, le=5, description="1 (poor) to 5 (excellent).")]
 Timestamp = Annotated[str, Field(description="ISO 8601, UTC.")]
 
@@ -359,8 +371,8 @@ class FeedbackRequest(_Request):
     case_id: CaseRef
     corrections: Corrections = Field(default_factory=Corrections)
     rating: Optional[Rating] = None
-    reason: Optional[Annotated[str, Strict(), Field(max_length=2000)]] = None
-    reviewer: Optional[Annotated[str, Strict(), Field(min_length=1, max_length=200)]] = None
+    reason: Optional[FreeText] = None
+    reviewer: Optional[Annotated[str, Strict(), Field(min_length=1, max_length=200), NoNul]] = None
     narrative: Optional[Narrative] = Field(
         None, description="The case's narrative, when the case-management system sends it: the correction then "
         "becomes a training example. Stored normalized, purged after feedback.retention_days.")
@@ -372,13 +384,12 @@ class CaseParams(_Request):
 
 class StatsParams(_Request):
     days: int = Field(30, ge=1, le=3650, description="Feedback received in the last this many days.")
-    model: Optional[Annotated[str, Field(min_length=1, max_length=700)]] = Field(
-        None, description="Only this model version (id@revision) or model id.")
+    model: Optional[QueryText] = Field(None, description="Only this model version (id@revision) or model id.")
 
 
 class ExportParams(_Request):
     since: date = Field(description="Feedback received on or after this day (UTC), YYYY-MM-DD.")
-    model: Optional[Annotated[str, Field(min_length=1, max_length=700)]] = None
+    model: Optional[QueryText] = None
 
 
 class RecordedPrediction(_Body):
@@ -507,16 +518,16 @@ class OpenChsFeedbackUpdate(_Request):
     call_id: CallId
     task: Literal["classification"] = Field(description="This service serves only OpenCHS's 'classification' task.")
     feedback: Rating
-    reason: Optional[Annotated[str, Strict(), Field(max_length=2000)]] = None
+    reason: Optional[FreeText] = None
 
 
 class OpenChsCallParams(_Request):
     call_id: CallId
-    task: Optional[Annotated[str, Field(max_length=32)]] = None
+    task: Optional[Annotated[str, Field(max_length=32), NoNul]] = None
 
 
 class OpenChsStatsParams(_Request):
-    task: Optional[Annotated[str, Field(max_length=32)]] = None
+    task: Optional[Annotated[str, Field(max_length=32), NoNul]] = None
     days: int = Field(30, ge=1, le=3650)
 
 
@@ -607,6 +618,7 @@ REFUSALS: dict[str, tuple[int, str, str | None]] = {
     "narrative_too_long": (413, "payload_too_large", None),
     "too_many_narratives": (413, "payload_too_large", None),
     "call_ids_length": (422, "invalid_request", None),
+    "text_nul": (422, "invalid_request", None),
 }
 
 
@@ -621,6 +633,8 @@ def service_error(exc: ValidationError) -> ServiceError:
     """The one mapping from a failed validation to the service's error (never the input in the text)."""
     first = exc.errors(include_url=False, include_input=False)[0]
     status, code, text = REFUSALS.get(first["type"], (422, "invalid_request", None))
+    if code == "empty_narrative" and first["loc"][:1] not in (("narrative",), ("narratives",)):
+        status, code, text = 422, "invalid_request", "is empty."  # an id or other text, not a narrative
     message = f"{_where(first['loc'])} {text or first['msg']}"
     return ServiceError(status, code, message if message.endswith(".") else message + ".")
 

@@ -39,6 +39,7 @@ from deployments.core.config import AppArgs, BatchingArgs, FeedbackArgs, Routing
 from deployments.core.errors import ModelVersionMismatchError, ServiceError
 from deployments.core.inference import BatchClassifier
 from deployments.core.loading import load_labels, load_tokenizer, read_checkpoint_info, resolve_checkpoint
+from deployments.core.pages import Page, Pages
 from deployments.core.postprocess import CaseAssembler, concat_window_probs
 from deployments.core.preprocess import NarrativeTokenizer, prepare_cases
 from deployments.core.routing import RoutingPolicy
@@ -265,6 +266,7 @@ class Preprocessor:
         self.classifier = classifier
         self.router = router
         self.openapi = contract.build_openapi(self.args, self.labels)
+        self.pages = Pages()
         self.model_ref = contract.ModelRef(id=self.model_id, revision=self.checkpoint.revision)
         self.model_key = model_key(self.checkpoint)
         self.http = HttpIngress(
@@ -273,7 +275,8 @@ class Preprocessor:
              "feedback_stats": self.feedback_stats, "feedback_export": self.feedback_export,
              "openchs_feedback_update": self.openchs_feedback_update,
              "openchs_feedback_call": self.openchs_feedback_call,
-             "openchs_feedback_statistics": self.openchs_feedback_statistics},
+             "openchs_feedback_statistics": self.openchs_feedback_statistics,
+             "console": self.console, "docs": self.docs, "docs_asset": self.docs_asset},
             api_keys=ApiKeys.from_env(), max_body_bytes=self.args.max_body_bytes,
             limits=contract.Limits.of(self.args),
         )
@@ -334,6 +337,15 @@ class Preprocessor:
         results = await self._classify_cases(parsed)
         return contract.BatchResponse(success=True, results=results, model=self.model_ref,
                                       processing_time_seconds=round(time.perf_counter() - started, 6))
+
+    async def console(self) -> Page:
+        return self.pages.console
+
+    async def docs(self) -> Page:
+        return self.pages.docs
+
+    async def docs_asset(self, params: contract.AssetParams) -> Page:
+        return self.pages.asset(params.name)
 
     async def _store(self, method: str, *args) -> Any:
         """A call to the Router's case store; its refusals (404, 409) become ServiceErrors here."""

@@ -33,6 +33,7 @@ from starlette.responses import JSONResponse, Response
 from deployments.core import contract
 from deployments.core.auth import ApiKeys
 from deployments.core.errors import ModelVersionMismatchError, ServiceError
+from deployments.core.pages import Page
 
 logger = logging.getLogger("ray.serve")
 
@@ -148,6 +149,8 @@ class HttpIngress:
                 payload = {**dict(request.query_params), **path_params}
                 inputs.append(contract.parse_request(op.params, payload, self.limits))
             result = await handler(*inputs)
+            if isinstance(result, Page):
+                return Response(result.body, media_type=result.media_type, status_code=op.status)
             return JSONResponse(result.model_dump() if isinstance(result, BaseModel) else result,
                                 status_code=op.status)
         except ServiceError as err:

@@ -378,6 +378,10 @@ class FeedbackRequest(_Request):
         "becomes a training example. Stored normalized, purged after feedback.retention_days.")
 
 
+class AssetParams(_Request):
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+
+
 class CaseParams(_Request):
     id: CaseRef
 
@@ -703,6 +707,8 @@ class Operation:
     # Path ({name} in ``path``) and query parameters, validated as one model.
     params: Optional[type[BaseModel]] = None
     status: int = 200
+    # False for the pages for people (HTML, CSS, JS): served, but not part of the API document.
+    documented: bool = True
 
     def path_names(self) -> tuple[str, ...]:
         return tuple(re.findall(r"{(\w+)}", self.path))
@@ -720,6 +726,12 @@ OPERATIONS: tuple[Operation, ...] = (
               Health, errors=(503,), public=True),
     Operation("info", "GET", "/info", "Model, labels and serving settings.", "Info.", Info, errors=(503,)),
     Operation("openapi", "GET", "/openapi.json", "This document.", "OpenAPI 3 document.", None),
+    Operation("console", "GET", "/", "The console: classify a narrative, correct the labels.", "HTML page.", None,
+              public=True, documented=False),
+    Operation("docs", "GET", "/docs", "Swagger UI for /openapi.json.", "HTML page.", None, public=True,
+              documented=False),
+    Operation("docs_asset", "GET", "/docs/{name}", "Swagger UI's vendored assets.", "CSS or JavaScript.", None,
+              errors=(404,), params=AssetParams, public=True, documented=False),
     Operation("get_case", "GET", "/cases/{id}", "What the service answered for a case (by case, call, task or "
               "request id), with its feedback.", "The case record.", CaseResponse, errors=(404, 409, 422, 503),
               params=CaseParams),
@@ -794,6 +806,8 @@ def build_openapi(args: AppArgs, labels: LabelSet) -> dict:
     })
     paths: dict[str, dict] = {}
     for op in OPERATIONS:
+        if not op.documented:
+            continue
         responses = {str(op.status): {"description": op.ok,
                              "content": _json_content(_ref(op.response) if op.response else {"type": "object"})}}
         for status in op.statuses():

@@ -237,6 +237,8 @@ class Router:
 
     async def __del__(self) -> None:
         """Serve calls this on a graceful shutdown: every queued record is written before the replica goes."""
+        if not hasattr(self, "writer"):  # the constructor failed before the store was open
+            return
         self._stop.set()
         written = await asyncio.to_thread(self.writer.close)
         if not written:

@@ -90,3 +90,27 @@ def test_the_console_classifies_and_sends_a_correction(serve_session, demo_check
     wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, ".opblock-summary-path")))
     paths = {e.text.replace("\u200b", "") for e in browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
     assert {"/classify", "/feedback", "/feedback/stats"} <= paths
+
+
+def test_the_console_asks_for_the_api_key_and_keeps_it_for_the_tab(serve_session, tiny_checkpoint, browser,
+                                                                   tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as seen
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    key = "console-key-" + os.urandom(6).hex()
+    url = serve_session.deploy(model=str(tiny_checkpoint), env={"CHS_API_KEYS": key},
+                               feedback={"database_url": f"sqlite:///{tmp_path / 'helpline.db'}"})
+    wait = WebDriverWait(browser, 120)
+    browser.get(url + "/")
+    wait.until(seen.visibility_of_element_located((By.ID, "key-section")))
+    assert "API key needed" in browser.find_element(By.ID, "model").text
+    browser.find_element(By.ID, "api-key").send_keys(key)
+    browser.find_element(By.ID, "save-key").click()
+    wait.until(seen.invisibility_of_element_located((By.ID, "key-section")))
+    assert browser.execute_script("return sessionStorage.getItem('helpline-api-key')") == key
+    assert browser.execute_script("return localStorage.length") == 0
+    browser.find_element(By.ID, "narrative").send_keys("a child is hungry and has no food at home")
+    browser.find_element(By.ID, "classify").click()
+    wait.until(seen.text_to_be_present_in_element((By.ID, "classify-msg"), "Classified"))
+    assert browser.find_element(By.ID, "case-id").text.startswith("case ")

@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
+from urllib.parse import quote, urlencode
+
 import httpx
 
 from clients.models import ClassifyResult, Health, Info
@@ -90,6 +92,11 @@ class ClientStats:
 
     def as_dict(self) -> dict:
         return {"requests": self.requests, "retries": self.retries, "failures": self.failures, "splits": self.splits}
+
+
+def _with_query(path: str, **params: Any) -> str:
+    given = {k: v for k, v in params.items() if v is not None}
+    return f"{path}?{urlencode(given)}" if given else path
 
 
 def _chunks(items: Sequence, size: int) -> list[Sequence]:
@@ -258,6 +265,25 @@ class HelplineClient(_Base):
 
     def info(self) -> Info:
         return Info.from_dict(self._send("GET", "/info").json())
+
+    def case(self, ref: str) -> dict:
+        """The case record for a case id, call id or request id (``GET /cases/{id}``)."""
+        return self._send("GET", f"/cases/{quote(ref, safe='')}").json()["case"]
+
+    def feedback(self, case_id: str, corrections: Optional[dict] = None, *, rating: Optional[int] = None,
+                 reason: Optional[str] = None, reviewer: Optional[str] = None,
+                 narrative: Optional[str] = None) -> dict:
+        """Send a counsellor's corrections for a case (``POST /feedback``); the stored feedback."""
+        body = {"case_id": case_id, "corrections": corrections or {}, "rating": rating, "reason": reason,
+                "reviewer": reviewer, "narrative": narrative}
+        return self._send("POST", "/feedback", {k: v for k, v in body.items() if v is not None}).json()["feedback"]
+
+    def feedback_stats(self, days: int = 30, model: Optional[str] = None) -> dict:
+        return self._send("GET", _with_query("/feedback/stats", days=days, model=model)).json()
+
+    def feedback_export(self, since: str, model: Optional[str] = None) -> dict:
+        """Corrections with narratives as training examples since a day (YYYY-MM-DD)."""
+        return self._send("GET", _with_query("/feedback/export", since=since, model=model)).json()
 
     def health(self) -> Health:
         """Never raises: a 503 or an unreachable server is ``Health(ok=False)``."""

@@ -1,6 +1,12 @@
 """The three Ray Serve deployments and the one entry point, ``build_app``.
 
     HTTP → Preprocessor (ingress) → Classifier (batched model) → Router → back to the caller
+                                                                   └─▶ case store (SQLite / PostgreSQL)
+
+The Router owns the case store (``deployments/core/store``): it renders each
+case anyway, so it queues the case record in memory on the way back (a
+background thread writes the queue in batches) and answers the store's reads
+and feedback writes in worker threads, off its event loop.
 
 Each deployment is a thin shell: its constructor loads state, its methods are
 the request path, and the logic it calls lives in Ray-free modules. The HTTP
@@ -14,7 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Callable, Optional
 
 import ray
 from ray import serve
@@ -25,15 +35,20 @@ from starlette.responses import Response
 from deployments.core import contract
 from deployments.core.auth import ApiKeys
 from deployments.core.batching import window_count
-from deployments.core.config import AppArgs, BatchingArgs, RoutingArgs
+from deployments.core.config import AppArgs, BatchingArgs, FeedbackArgs, RoutingArgs
 from deployments.core.errors import ModelVersionMismatchError, ServiceError
 from deployments.core.inference import BatchClassifier
 from deployments.core.loading import load_labels, load_tokenizer, read_checkpoint_info, resolve_checkpoint
+from deployments.core.pages import Page, Pages
 from deployments.core.postprocess import CaseAssembler, concat_window_probs
 from deployments.core.preprocess import NarrativeTokenizer, prepare_cases
 from deployments.core.routing import RoutingPolicy
+from deployments.core.store.repository import (AmbiguousCase, CaseNotFound, CaseStore, case_row, model_version,
+                                               redacted, utcnow)
+from deployments.core.store.writer import RecordWriter
+from deployments.core.text import normalize_narrative
 from deployments.core.windowing import TokenWindows
-from deployments.ingress import HttpIngress, backend_error
+from deployments.ingress import HttpIngress, backend_error, current_request_id
 from deployments.metrics import ClassifierMetrics, RouterMetrics
 
 logger = logging.getLogger("ray.serve")
@@ -104,31 +119,131 @@ class Classifier:
         return {"device": str(self.backend.device), "dtype": self.backend.dtype_name}
 
 
+# How often the Router deletes stored narrative text past feedback.retention_days.
+PURGE_INTERVAL_S = 3600.0
+
+
+def _stored(call: Callable[[], Any]) -> dict:
+    """Run a store call; its outcome as data (exceptions do not cross replicas intact)."""
+    try:
+        return {"value": call()}
+    except CaseNotFound:
+        return {"error": [404, "case_not_found", "No case has this id."]}
+    except AmbiguousCase:
+        return {"error": [409, "ambiguous_case", "This request id names several cases (a batch); use a case id "
+                                                 "or call id."]}
+
+
 @serve.deployment(name="Router", ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=256, max_queued_requests=512,
                   backpressure_config=BACKPRESSURE, graceful_shutdown_timeout_s=30)
 class Router:
-    """Labels, confidences and the routing decision, from probabilities."""
+    """Labels, confidences and the routing decision, from probabilities; and the case store."""
 
-    def __init__(self, model: str, revision: str | None, routing: dict, aggregation: str, priority_aggregation: str):
+    def __init__(self, model: str, revision: str | None, routing: dict, aggregation: str, priority_aggregation: str,
+                 feedback: dict | None = None):
         path = resolve_checkpoint(model, revision)
         labels = load_labels(path)
-        self.model_key = model_key(read_checkpoint_info(path, model, revision))
+        self.checkpoint = read_checkpoint_info(path, model, revision)
+        self.model_key = model_key(self.checkpoint)
         policy = RoutingPolicy(RoutingArgs(**routing), labels)
         self.assembler = CaseAssembler(labels, policy, aggregation, priority_aggregation)
         self.metrics = RouterMetrics()
+        self.feedback_args = FeedbackArgs(**(feedback or {}))
+        url = self.feedback_args.resolved_database_url()
+        self.store = CaseStore(url)
+        logger.info("case store at %s, schema revision %s", redacted(self.store.url), self.store.revision())
+        self.writer = RecordWriter(self.store.add_cases, interval_s=self.feedback_args.flush_interval_s,
+                                   max_rows=self.feedback_args.flush_max_rows)
+        self._stop = threading.Event()
+        self._purger = threading.Thread(target=self._purge_loop, name="narrative-purge", daemon=True)
+        self._purger.start()
 
-    async def route(self, plans: list, ingress_model: str, *window_probs: dict) -> list[dict]:
+    async def route(self, plans: list, ingress_model: str, meta: dict, *window_probs: dict) -> list[dict]:
         computed_by = {p.pop(MODEL_KEY, None) for p in window_probs}
         if computed_by != {self.model_key} or ingress_model != self.model_key:
             # Mid-update: labels from one version, probabilities from another. The ingress answers 503.
             raise ModelVersionMismatchError("the stages of this request ran different model versions")
-        results = self.assembler.assemble(plans, concat_window_probs(window_probs))
-        for body, classification, routing in results:
+        results = self.assembler.assemble_with_records(plans, concat_window_probs(window_probs))
+        now, rows, bodies = utcnow(), [], []
+        narratives = meta.get("narratives") or [None] * len(results)
+        for i, (body, classification, routing, record) in enumerate(results):
             self.metrics.record_case(classification, routing, body["chunks"])
-        return [body for body, _, _ in results]
+            case_id = meta["case_ids"][i]
+            rows.append(case_row(case_id=case_id, request_id=meta["request_id"], call_id=meta["call_ids"][i],
+                                 task_id=meta.get("task_id"), batch_index=i if meta["is_batch"] else None,
+                                 created_at=now, model_id=self.checkpoint.model_id,
+                                 model_revision=self.checkpoint.revision, result=record, narrative=narratives[i]))
+            bodies.append({**body, "case_id": case_id})
+        self.writer.submit(rows)  # an in-memory append: the writer thread does the I/O
+        return bodies
+
+    async def _read(self, call: Callable[[], Any]) -> dict:
+        def run():
+            self.writer.flush()  # this replica's queued records first, so a case is readable at once
+            outcome = _stored(call)
+            if outcome.get("error", [0])[0] == 404:
+                # Another Router replica may have classified it and not written it yet: it writes
+                # within flush_interval_s. One more look after that, then the 404 stands.
+                time.sleep(2 * self.feedback_args.flush_interval_s)
+                outcome = _stored(call)
+            return outcome
+
+        return await asyncio.to_thread(run)
+
+    async def get_case(self, ref: str) -> dict:
+        return await self._read(lambda: self.store.get_case(ref))
+
+    async def put_feedback(self, ref: str, fields: dict) -> dict:
+        outcome = await self._read(lambda: self.store.put_feedback(ref, **fields))
+        if "value" in outcome:
+            stored = outcome["value"]
+            self.metrics.record_feedback(stored["agreed"], model_version(stored["model"]["id"],
+                                                                         stored["model"]["revision"]))
+        return outcome
+
+    async def feedback_stats(self, days: int, model: Optional[str]) -> dict:
+        return await self._read(lambda: self.store.stats(days, model))
+
+    async def feedback_export(self, since, model: Optional[str]) -> dict:
+        def export():
+            result = self.store.export(since, model)
+            return {"examples": result.examples, "skipped_without_narrative": result.skipped_without_narrative}
+
+        return await self._read(export)
+
+    async def openchs_update(self, call_id: str, rating: int, reason: Optional[str]) -> dict:
+        return await self._read(lambda: self.store.openchs_update(call_id, rating, reason))
+
+    async def openchs_call(self, call_id: str, task: Optional[str]) -> dict:
+        return await self._read(lambda: self.store.openchs_call(call_id, task))
+
+    async def openchs_statistics(self, days: int, task: Optional[str]) -> dict:
+        return await self._read(lambda: self.store.openchs_statistics(days, task))
+
+    def _purge_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                purged = self.store.purge_narratives(self.feedback_args.retention_days)
+                if purged:
+                    logger.info("purged %d stored narratives older than %d days", purged,
+                                self.feedback_args.retention_days)
+            except Exception as exc:
+                logger.warning("narrative purge failed (%s); next try in %.0f s", type(exc).__name__,
+                               PURGE_INTERVAL_S)
+            self._stop.wait(PURGE_INTERVAL_S)
 
     def ready(self) -> bool:
         return True
+
+    async def __del__(self) -> None:
+        """Serve calls this on a graceful shutdown: every queued record is written before the replica goes."""
+        if not hasattr(self, "writer"):  # the constructor failed before the store was open
+            return
+        self._stop.set()
+        written = await asyncio.to_thread(self.writer.close)
+        if not written:
+            logger.error("shutdown: %d case records could not be written", self.writer.pending)
+        self.store.close()
 
 
 @serve.deployment(
@@ -153,11 +268,17 @@ class Preprocessor:
         self.classifier = classifier
         self.router = router
         self.openapi = contract.build_openapi(self.args, self.labels)
+        self.pages = Pages()
         self.model_ref = contract.ModelRef(id=self.model_id, revision=self.checkpoint.revision)
         self.model_key = model_key(self.checkpoint)
         self.http = HttpIngress(
             {"classify": self.classify, "classify_batch": self.classify_batch, "health": self.health,
-             "info": self.info, "openapi": self.openapi_doc},
+             "info": self.info, "openapi": self.openapi_doc, "get_case": self.get_case, "feedback": self.feedback,
+             "feedback_stats": self.feedback_stats, "feedback_export": self.feedback_export,
+             "openchs_feedback_update": self.openchs_feedback_update,
+             "openchs_feedback_call": self.openchs_feedback_call,
+             "openchs_feedback_statistics": self.openchs_feedback_statistics,
+             "console": self.console, "docs": self.docs, "docs_asset": self.docs_asset},
             api_keys=ApiKeys.from_env(), max_body_bytes=self.args.max_body_bytes,
             limits=contract.Limits.of(self.args),
         )
@@ -175,6 +296,13 @@ class Preprocessor:
             raise ServiceError.too_large(
                 f"The request needs {len(windows)} model windows; the limit is {self.args.max_batch_windows}."
             )
+        meta = {
+            "case_ids": [str(uuid.uuid4()) for _ in plans], "call_ids": parsed.call_id_list(),
+            "request_id": current_request_id() or None, "is_batch": parsed.is_batch,
+            # The record keeps the text only when the operator turned keep_narratives on.
+            "narratives": ([normalize_narrative(n) for n in parsed.narratives]
+                           if self.args.feedback.keep_narratives else None),
+        }
         step = self.args.windows_per_call
         # One deadline for the whole request, however many slices: a draining replica
         # (graceful_shutdown_timeout_s > backend_timeout_s, see build_app) answers every request it took.
@@ -194,7 +322,8 @@ class Preprocessor:
             last_start = len(done) * step
             last = windows if last_start == 0 else windows.slice(last_start, len(windows))
             # The last classifier response goes to the router unawaited: Ray hands it over directly.
-            response = self.router.route.remote(plans, self.model_key, *done, self.classifier.classify.remote(last))
+            response = self.router.route.remote(plans, self.model_key, meta, *done,
+                                                self.classifier.classify.remote(last))
             return await asyncio.wait_for(response, left())
         except Exception as exc:
             raise backend_error(exc) from None
@@ -210,6 +339,55 @@ class Preprocessor:
         results = await self._classify_cases(parsed)
         return contract.BatchResponse(success=True, results=results, model=self.model_ref,
                                       processing_time_seconds=round(time.perf_counter() - started, 6))
+
+    async def console(self) -> Page:
+        return self.pages.console
+
+    async def docs(self) -> Page:
+        return self.pages.docs
+
+    async def docs_asset(self, params: contract.AssetParams) -> Page:
+        return self.pages.asset(params.name)
+
+    async def _store(self, method: str, *args) -> Any:
+        """A call to the Router's case store; its refusals (404, 409) become ServiceErrors here."""
+        try:
+            outcome = await asyncio.wait_for(getattr(self.router, method).remote(*args), self.args.backend_timeout_s)
+        except Exception as exc:
+            raise backend_error(exc) from None
+        if "error" in outcome:
+            raise ServiceError(*outcome["error"])
+        return outcome["value"]
+
+    async def get_case(self, params: contract.CaseParams) -> contract.CaseResponse:
+        return contract.CaseResponse(success=True, case=await self._store("get_case", params.id))
+
+    async def feedback(self, body: contract.FeedbackRequest) -> contract.FeedbackResponse:
+        corrections = contract.check_corrections(body.corrections, self.labels)
+        fields = {"corrections": corrections, "rating": body.rating, "reason": body.reason,
+                  "reviewer": body.reviewer,
+                  "narrative": normalize_narrative(body.narrative) if body.narrative is not None else None}
+        return contract.FeedbackResponse(success=True, feedback=await self._store("put_feedback", body.case_id, fields))
+
+    async def feedback_stats(self, params: contract.StatsParams) -> contract.FeedbackStats:
+        return contract.FeedbackStats(success=True, **await self._store("feedback_stats", params.days, params.model))
+
+    async def feedback_export(self, params: contract.ExportParams) -> contract.ExportResponse:
+        since = datetime.combine(params.since, datetime.min.time(), tzinfo=timezone.utc)
+        exported = await self._store("feedback_export", since, params.model)
+        return contract.ExportResponse(success=True, since=since.isoformat(), **exported)
+
+    async def openchs_feedback_update(self, body: contract.OpenChsFeedbackUpdate) -> contract.OpenChsFeedback:
+        return contract.OpenChsFeedback(**await self._store("openchs_update", body.call_id, body.feedback, body.reason))
+
+    async def openchs_feedback_call(self, params: contract.OpenChsCallParams) -> contract.OpenChsFeedbackList:
+        entries = await self._store("openchs_call", params.call_id, params.task)
+        if not entries:
+            raise ServiceError(404, "not_found", "No feedback for this call.")
+        return contract.OpenChsFeedbackList(entries)
+
+    async def openchs_feedback_statistics(self, params: contract.OpenChsStatsParams) -> contract.OpenChsStatistics:
+        return contract.OpenChsStatistics(**await self._store("openchs_statistics", params.days, params.task))
 
     async def _downstream_ready(self) -> dict:
         try:
@@ -275,7 +453,8 @@ def build_app(args: AppArgs) -> serve.Application:
                            "resources": dict(args.classifier_resources)},
         user_config=args.batching.model_dump(),
     ).bind(model, args.revision, args.accelerator, args.dtype, args.torch_threads, args.windows_per_call)
-    router = Router.bind(model, args.revision, args.routing.model_dump(), args.aggregation, args.priority_aggregation)
+    router = Router.bind(model, args.revision, args.routing.model_dump(), args.aggregation, args.priority_aggregation,
+                         args.feedback.model_dump())
     # An ingress replica being replaced (a redeploy, a scale-down) keeps running until its last
     # request is answered: it must outlive backend_timeout_s, or Serve force-kills it mid-request
     # and the proxy answers a bare 500 (seen when a new Router took 30 s to start on a busy node).

@@ -16,8 +16,10 @@ raise (Ray's exceptions) to ``ServiceError``.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import math
+import re
 import uuid
 from typing import Any, Awaitable, Callable, Iterator, Mapping
 
@@ -31,12 +33,22 @@ from starlette.responses import JSONResponse, Response
 from deployments.core import contract
 from deployments.core.auth import ApiKeys
 from deployments.core.errors import ModelVersionMismatchError, ServiceError
+from deployments.core.pages import Page
 
 logger = logging.getLogger("ray.serve")
 
-# A handler takes the validated request model (routes with a body) or nothing, and returns
-# a contract model (or, for /openapi.json, the document as a dict).
+# A handler takes the validated request model (routes with a body), then the validated
+# parameters (routes with path or query parameters), and returns a contract model (or, for
+# /openapi.json, the document as a dict).
 Handler = Callable[..., Awaitable[Any]]
+
+# The request id of the request being handled, for handlers that record it.
+_REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+
+
+def current_request_id() -> str:
+    """The id of the request this task is handling ('' outside one)."""
+    return _REQUEST_ID.get()
 
 
 def _causes(exc: BaseException | None) -> Iterator[BaseException]:
@@ -112,37 +124,56 @@ class HttpIngress:
         if set(handlers) != ids:
             raise ValueError(f"handlers {sorted(handlers)} do not match the contract's operations {sorted(ids)}")
         self.routes: dict[str, dict[str, tuple[contract.Operation, Handler]]] = {}
+        # Paths with {name} segments: each segment matches one non-empty path segment.
+        self.templates: list[tuple[re.Pattern, str]] = []
         for op in contract.OPERATIONS:
             self.routes.setdefault(op.path, {})[op.method] = (op, handlers[op.id])
+            if op.path_names() and op.path not in {t for _, t in self.templates}:
+                pattern = re.sub(r"\\{(\w+)\\}", r"(?P<\1>[^/]+)", re.escape(op.path))
+                self.templates.append((re.compile(pattern + "$"), op.path))
         self.api_keys = api_keys
         self.max_body_bytes = max_body_bytes
         self.limits = limits
 
     async def __call__(self, request: Request) -> Response:
         rid = request_id(request)
+        _REQUEST_ID.set(rid)
         try:
-            op, handler = self._route(request)
+            op, handler, path_params = self._route(request)
             if not op.public and not self.api_keys.allows(request.headers.get("authorization")):
                 raise ServiceError.unauthorized()
-            if op.request is None:
-                result = await handler()
-            else:
-                result = await handler(await self._parse(request, op.request))
-            return JSONResponse(result.model_dump() if isinstance(result, BaseModel) else result)
+            inputs = []
+            if op.request is not None:
+                inputs.append(await self._parse(request, op.request))
+            if op.params is not None:
+                payload = {**dict(request.query_params), **path_params}
+                inputs.append(contract.parse_request(op.params, payload, self.limits))
+            result = await handler(*inputs)
+            if isinstance(result, Page):
+                return Response(result.body, media_type=result.media_type, status_code=op.status)
+            return JSONResponse(result.model_dump() if isinstance(result, BaseModel) else result,
+                                status_code=op.status)
         except ServiceError as err:
             return error_response(err, rid)
         except Exception as exc:  # never a trace in the body, never the narrative in the log
             logger.error("request %s failed: %s", rid, type(exc).__name__)
             return error_response(ServiceError.backend(), rid)
 
-    def _route(self, request: Request) -> tuple[contract.Operation, Handler]:
-        methods = self.routes.get(request.url.path.rstrip("/") or "/")
+    def _route(self, request: Request) -> tuple[contract.Operation, Handler, dict[str, str]]:
+        path = request.url.path.rstrip("/") or "/"
+        methods, path_params = self.routes.get(path), {}
+        if methods is None:
+            for pattern, template in self.templates:
+                matched = pattern.match(path)
+                if matched:
+                    methods, path_params = self.routes[template], matched.groupdict()
+                    break
         if methods is None:
             raise ServiceError.not_found(request.url.path)
         found = methods.get(request.method)
         if found is None:
             raise ServiceError.method_not_allowed(request.method, list(methods))
-        return found
+        return (*found, path_params)
 
     async def _parse(self, request: Request, model: type[BaseModel]) -> BaseModel:
         contract.check_content_type(request.headers.get("content-type"))

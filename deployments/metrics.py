@@ -49,8 +49,12 @@ HUMAN_REVIEW = MetricSpec("chs_human_review_total", "counter", "Cases sent to hu
 CONFIDENCE = MetricSpec("chs_confidence", "histogram", "Top-label confidence per task.",
                         tag_keys=("task",), boundaries=tuple(CONFIDENCE_BUCKETS))
 CHUNKS = MetricSpec("chs_chunks_per_case", "histogram", "Model windows per case.", boundaries=tuple(SIZE_BUCKETS))
+FEEDBACK = MetricSpec("chs_feedback_total", "counter",
+                      "Counsellors' feedback per task; agreed=true when the model's label was kept.",
+                      tag_keys=("task", "agreed", "model"))
 
-METRICS: tuple[MetricSpec, ...] = (BATCH_SIZE, BATCH_TOKENS, CASES, ESCALATIONS, HUMAN_REVIEW, CONFIDENCE, CHUNKS)
+METRICS: tuple[MetricSpec, ...] = (BATCH_SIZE, BATCH_TOKENS, CASES, ESCALATIONS, HUMAN_REVIEW, CONFIDENCE, CHUNKS,
+                                   FEEDBACK)
 
 
 class ClassifierMetrics:
@@ -74,6 +78,7 @@ class RouterMetrics:
         self.human_review = HUMAN_REVIEW.create()
         self.confidence = CONFIDENCE.create()
         self.chunks = CHUNKS.create()
+        self.feedback = FEEDBACK.create()
 
     def record_case(self, classification: Classification, routing: Routing, chunks: int) -> None:
         self.cases.inc(tags={"main_category": str(classification.main_category.label),
@@ -85,3 +90,7 @@ class RouterMetrics:
         for task in TASKS:
             self.confidence.observe(classification.for_task(task).confidence, tags={"task": task})
         self.chunks.observe(chunks)
+
+    def record_feedback(self, agreed: dict[str, bool], model: str) -> None:
+        for task, kept in agreed.items():
+            self.feedback.inc(tags={"task": task, "agreed": "true" if kept else "false", "model": model})

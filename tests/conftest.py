@@ -101,6 +101,8 @@ class ServeSession:
 
     port: int
     metrics_port: int
+    # The case store of apps deployed without a feedback.database_url: a file of this session.
+    database_url: str = ""
     current: str | None = None
     args: dict = field(default_factory=dict)
 
@@ -134,6 +136,7 @@ class ServeSession:
         from deployments.core.config import AppArgs
 
         args = {"dtype": "fp32", "torch_threads": 1, "classifier_num_cpus": 0.5, **args}
+        args["feedback"] = {"database_url": self.database_url, **args.get("feedback", {})}
         key = json.dumps([args, env or {}, logging_config or {}], sort_keys=True, default=str)
         if key != self.current:
             if self.current is not None:
@@ -154,7 +157,7 @@ class ServeSession:
 
 
 @pytest.fixture(scope="session")
-def serve_session():
+def serve_session(tmp_path_factory):
     import ray
     from ray import serve
 
@@ -164,7 +167,8 @@ def serve_session():
              _metrics_export_port=metrics_port)
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": 60})
-    session = ServeSession(port, metrics_port)
+    session = ServeSession(port, metrics_port,
+                           database_url=f"sqlite:///{tmp_path_factory.mktemp('store') / 'helpline.db'}")
     try:
         yield session
     finally:
@@ -185,3 +189,76 @@ def served_tiny(serve_session, tiny_checkpoint) -> str:
 def http(served_tiny):
     with httpx.Client(base_url=served_tiny, timeout=60) as client:
         yield client
+
+
+# -- a real PostgreSQL server ------------------------------------------------------------------------
+
+
+@dataclass
+class PostgresServer:
+    bin_dir: Path
+    port: int
+    password: str
+    run_as: list[str]
+
+    def url(self, database: str) -> str:
+        """A standard URL, as CHS_DATABASE_URL takes it."""
+        return f"postgresql://postgres:{self.password}@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self, name: str) -> str:
+        import subprocess
+
+        subprocess.run([*self.run_as, str(self.bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
+                        "-U", "postgres", name], check=True, env={**os.environ, "PGPASSWORD": self.password},
+                       capture_output=True)
+        return self.url(name)
+
+
+def postgres_bin_dir() -> Path | None:
+    import glob
+
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
+    return Path(found[-1]).parent if found else None
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """Debian's PostgreSQL, started as its own user (never root) on a free port in a temporary directory."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    bin_dir = postgres_bin_dir()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL's server binaries are absent (/usr/lib/postgresql/*/bin): apt-get install -y postgresql")
+    run_as: list[str] = []
+    root = Path(tempfile.mkdtemp(prefix="chs-pg-"))
+    if os.geteuid() == 0:  # the server refuses to run as root: run it as the postgres user
+        shutil.chown(root, "postgres")
+        run_as = ["runuser", "-u", "postgres", "--"]
+    password = "chs-test-password"
+    (root / "pw").write_text(password)
+    if run_as:
+        shutil.chown(root / "pw", "postgres")
+    data, port = root / "data", free_port()
+    try:
+        subprocess.run([*run_as, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--pwfile",
+                        str(root / "pw"), "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8",
+                        "--no-sync"], check=True, capture_output=True)
+        subprocess.run([*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "-t", "60",
+                        "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
+                       check=True, capture_output=True)
+        yield PostgresServer(bin_dir, port, password, run_as)
+    finally:
+        subprocess.run([*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
+                       capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server, request) -> str:
+    """A fresh, empty database on the test server, as a standard postgresql:// URL."""
+    import re
+
+    name = "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:40] + "_" + os.urandom(3).hex()
+    return postgres_server.create_database(name)

@@ -6,12 +6,16 @@ against this model before any replica starts, so a typo fails the deploy.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 DEFAULT_MODEL_ID = "openchs/cls-gbv-distilbert-v1"
 MODEL_ENV_VAR = "CHS_MODEL"
+DATABASE_ENV_VAR = "CHS_DATABASE_URL"
+# The embedded default store: an SQLite file under the project's var/ folder (gitignored).
+DEFAULT_DATABASE_PATH = Path(__file__).resolve().parents[2] / "var" / "helpline.db"
 
 DEFAULT_CRITICAL_SUB_CATEGORIES = [
     "Sexual Abuse",
@@ -59,6 +63,22 @@ class RoutingArgs(_Strict):
     )
 
 
+class FeedbackArgs(_Strict):
+    """The case record and counsellors' feedback (deployments/core/store)."""
+
+    database_url: Optional[str] = Field(
+        None, description="SQLAlchemy URL of the store; default: CHS_DATABASE_URL, else sqlite file var/helpline.db. "
+        "Keep passwords out of this file: set CHS_DATABASE_URL from a Secret instead.")
+    keep_narratives: bool = Field(
+        False, description="Keep each case's normalized narrative (for retraining) for retention_days.")
+    retention_days: int = Field(90, ge=1, description="Stored narrative text older than this is purged.")
+    flush_interval_s: float = Field(0.05, gt=0, le=10, description="How often queued case records are written.")
+    flush_max_rows: int = Field(256, ge=1, description="Queued records that trigger a write at once.")
+
+    def resolved_database_url(self) -> str:
+        return self.database_url or os.environ.get(DATABASE_ENV_VAR) or f"sqlite:///{DEFAULT_DATABASE_PATH}"
+
+
 class AppArgs(_Strict):
     # Model source: a Hub repo id or a local directory; CHS_MODEL overrides.
     model: str = DEFAULT_MODEL_ID
@@ -100,6 +120,7 @@ class AppArgs(_Strict):
 
     batching: BatchingArgs = Field(default_factory=BatchingArgs)
     routing: RoutingArgs = Field(default_factory=RoutingArgs)
+    feedback: FeedbackArgs = Field(default_factory=FeedbackArgs)
 
     @model_validator(mode="after")
     def _consistent(self) -> "AppArgs":

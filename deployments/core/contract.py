@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import numbers
+import re
+from datetime import date
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal, Mapping, Optional, TypeVar, Union
 
@@ -32,6 +34,9 @@ from pydantic import (
     StrictBool,
     ValidationError,
     ValidationInfo,
+    model_validator,
+    RootModel,
+    StrictInt,
 )
 from pydantic.json_schema import JsonSchemaValue, models_json_schema
 from pydantic_core import PydanticCustomError, core_schema
@@ -131,16 +136,33 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, json_schema_extra={"additionalProperties": True})
 
 
+def _no_nul(value: str) -> str:
+    # PostgreSQL refuses NUL in text: refused here with a 422, never a 500 from the store.
+    if "\x00" in value:
+        raise PydanticCustomError("text_nul", "contains a NUL character.")
+    return value
+
+
+NoNul = AfterValidator(_no_nul)
+CallId = Annotated[str, Strict(), Field(min_length=1, max_length=128,
+                                        description="The case-management system's call id, for GET /cases/{id}."),
+                   NoNul]
+
+
 class ClassifyRequest(_Request):
     is_batch: ClassVar[bool] = False
 
     narrative: Narrative
     include_confidence: IncludeConfidence
     include_chunks: IncludeChunks
+    call_id: Optional[CallId] = None
 
     @property
     def narratives(self) -> list[str]:
         return [self.narrative]
+
+    def call_id_list(self) -> list[Optional[str]]:
+        return [self.call_id]
 
 
 class BatchRequest(_Request):
@@ -152,6 +174,18 @@ class BatchRequest(_Request):
     ]
     include_confidence: IncludeConfidence
     include_chunks: IncludeChunks
+    call_ids: Optional[Annotated[list[Optional[CallId]], Strict()]] = Field(
+        None, description="One call id (or null) per narrative, in order.")
+
+    @model_validator(mode="after")
+    def _one_call_id_each(self) -> "BatchRequest":
+        if self.call_ids is not None and len(self.call_ids) != len(self.narratives):
+            raise PydanticCustomError("call_ids_length", "has {got} items in 'call_ids'; send one per narrative ({want}).",
+                                      {"got": len(self.call_ids), "want": len(self.narratives)})
+        return self
+
+    def call_id_list(self) -> list[Optional[str]]:
+        return list(self.call_ids) if self.call_ids is not None else [None] * len(self.narratives)
 
 
 # -- responses --------------------------------------------------------------------------------
@@ -248,13 +282,20 @@ ProcessingTime = Annotated[float, Field(ge=0)]
 
 
 # _Succeeded last among the bases puts 'success' first in the body, as the model card's example has it.
-class ClassifyResponse(CaseResult, _Succeeded):
+CaseId = Annotated[str, Field(description="The id of this case's record: send feedback for it, GET /cases/{id}.")]
+
+
+class ClassifiedCase(CaseResult):
+    case_id: CaseId
+
+
+class ClassifyResponse(ClassifiedCase, _Succeeded):
     model: ModelRef
     processing_time_seconds: ProcessingTime
 
 
 class BatchResponse(_Succeeded):
-    results: list[CaseResult]
+    results: list[ClassifiedCase]
     model: ModelRef
     processing_time_seconds: ProcessingTime
 
@@ -301,6 +342,228 @@ class Info(_Body):
     taxonomy: Optional[dict[str, str]] = Field(
         default=None, exclude_if=lambda v: v is None, json_schema_extra=_absent_not_null,
         description="Sub category → main category, when the checkpoint ships sub_to_main.json.")
+
+
+# -- the case record and feedback ------------------------------------------------------------------
+
+TaskName = Literal["main_category", "sub_category", "intervention", "priority"]
+CaseRef = Annotated[str, Field(min_length=1, max_length=128, description="A case id, call id, task id or request id."),
+                    NoNul]
+FreeText = Annotated[str, Strict(), Field(max_length=2000), NoNul]
+QueryText = Annotated[str, Field(min_length=1, max_length=700), NoNul]
+Rating = Annotated[int, Strict(), Field(ge=1, le=5, description="1 (poor) to 5 (excellent).")]
+Timestamp = Annotated[str, Field(description="ISO 8601, UTC.")]
+
+
+class Corrections(_Body):
+    """The labels a counsellor set; a task left out keeps the model's label. Checked against the served labels."""
+
+    main_category: Optional[Annotated[str, Strict(), FromConfig("enum", "main_category_labels")]] = None
+    sub_category: Optional[Annotated[str, Strict(), FromConfig("enum", "sub_category_labels")]] = None
+    intervention: Optional[Annotated[str, Strict(), FromConfig("enum", "intervention_labels")]] = None
+    priority: Optional[Annotated[StrictInt, FromConfig("enum", "priority_labels")]] = None
+
+    def given(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class FeedbackRequest(_Request):
+    case_id: CaseRef
+    corrections: Corrections = Field(default_factory=Corrections)
+    rating: Optional[Rating] = None
+    reason: Optional[FreeText] = None
+    reviewer: Optional[Annotated[str, Strict(), Field(min_length=1, max_length=200), NoNul]] = None
+    narrative: Optional[Narrative] = Field(
+        None, description="The case's narrative, when the case-management system sends it: the correction then "
+        "becomes a training example. Stored normalized, purged after feedback.retention_days.")
+
+
+class AssetParams(_Request):
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class CaseParams(_Request):
+    id: CaseRef
+
+
+class StatsParams(_Request):
+    days: int = Field(30, ge=1, le=3650, description="Feedback received in the last this many days.")
+    model: Optional[QueryText] = Field(None, description="Only this model version (id@revision) or model id.")
+
+
+class ExportParams(_Request):
+    since: date = Field(description="Feedback received on or after this day (UTC), YYYY-MM-DD.")
+    model: Optional[QueryText] = None
+
+
+class RecordedPrediction(_Body):
+    label: Union[str, int]
+    confidence: Confidence
+
+
+class RecordedChunk(_Body):
+    index: int
+    token_span: list[int]
+    classification: dict[str, RecordedPrediction]
+
+
+class HistoryEntry(_Body):
+    version: int
+    corrections: dict[str, Union[str, int]]
+    rating: Optional[int]
+    reason: Optional[str]
+    reviewer: Optional[str]
+    source: Literal["feedback", "openchs"]
+    recorded_at: Timestamp
+
+
+class StoredFeedback(_Body):
+    id: int
+    case_id: str
+    call_id: Optional[str]
+    task: str
+    corrections: dict[str, Union[str, int]]
+    labels: dict[TaskName, Union[str, int]] = Field(description="The labels after correction.")
+    predicted: dict[TaskName, Union[str, int]] = Field(description="The model's labels.")
+    agreed: dict[TaskName, bool] = Field(description="Per task: the model's label was kept.")
+    rating: Optional[int]
+    reason: Optional[str]
+    reviewer: Optional[str]
+    narrative_stored: bool
+    model: ModelRef
+    source: Literal["feedback", "openchs"]
+    version: int = Field(ge=1, description="1 for the first feedback; each replacement adds one.")
+    created_at: Timestamp
+    updated_at: Timestamp
+    history: list[HistoryEntry] = Field(description="Every version, oldest first, the current one last.")
+
+
+class FeedbackResponse(_Succeeded):
+    feedback: StoredFeedback
+
+
+class CaseRecord(_Body):
+    case_id: str
+    request_id: Optional[str]
+    task_id: Optional[str]
+    call_id: Optional[str]
+    batch_index: Optional[int]
+    created_at: Timestamp
+    model: ModelRef
+    classification: dict[Literal["main_category", "sub_category", "sub_category_2", "intervention", "priority"],
+                         RecordedPrediction]
+    routing: Routing
+    chunks: int
+    tokens: int
+    truncated: bool
+    chunk_details: list[RecordedChunk]
+    narrative_stored: bool
+    feedback: list[StoredFeedback]
+
+
+class CaseResponse(_Succeeded):
+    case: CaseRecord
+
+
+class Confusion(_Body):
+    predicted: str
+    corrected: str
+    count: int
+
+
+class TaskStats(_Body):
+    feedback: int = Field(description="Feedback records that reviewed the case.")
+    corrections: int = Field(description="Of those, how many changed this task's label.")
+    agreement_rate: Optional[float] = Field(description="Share where the model's label was kept; null without feedback.")
+    confusions: list[Confusion] = Field(description="Most common (predicted → corrected) pairs.")
+    mean_rating: Optional[float]
+
+
+class StatsGroup(_Body):
+    feedback: int
+    mean_rating: Optional[float]
+    tasks: dict[TaskName, TaskStats]
+
+
+class FeedbackStats(_Succeeded):
+    days: int
+    model: Optional[str]
+    since: Timestamp
+    feedback: int
+    mean_rating: Optional[float]
+    tasks: dict[TaskName, TaskStats]
+    by_model: dict[str, StatsGroup] = Field(description="The same, per model version (id@revision).")
+
+
+class TrainingExample(_Body):
+    """One line of the export: what ``python -m training.finetune --train`` reads, plus provenance."""
+
+    narrative: str
+    main_category: str
+    sub_category: str
+    intervention: str
+    priority: int
+    case_id: str
+    model: str
+    corrected: list[str]
+
+
+class ExportResponse(_Succeeded):
+    since: str
+    examples: list[TrainingExample]
+    skipped_without_narrative: int = Field(description="Corrections without a narrative: not training examples.")
+
+
+# OpenCHS's agent-feedback routes (openchlai/ai ai_service/app/api/agent_feedback_routes.py), same field names.
+OPENCHS_TASKS = ("transcription", "classification", "ner", "summarization", "translation", "qa", "insights")
+
+
+class OpenChsFeedbackUpdate(_Request):
+    call_id: CallId
+    task: Literal["classification"] = Field(description="This service serves only OpenCHS's 'classification' task.")
+    feedback: Rating
+    reason: Optional[FreeText] = None
+
+
+class OpenChsCallParams(_Request):
+    call_id: CallId
+    task: Optional[Annotated[str, Field(max_length=32), NoNul]] = None
+
+
+class OpenChsStatsParams(_Request):
+    task: Optional[Annotated[str, Field(max_length=32), NoNul]] = None
+    days: int = Field(30, ge=1, le=3650)
+
+
+class OpenChsFeedback(_Body):
+    id: int
+    call_id: str
+    task: str
+    prediction: dict[str, Any]
+    feedback: Optional[int]
+    reason: Optional[str]
+    created_at: Timestamp
+    updated_at: Optional[Timestamp]
+    processing_mode: Optional[str]
+    model_version: Optional[str]
+
+
+class OpenChsFeedbackList(RootModel[list[OpenChsFeedback]]):
+    pass
+
+
+class OpenChsTaskStats(_Body):
+    total_predictions: int
+    rated_predictions: int
+    rating_coverage: float
+    average_rating: Optional[float]
+    min_rating: Optional[int]
+    max_rating: Optional[int]
+
+
+class OpenChsStatistics(_Body):
+    period_days: int
+    tasks: dict[str, OpenChsTaskStats]
 
 
 class ErrorDetail(_Body):
@@ -358,6 +621,8 @@ REFUSALS: dict[str, tuple[int, str, str | None]] = {
     "narrative_nul": (422, "invalid_request", None),
     "narrative_too_long": (413, "payload_too_large", None),
     "too_many_narratives": (413, "payload_too_large", None),
+    "call_ids_length": (422, "invalid_request", None),
+    "text_nul": (422, "invalid_request", None),
 }
 
 
@@ -372,6 +637,8 @@ def service_error(exc: ValidationError) -> ServiceError:
     """The one mapping from a failed validation to the service's error (never the input in the text)."""
     first = exc.errors(include_url=False, include_input=False)[0]
     status, code, text = REFUSALS.get(first["type"], (422, "invalid_request", None))
+    if code == "empty_narrative" and first["loc"][:1] not in (("narrative",), ("narratives",)):
+        status, code, text = 422, "invalid_request", "is empty."  # an id or other text, not a narrative
     message = f"{_where(first['loc'])} {text or first['msg']}"
     return ServiceError(status, code, message if message.endswith(".") else message + ".")
 
@@ -387,12 +654,33 @@ def parse_request(model: type[R], payload: Any, limits: Limits) -> R:
         raise service_error(exc) from None
 
 
+# Label lists at most this long are quoted whole in a 422 for a label not in them.
+SMALL_LABEL_SET = 20
+
+
+def check_corrections(corrections: Corrections, labels: LabelSet) -> dict[str, Any]:
+    """The corrections given, each checked against the served label set; a 422 names a bad one."""
+    given = corrections.given()
+    for task, value in given.items():
+        allowed = labels.for_task(task)
+        if value not in allowed:
+            message = f"'corrections.{task}' is not a label this model serves."
+            if len(allowed) <= SMALL_LABEL_SET:
+                message += " Allowed: " + ", ".join(json.dumps(a) for a in allowed) + "."
+            else:
+                message += f" It has {len(allowed)} labels; GET /info lists them."
+            raise ServiceError.invalid(message, code="unknown_label")
+    return given
+
+
 # -- routes and the OpenAPI document ------------------------------------------------------------
 
 ERRORS = {
     400: "Malformed body: empty, not UTF-8, not JSON, or a narrative empty after normalization.",
     401: "Missing or wrong API key (only when API keys are configured).",
     413: "Body, narrative or batch over its configured limit.",
+    404: "No such case (or route).",
+    409: "The id names several cases (a batch's request id): use the case id or call id.",
     415: "Content-Type is not application/json.",
     422: "Well-formed JSON that does not match the request schema.",
     429: "Overloaded: retry after Retry-After seconds.",
@@ -416,6 +704,14 @@ class Operation:
     request: Optional[type[BaseModel]] = None
     errors: tuple[int, ...] = ()
     public: bool = False
+    # Path ({name} in ``path``) and query parameters, validated as one model.
+    params: Optional[type[BaseModel]] = None
+    status: int = 200
+    # False for the pages for people (HTML, CSS, JS): served, but not part of the API document.
+    documented: bool = True
+
+    def path_names(self) -> tuple[str, ...]:
+        return tuple(re.findall(r"{(\w+)}", self.path))
 
     def statuses(self) -> list[int]:
         return sorted(set(self.errors) | (set() if self.public else {401}))
@@ -430,6 +726,31 @@ OPERATIONS: tuple[Operation, ...] = (
               Health, errors=(503,), public=True),
     Operation("info", "GET", "/info", "Model, labels and serving settings.", "Info.", Info, errors=(503,)),
     Operation("openapi", "GET", "/openapi.json", "This document.", "OpenAPI 3 document.", None),
+    Operation("console", "GET", "/", "The console: classify a narrative, correct the labels.", "HTML page.", None,
+              public=True, documented=False),
+    Operation("docs", "GET", "/docs", "Swagger UI for /openapi.json.", "HTML page.", None, public=True,
+              documented=False),
+    Operation("docs_asset", "GET", "/docs/{name}", "Swagger UI's vendored assets.", "CSS or JavaScript.", None,
+              errors=(404,), params=AssetParams, public=True, documented=False),
+    Operation("get_case", "GET", "/cases/{id}", "What the service answered for a case (by case, call, task or "
+              "request id), with its feedback.", "The case record.", CaseResponse, errors=(404, 409, 422, 503),
+              params=CaseParams),
+    Operation("feedback", "POST", "/feedback", "A counsellor's corrections and rating for a case; a second one "
+              "for the same case replaces the first (both stay in its history).", "Stored.", FeedbackResponse,
+              FeedbackRequest, (400, 404, 409, 413, 415, 422, 503), status=201),
+    Operation("feedback_stats", "GET", "/feedback/stats", "Live accuracy per task from the feedback, also per model "
+              "version.", "Statistics.", FeedbackStats, errors=(422, 503), params=StatsParams),
+    Operation("feedback_export", "GET", "/feedback/export", "Corrections with narratives, as training examples.",
+              "Training examples.", ExportResponse, errors=(422, 503), params=ExportParams),
+    Operation("openchs_feedback_update", "POST", "/api/v1/agent-feedback/update", "OpenCHS: rate a call's "
+              "classification (1-5) with a reason.", "Updated.", OpenChsFeedback, OpenChsFeedbackUpdate,
+              (400, 404, 413, 415, 422, 503)),
+    Operation("openchs_feedback_call", "GET", "/api/v1/agent-feedback/call/{call_id}", "OpenCHS: the feedback "
+              "entries of a call.", "Feedback entries.", OpenChsFeedbackList, errors=(404, 422, 503),
+              params=OpenChsCallParams),
+    Operation("openchs_feedback_statistics", "GET", "/api/v1/agent-feedback/statistics", "OpenCHS: ratings per "
+              "task over the last days.", "Statistics.", OpenChsStatistics, errors=(422, 503),
+              params=OpenChsStatsParams),
 )
 
 
@@ -453,24 +774,47 @@ def _ref(model: type[BaseModel]) -> dict:
     return {"$ref": REF_TEMPLATE.format(model=model.__name__)}
 
 
+def _parameters(op: Operation, document: dict) -> list[dict]:
+    """OpenAPI parameters from a params model: its ``{name}`` fields in the path, the rest in the query."""
+    (schema,) = [v for k, v in document.get("$defs", {}).items() if k == op.params.__name__] or [document]
+    required = set(schema.get("required", ()))
+    out = []
+    for name, prop in schema["properties"].items():
+        where = "path" if name in op.path_names() else "query"
+        prop = _fill({k: v for k, v in prop.items() if k != "title"}, {})
+        if any(v == {"type": "null"} for v in prop.get("anyOf", ())):
+            _absent_not_null(prop)  # a query parameter is left out, never null
+        out.append({"name": name, "in": where, "required": where == "path" or name in required, "schema": prop})
+    return out
+
+
 def build_openapi(args: AppArgs, labels: LabelSet) -> dict:
     """The OpenAPI 3.1 document served at /openapi.json, from the models and the live config."""
     models = [(op.request, "validation") for op in OPERATIONS if op.request is not None]
     models += [(op.response, "serialization") for op in OPERATIONS if op.response is not None]
     models.append((Error, "serialization"))
+    params = {op.params: models_json_schema([(op.params, "validation")], ref_template=REF_TEMPLATE)[1]
+              for op in OPERATIONS if op.params is not None}
     _, top = models_json_schema(models, ref_template=REF_TEMPLATE)
     schemas = _fill(top["$defs"], {
         "max_narrative_chars": args.max_narrative_chars,
         "max_batch_narratives": args.max_batch_narratives,
         "priority_labels": list(labels.priority),
+        "main_category_labels": list(labels.main_category),
+        "sub_category_labels": list(labels.sub_category),
+        "intervention_labels": list(labels.intervention),
     })
     paths: dict[str, dict] = {}
     for op in OPERATIONS:
-        responses = {"200": {"description": op.ok,
+        if not op.documented:
+            continue
+        responses = {str(op.status): {"description": op.ok,
                              "content": _json_content(_ref(op.response) if op.response else {"type": "object"})}}
         for status in op.statuses():
             responses[str(status)] = {"description": ERRORS[status], "content": _json_content(_ref(Error))}
         operation: dict[str, Any] = {"operationId": op.id, "summary": op.summary, "responses": responses}
+        if op.params is not None:
+            operation["parameters"] = _parameters(op, params[op.params])
         if op.request is not None:
             operation["requestBody"] = {"required": True, "content": _json_content(_ref(op.request))}
         paths.setdefault(op.path, {})[op.method.lower()] = operation

@@ -60,6 +60,28 @@ class CaseAssembler:
         self, plans: Sequence[CasePlan], window_probs: Mapping[str, np.ndarray]
     ) -> list[tuple[dict, Classification, Routing]]:
         """One (body, classification, routing) per plan, in order."""
+        return [(body, c, r) for body, c, r, _ in self._assemble(plans, window_probs, recorded=False)]
+
+    def assemble_with_records(
+        self, plans: Sequence[CasePlan], window_probs: Mapping[str, np.ndarray]
+    ) -> list[tuple[dict, Classification, Routing, dict]]:
+        """As ``assemble``, each also rendered for the case record: with confidences and every window."""
+        return self._assemble(plans, window_probs, recorded=True)
+
+    def _chunk_details(self, plan: CasePlan, case: Mapping[str, np.ndarray], include_confidence: bool):
+        return [
+            contract.ChunkDetail(
+                index=i,
+                token_span=[span.start, span.end],
+                classification=render_classification(
+                    classify_probabilities({t: case[t][i] for t in TASKS}, self.labels), include_confidence,
+                    self.labels,
+                ),
+            )
+            for i, span in enumerate(plan.spans)
+        ]
+
+    def _assemble(self, plans, window_probs, recorded: bool) -> list[tuple[dict, Classification, Routing, dict]]:
         total = sum(p.n_windows for p in plans)
         got = len(window_probs["main_category"])
         if got != total:
@@ -74,28 +96,19 @@ class CaseAssembler:
             )
             classification = classify_probabilities(probs, self.labels)
             routing = self.policy.decide(classification)
-            chunk_details = None
-            if plan.include_chunks:
-                chunk_details = [
-                    contract.ChunkDetail(
-                        index=i,
-                        token_span=[span.start, span.end],
-                        classification=render_classification(
-                            classify_probabilities({t: case[t][i] for t in TASKS}, self.labels),
-                            plan.include_confidence,
-                            self.labels,
-                        ),
-                    )
-                    for i, span in enumerate(plan.spans)
-                ]
-            body = contract.CaseResult(
-                classification=render_classification(classification, plan.include_confidence, self.labels),
-                routing=contract.Routing(**asdict(routing)),
-                chunks=plan.n_windows,
-                truncated=plan.truncated,
-                tokens=plan.n_tokens,
-                chunk_details=chunk_details,
-            ).model_dump()
-            out.append((body, classification, routing))
+
+            def render(include_confidence: bool, include_chunks: bool) -> dict:
+                return contract.CaseResult(
+                    classification=render_classification(classification, include_confidence, self.labels),
+                    routing=contract.Routing(**asdict(routing)),
+                    chunks=plan.n_windows,
+                    truncated=plan.truncated,
+                    tokens=plan.n_tokens,
+                    chunk_details=self._chunk_details(plan, case, include_confidence) if include_chunks else None,
+                ).model_dump()
+
+            body = render(plan.include_confidence, plan.include_chunks)
+            record = render(True, True) if recorded else None
+            out.append((body, classification, routing, record))
             start = stop
         return out

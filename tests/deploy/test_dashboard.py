@@ -74,7 +74,7 @@ def test_the_app_defines_the_metrics_the_docs_promise():
     assert app_metrics() == {
         "chs_batch_size": "histogram", "chs_batch_tokens": "histogram", "chs_cases_total": "counter",
         "chs_escalations_total": "counter", "chs_human_review_total": "counter", "chs_confidence": "histogram",
-        "chs_chunks_per_case": "histogram",
+        "chs_chunks_per_case": "histogram", "chs_feedback_total": "counter",
     }
     assert exported("chs_cases_total", "counter") == {"ray_chs_cases_total"}
     # Every declared spec is listed, so nothing the deployments create escapes this check.
@@ -121,6 +121,7 @@ def test_panels_cover_what_operators_need(dashboard):
         "replicas": "ray_serve_deployment_replica_healthy",
         "confidence": "ray_chs_confidence_bucket",
         "human review": "ray_chs_human_review_total",
+        "agreement by model version": "ray_chs_feedback_total",
     }
     for what, metric in wanted.items():
         assert any(metric in exprs for exprs in used_by_title.values()), f"no panel shows {what} ({metric})"

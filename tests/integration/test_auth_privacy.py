@@ -1,5 +1,7 @@
-"""Access and privacy: API keys on every route but /health, request ids on every answer,
-and no narrative text (nor key) in any log file of the Ray session.
+"""Access and privacy: API keys on every route but /health and the static pages (the console and
+/docs, which hold no data and ask for the key themselves), request ids on every answer, and no
+narrative text (nor key) in any log file of the Ray session, the case record's and feedback's
+routes included.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ import pytest
 NARRATIVE = "A 12-year-old girl says her stepfather beats her at home and she is afraid to go back."
 JSON = {"content-type": "application/json"}
 PROTECTED = [("POST", "/classify", {"narrative": NARRATIVE}), ("POST", "/classify/batch", {"narratives": [NARRATIVE]}),
-             ("GET", "/info", None), ("GET", "/openapi.json", None)]
+             ("GET", "/info", None), ("GET", "/openapi.json", None), ("GET", "/feedback/stats", None),
+             ("GET", "/feedback/export?since=2026-01-01", None),
+             ("GET", "/api/v1/agent-feedback/statistics?days=7", None)]
+PUBLIC_PAGES = ["/", "/docs", "/docs/swagger-ui.css"]
 # Ray's runtime-env agent logs a runtime_env whole, env_vars included, at INFO. The tests hand
 # CHS_API_KEYS to the replica through runtime_env (their cluster is already running), so that one
 # file is where a key passed that way shows up; a deployment must pass keys through the process
@@ -70,6 +75,11 @@ def check_api_keys(url: str, keys: list[str], session_dir: Path) -> None:
         health = client.get("/health")
         assert health.status_code == 200, health.text
         responses.append(health)
+        for page in PUBLIC_PAGES:
+            assert client.get(page).status_code == 200, page
+        for method, path, payload in [("GET", "/cases/some-case", None),
+                                      ("POST", "/feedback", {"case_id": "some-case", "rating": 3})]:
+            assert request(client, method, path, payload).status_code == 401, path
         for method, path, payload in PROTECTED:
             for headers in ({}, {"authorization": "Bearer wrong-key"}, {"authorization": keys[0]},
                             {"authorization": f"Basic {keys[0]}"}, {"authorization": f"Bearer {keys[0]}x"},
@@ -192,7 +202,15 @@ def test_no_narrative_text_reaches_any_log(serve_session, tiny_checkpoint):
             send(client, "/classify", json.dumps({"narratives": [text] * 12_000}).encode()).status_code,
             send(client, "/classify", json.dumps({"narrative": text}).encode() + b"\xff").status_code,
         ]
-    assert codes == [200, 200, 200, 413, 400, 422, 422, 400, 415, 413, 400], seen
+        # The case record keeps no text by default; feedback may carry the narrative (stored, never logged).
+        case_id = client.post("/classify", json={"narrative": text}).json()["case_id"]
+        assert client.get(f"/cases/{case_id}").json()["case"]["narrative_stored"] is False
+        codes.append(send(client, "/feedback", json.dumps({"case_id": case_id, "narrative": text,
+                                                           "corrections": {"priority": 3}}).encode()).status_code)
+        codes.append(send(client, "/feedback", json.dumps({"case_id": "unknown", "narrative": text}).encode()).status_code)
+        codes.append(send(client, "/feedback", json.dumps({"case_id": case_id, "narrative": text,
+                                                           "corrections": {"priority": 9}}).encode()).status_code)
+    assert codes == [200, 200, 200, 413, 400, 422, 422, 400, 415, 413, 400, 201, 404, 422], seen
 
     # A server-side failure on a real narrative: the classifier cannot answer within the backend timeout (504).
     url = serve_session.deploy(model=str(tiny_checkpoint), backend_timeout_s=0.001)

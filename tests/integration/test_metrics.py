@@ -147,3 +147,26 @@ def test_case_metrics_count_exactly_what_was_served(served_tiny, serve_session):
     # Histogram buckets are cumulative and end in +Inf == count.
     inf = delta(before, after, "ray_chs_confidence_bucket", task="priority", le="+Inf")
     assert inf == len(results)
+
+
+def test_feedback_is_counted_per_task_agreement_and_model(served_tiny, serve_session):
+    metrics_url = serve_session.metrics_url
+    with httpx.Client(base_url=served_tiny, timeout=60) as http:
+        labels = http.get("/info").json()["labels"]
+        cases = http.post("/classify/batch", json={"narratives": list(FALLBACK_NARRATIVES[:2])}).json()["results"]
+        before = settled(metrics_url)
+        predicted_sub = cases[1]["classification"]["sub_category"]["label"]
+        other = next(s for s in labels["sub_category"] if s != predicted_sub)
+        assert http.post("/feedback", json={"case_id": cases[0]["case_id"], "rating": 5}).status_code == 201
+        assert http.post("/feedback", json={"case_id": cases[1]["case_id"],
+                                            "corrections": {"sub_category": other}}).status_code == 201
+        model = http.get(f"/cases/{cases[0]['case_id']}").json()["case"]["model"]
+    version = f"{model['id']}@{model['revision'] or ''}"
+    expected = {"sub_category": {"true": 1, "false": 1}, "main_category": {"true": 2, "false": 0},
+                "priority": {"true": 2, "false": 0}}
+
+    def observe(b, a):
+        return {task: {agreed: delta(b, a, "ray_chs_feedback_total", task=task, agreed=agreed, model=version)
+                       for agreed in ("true", "false")} for task in expected}
+
+    assert poll(metrics_url, before, expected, observe) == expected

@@ -1,0 +1,11 @@
+"""The case record and the counsellors' feedback, on SQLAlchemy 2 (SQLite or PostgreSQL).
+
+* ``tables``: the schema (cases, feedback, feedback_history); Alembic migrations
+  under ``migrations/`` create and evolve it, run at startup by ``CaseStore``.
+* ``repository``: ``CaseStore``, every read and write the service makes.
+* ``writer``: ``RecordWriter``, the batching write queue that keeps case
+  records off the request path.
+* ``stats``: live accuracy from feedback rows, pure.
+
+Ray-free and HTTP-free; the Router deployment owns one ``CaseStore``.
+"""

@@ -1,0 +1,91 @@
+"""The store's schema. Changing it means a new Alembic revision under ``migrations/versions``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Optional
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+ID_CHARS = 128  # request ids, call ids and task ids: the contract's limit
+LABEL_CHARS = 200
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Case(Base):
+    """What the service answered for one case. ``narrative`` only with feedback.keep_narratives."""
+
+    __tablename__ = "cases"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # the case_id of the response
+    request_id: Mapped[Optional[str]] = mapped_column(String(ID_CHARS), index=True)
+    task_id: Mapped[Optional[str]] = mapped_column(String(ID_CHARS), index=True)  # queued intake's task
+    call_id: Mapped[Optional[str]] = mapped_column(String(ID_CHARS), index=True)
+    batch_index: Mapped[Optional[int]] = mapped_column(Integer)  # position in /classify/batch, else null
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    model_id: Mapped[str] = mapped_column(String(512))
+    model_revision: Mapped[Optional[str]] = mapped_column(String(ID_CHARS))
+    main_category: Mapped[str] = mapped_column(String(LABEL_CHARS))
+    main_category_confidence: Mapped[float] = mapped_column(Float)
+    sub_category: Mapped[str] = mapped_column(String(LABEL_CHARS))
+    sub_category_confidence: Mapped[float] = mapped_column(Float)
+    sub_category_2: Mapped[str] = mapped_column(String(LABEL_CHARS))
+    sub_category_2_confidence: Mapped[float] = mapped_column(Float)
+    intervention: Mapped[str] = mapped_column(String(LABEL_CHARS))
+    intervention_confidence: Mapped[float] = mapped_column(Float)
+    priority: Mapped[int] = mapped_column(Integer)
+    priority_confidence: Mapped[float] = mapped_column(Float)
+    queue: Mapped[str] = mapped_column(String(LABEL_CHARS))
+    escalate: Mapped[bool] = mapped_column(Boolean)
+    human_review: Mapped[bool] = mapped_column(Boolean)
+    reasons: Mapped[list[str]] = mapped_column(JSON)
+    chunks: Mapped[int] = mapped_column(Integer)
+    tokens: Mapped[int] = mapped_column(Integer)
+    truncated: Mapped[bool] = mapped_column(Boolean)
+    chunk_details: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    narrative: Mapped[Optional[str]] = mapped_column(Text)
+
+
+class Feedback(Base):
+    """The current feedback for one case and task; every version is also in ``feedback_history``."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (UniqueConstraint("case_id", "task", name="uq_feedback_case_task"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    task: Mapped[str] = mapped_column(String(32))
+    call_id: Mapped[Optional[str]] = mapped_column(String(ID_CHARS), index=True)
+    corrections: Mapped[dict[str, Any]] = mapped_column(JSON)
+    rating: Mapped[Optional[int]] = mapped_column(Integer)
+    reason: Mapped[Optional[str]] = mapped_column(Text)
+    reviewer: Mapped[Optional[str]] = mapped_column(String(LABEL_CHARS))
+    narrative: Mapped[Optional[str]] = mapped_column(Text)
+    model_id: Mapped[str] = mapped_column(String(512))
+    model_revision: Mapped[Optional[str]] = mapped_column(String(ID_CHARS))
+    source: Mapped[str] = mapped_column(String(32))  # "feedback" or "openchs"
+    version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class FeedbackHistory(Base):
+    """Every version of every feedback, the current one included. No narrative text here."""
+
+    __tablename__ = "feedback_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    feedback_id: Mapped[int] = mapped_column(ForeignKey("feedback.id", ondelete="CASCADE"), index=True)
+    case_id: Mapped[str] = mapped_column(String(36))
+    task: Mapped[str] = mapped_column(String(32))
+    version: Mapped[int] = mapped_column(Integer)
+    corrections: Mapped[dict[str, Any]] = mapped_column(JSON)
+    rating: Mapped[Optional[int]] = mapped_column(Integer)
+    reason: Mapped[Optional[str]] = mapped_column(Text)
+    reviewer: Mapped[Optional[str]] = mapped_column(String(LABEL_CHARS))
+    source: Mapped[str] = mapped_column(String(32))
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -112,8 +112,11 @@ class HttpIngress:
         if set(handlers) != ids:
             raise ValueError(f"handlers {sorted(handlers)} do not match the contract's operations {sorted(ids)}")
         self.routes: dict[str, dict[str, tuple[contract.Operation, Handler]]] = {}
+        self.templates: list[tuple[tuple[str, ...], str]] = []  # (path segments, path) of routes with {params}
         for op in contract.OPERATIONS:
             self.routes.setdefault(op.path, {})[op.method] = (op, handlers[op.id])
+            if op.path_params and op.path not in {p for _, p in self.templates}:
+                self.templates.append((tuple(op.path.strip("/").split("/")), op.path))
         self.api_keys = api_keys
         self.max_body_bytes = max_body_bytes
         self.limits = limits
@@ -121,28 +124,43 @@ class HttpIngress:
     async def __call__(self, request: Request) -> Response:
         rid = request_id(request)
         try:
-            op, handler = self._route(request)
+            op, handler, params = self._route(request)
             if not op.public and not self.api_keys.allows(request.headers.get("authorization")):
                 raise ServiceError.unauthorized()
+            for header in op.headers:
+                value = request.headers.get(header)
+                if value is not None and not 0 < len(value) <= 256:
+                    raise ServiceError.invalid(f"The {header} header must have 1 to 256 characters.")
+                params[header.replace("-", "_")] = value
             if op.request is None:
-                result = await handler()
+                result = await handler(**params)
             else:
-                result = await handler(await self._parse(request, op.request))
-            return JSONResponse(result.model_dump() if isinstance(result, BaseModel) else result)
+                result = await handler(await self._parse(request, op.request), **params)
+            return JSONResponse(result.model_dump() if isinstance(result, BaseModel) else result, status_code=op.status)
         except ServiceError as err:
             return error_response(err, rid)
         except Exception as exc:  # never a trace in the body, never the narrative in the log
             logger.error("request %s failed: %s", rid, type(exc).__name__)
             return error_response(ServiceError.backend(), rid)
 
-    def _route(self, request: Request) -> tuple[contract.Operation, Handler]:
-        methods = self.routes.get(request.url.path.rstrip("/") or "/")
+    def _route(self, request: Request) -> tuple[contract.Operation, Handler, dict[str, str]]:
+        path = request.url.path.rstrip("/") or "/"
+        methods, params = self.routes.get(path), {}
+        if methods is None:
+            segments = tuple(path.strip("/").split("/"))
+            for template, template_path in self.templates:
+                if len(template) == len(segments) and all(
+                    t == s or (t.startswith("{") and s) for t, s in zip(template, segments)
+                ):
+                    methods = self.routes[template_path]
+                    params = {t[1:-1]: s for t, s in zip(template, segments) if t.startswith("{")}
+                    break
         if methods is None:
             raise ServiceError.not_found(request.url.path)
         found = methods.get(request.method)
         if found is None:
             raise ServiceError.method_not_allowed(request.method, list(methods))
-        return found
+        return (*found, params)
 
     async def _parse(self, request: Request, model: type[BaseModel]) -> BaseModel:
         contract.check_content_type(request.headers.get("content-type"))

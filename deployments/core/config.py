@@ -59,6 +59,33 @@ class RoutingArgs(_Strict):
     )
 
 
+class IntakeArgs(_Strict):
+    """The asynchronous intake: /tasks/* and /classifier/* on a durable queue (deployments/intake.py)."""
+
+    broker_url: Optional[str] = Field(
+        None, description="redis://host:port/db for broker and result store; null: CHS_BROKER_URL, else the embedded "
+        "filesystem broker under var/intake (one machine, survives a restart of `make serve`)."
+    )
+    data_dir: str = Field("var/intake", description="Where the embedded broker keeps its queue and results.")
+    queue_name: str = Field("chs-intake", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    result_ttl_s: int = Field(7 * 24 * 3600, ge=1, description="How long a finished task (never its narrative) is kept.")
+    max_queued: int = Field(10_000, ge=1, description="Queued cases past which a submit gets 503 with Retry-After.")
+    retry_after_s: int = Field(5, ge=1, description="Retry-After of the full-queue 503.")
+    visibility_timeout_s: int = Field(
+        90, ge=10, description="Redis: a case taken by a consumer that died is redelivered after this long."
+    )
+    max_retries: int = Field(3, ge=0, description="Retries of a transient failure, with exponential backoff.")
+    retry_backoff_max_s: int = Field(30, ge=1, description="Largest delay between two retries.")
+    task_timeout_s: float = Field(120.0, gt=0, description="The consumer's wait for one case's classification.")
+    consumer_concurrency: int = Field(
+        8, ge=1, description="Cases the consumer has in flight at once: the queued share of the classifier's batches."
+    )
+    consumer_num_cpus: float = Field(0.25, gt=0)
+    consumer_resources: dict[str, float] = Field(
+        default_factory=dict, description="Ray custom resources of the consumer, e.g. {'cpu_pool': 0.01} on k8s."
+    )
+
+
 class AppArgs(_Strict):
     # Model source: a Hub repo id or a local directory; CHS_MODEL overrides.
     model: str = DEFAULT_MODEL_ID
@@ -100,6 +127,7 @@ class AppArgs(_Strict):
 
     batching: BatchingArgs = Field(default_factory=BatchingArgs)
     routing: RoutingArgs = Field(default_factory=RoutingArgs)
+    intake: IntakeArgs = Field(default_factory=IntakeArgs)
 
     @model_validator(mode="after")
     def _consistent(self) -> "AppArgs":

@@ -33,6 +33,7 @@ from ray.serve.task_consumer import task_consumer, task_handler
 from deployments.core import contract, intake
 from deployments.core.config import AppArgs, IntakeArgs
 from deployments.core.errors import LabelHeadMismatchError, ServiceError
+from deployments.durable_fs import recover_inflight  # also registers the embedded broker's chsfs:// transport
 from deployments.ingress import backend_error
 from deployments.metrics import IntakeMetrics
 from deployments.pipeline import CasePipeline
@@ -189,6 +190,10 @@ class IntakeConsumer:
         if broker.embedded:
             # The filesystem result store has no expiry of its own: drop what is past its TTL at startup.
             producer_app(self.args.intake, broker).backend.cleanup()
+            # Cases a consumer took and never acknowledged (it was killed, or stopped holding them).
+            recovered = recover_inflight(broker.queue_dir)
+            if recovered:
+                logger.info("intake consumer put %d unacknowledged cases back on the queue", recovered)
         logger.info("intake consumer on %s", broker.describe())
 
     @task_handler(name=intake.TASK_NAME)

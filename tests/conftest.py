@@ -101,6 +101,7 @@ class ServeSession:
 
     port: int
     metrics_port: int
+    var_dir: Path | None = None  # the embedded intake broker's folder for apps that name none
     current: str | None = None
     args: dict = field(default_factory=dict)
 
@@ -133,7 +134,8 @@ class ServeSession:
         from deployments.app import build_app
         from deployments.core.config import AppArgs
 
-        args = {"dtype": "fp32", "torch_threads": 1, "classifier_num_cpus": 0.5, **args}
+        args = {"dtype": "fp32", "torch_threads": 1, "classifier_num_cpus": 0.5,
+                "intake": {"data_dir": str(self.var_dir or REPO_ROOT / "var" / "intake")}, **args}
         key = json.dumps([args, env or {}, logging_config or {}], sort_keys=True, default=str)
         if key != self.current:
             if self.current is not None:
@@ -154,7 +156,7 @@ class ServeSession:
 
 
 @pytest.fixture(scope="session")
-def serve_session():
+def serve_session(tmp_path_factory):
     import ray
     from ray import serve
 
@@ -164,7 +166,7 @@ def serve_session():
              _metrics_export_port=metrics_port)
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": 60})
-    session = ServeSession(port, metrics_port)
+    session = ServeSession(port, metrics_port, var_dir=tmp_path_factory.mktemp("intake"))
     try:
         yield session
     finally:

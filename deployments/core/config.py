@@ -74,7 +74,10 @@ class IntakeArgs(_Strict):
     visibility_timeout_s: int = Field(
         90, ge=10, description="Redis: a case taken by a consumer that died is redelivered after this long."
     )
-    max_retries: int = Field(3, ge=0, description="Retries of a transient failure, with exponential backoff.")
+    max_retries: int = Field(
+        5, ge=0, description="Retries of a transient failure, with exponential backoff (2, 4, 8, 16, 30 s: a minute, "
+        "long enough for a replaced classifier replica to start)."
+    )
     retry_backoff_max_s: int = Field(30, ge=1, description="Largest delay between two retries.")
     task_timeout_s: float = Field(120.0, gt=0, description="The consumer's wait for one case's classification.")
     consumer_concurrency: int = Field(

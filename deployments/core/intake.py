@@ -79,7 +79,7 @@ def resolve_broker(args: IntakeArgs, env: Mapping[str, str] | None = None, cwd: 
     for folder in (queue_dir, results_dir):
         folder.mkdir(parents=True, exist_ok=True)
     return BrokerSettings(
-        broker_url="filesystem://", backend_url=f"file://{results_dir}",
+        broker_url="chsfs://", backend_url=f"file://{results_dir}",
         transport_options={"data_folder_in": str(queue_dir), "data_folder_out": str(queue_dir)},
         embedded=True, queue_dir=queue_dir, results_dir=results_dir,
     )

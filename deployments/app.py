@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 
 import ray
@@ -22,7 +23,7 @@ from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
 from starlette.responses import Response
 
-from deployments.core import contract, intake
+from deployments.core import callbacks, contract, intake
 from deployments.core.auth import ApiKeys
 from deployments.core.batching import window_count
 from deployments.core.config import AppArgs, BatchingArgs, RoutingArgs
@@ -155,7 +156,7 @@ class Preprocessor:
              "tasks_classify_batch": self.tasks_classify_batch, "task_status": self.task_status,
              "openchs_classify": self.openchs_classify, "openchs_task": self.openchs_task},
             api_keys=ApiKeys.from_env(), max_body_bytes=self.args.max_body_bytes,
-            limits=contract.Limits.of(self.args),
+            limits=contract.Limits.of(self.args, callback_secret=os.environ.get(callbacks.SECRET_ENV_VAR)),
         )
 
     async def __call__(self, request: Request) -> Response:
@@ -182,7 +183,8 @@ class Preprocessor:
             logger.warning("intake store call failed: %s", type(exc).__name__)
             raise ServiceError.unavailable("The intake queue cannot be reached; retry.") from None
 
-    async def _submit(self, narratives: list[str], call_ids: list, parsed, key: str | None) -> list[dict]:
+    async def _submit(self, narratives: list[str], call_ids: list, parsed, key: str | None,
+                      callback_url: str | None = None) -> list[dict]:
         # Refused here with the 400 /classify would give, never queued to fail later.
         self.pipeline.check(narratives)
         cases = []
@@ -191,21 +193,22 @@ class Preprocessor:
             payload = {"narrative": narrative, "include_confidence": parsed.include_confidence,
                        "include_chunks": parsed.include_chunks}
             cases.append((intake.task_id_for(item_key, call_id, narrative), call_id, payload))
-        views = await self._on_intake(self.intake.submit, cases)
+        views = await self._on_intake(self.intake.submit, cases, callback_url)
         depth = await self._on_intake(self.intake.queue_depth)
         self.intake_depth.set(depth)
         return views
 
     async def tasks_classify(self, parsed: contract.TaskClassifyRequest,
                              idempotency_key: str | None = None) -> contract.TaskAccepted:
-        (view,) = await self._submit([parsed.narrative], [parsed.call_id], parsed, idempotency_key)
+        (view,) = await self._submit([parsed.narrative], [parsed.call_id], parsed, idempotency_key,
+                                     parsed.callback_url)
         return contract.TaskAccepted(success=True, task_id=view["task_id"], status=view["status"],
                                      status_url=f"/tasks/{view['task_id']}")
 
     async def tasks_classify_batch(self, parsed: contract.TaskBatchRequest,
                                    idempotency_key: str | None = None) -> contract.TaskBatchAccepted:
         call_ids = parsed.call_ids or [None] * len(parsed.narratives)
-        views = await self._submit(parsed.narratives, call_ids, parsed, idempotency_key)
+        views = await self._submit(parsed.narratives, call_ids, parsed, idempotency_key, parsed.callback_url)
         return contract.TaskBatchAccepted(success=True, tasks=[
             contract.TaskRef(task_id=v["task_id"], status=v["status"], status_url=f"/tasks/{v['task_id']}")
             for v in views])

@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from typing import Optional
+
+import httpx
 
 from celery import Celery, current_task
 from celery.result import AsyncResult
@@ -30,7 +33,7 @@ from ray.serve.handle import DeploymentHandle
 from ray.serve.schema import CeleryAdapterConfig, TaskProcessorConfig
 from ray.serve.task_consumer import task_consumer, task_handler
 
-from deployments.core import contract, intake
+from deployments.core import callbacks, contract, intake
 from deployments.core.config import AppArgs, IntakeArgs
 from deployments.core.errors import LabelHeadMismatchError, ServiceError
 from deployments.durable_fs import recover_inflight  # also registers the embedded broker's chsfs:// transport
@@ -114,7 +117,7 @@ class IntakeStore:
 
     # -- the ingress's calls --------------------------------------------------------------------
 
-    def submit(self, cases: list[tuple[str, Optional[str], dict]]) -> list[dict]:
+    def submit(self, cases: list[tuple[str, Optional[str], dict]], callback_url: Optional[str] = None) -> list[dict]:
         """Queue (task_id, call_id, payload) cases; an id already known gives back its task unchanged."""
         known = {task_id: self._get_record(task_id) for task_id, _, _ in cases}
         new = [c for c in cases if known[c[0]] is None]
@@ -128,7 +131,8 @@ class IntakeStore:
             record = intake.TaskRecord.new(task_id, call_id, self.args.result_ttl_s)
             self.app.backend.set(intake.record_key(task_id).encode(), record.dumps())
             try:
-                self.app.send_task(intake.TASK_NAME, kwargs={"case": payload, "submitted_at": record.submitted_at},
+                self.app.send_task(intake.TASK_NAME, kwargs={"case": payload, "submitted_at": record.submitted_at,
+                                                             "callback_url": callback_url},
                                    task_id=task_id, queue=self.args.queue_name)
             except Exception:
                 self.forget(task_id)
@@ -154,6 +158,19 @@ class IntakeStore:
 
     def ping(self) -> None:
         self.queue_depth()
+
+    def finished_view(self, task_id: str, outcome: dict) -> Optional[dict]:
+        """The GET body of a task the consumer has just finished (before the queue stores its result)."""
+        record = self._get_record(task_id)
+        if record is None:
+            return None
+        view = intake.task_view(record, "SUCCESS", outcome, time.time())
+        view["attempts"] = outcome.get("attempts")
+        return view
+
+    def queue_callback(self, url: str, view: dict) -> None:
+        """The callback is a task of its own on the same queue: durable, and retried with backoff."""
+        self.app.send_task(intake.CALLBACK_TASK_NAME, kwargs={"url": url, "task": view}, queue=self.args.queue_name)
 
 
 def _listdir(folder) -> list[str]:
@@ -187,6 +204,9 @@ class IntakeConsumer:
         self.loop = _LoopThread()
         self.metrics = IntakeMetrics()
         broker = intake.resolve_broker(self.args.intake)
+        self.store = IntakeStore(self.args.intake, broker)
+        self.callback_secret = os.environ.get(callbacks.SECRET_ENV_VAR)
+        self.http = httpx.Client(timeout=self.args.intake.callback_timeout_s, follow_redirects=False)
         if broker.embedded:
             # The filesystem result store has no expiry of its own: drop what is past its TTL at startup.
             producer_app(self.args.intake, broker).backend.cleanup()
@@ -197,7 +217,43 @@ class IntakeConsumer:
         logger.info("intake consumer on %s", broker.describe())
 
     @task_handler(name=intake.TASK_NAME)
-    def classify(self, case: dict, submitted_at: float) -> dict:
+    def classify(self, case: dict, submitted_at: float, callback_url: Optional[str] = None) -> dict:
+        try:
+            outcome = self._classify(case, submitted_at)
+        except intake.TransientFailure:
+            if callback_url and (current_task.request.retries or 0) >= self.args.intake.max_retries:
+                exhausted = {"outcome": "failed", "error": dict(intake.RETRIES_EXHAUSTED),
+                             "attempts": self.args.intake.max_retries + 1}
+                view = self.store.finished_view(current_task.request.id, exhausted)
+                if view is not None:
+                    self.store.queue_callback(callback_url, view)
+            raise
+        if callback_url:
+            view = self.store.finished_view(current_task.request.id, outcome)
+            if view is not None:
+                self.store.queue_callback(callback_url, view)
+        return outcome
+
+    @task_handler(name=intake.CALLBACK_TASK_NAME)
+    def callback(self, url: str, task: dict) -> dict:
+        """POST the finished task to its callback_url, signed; a non-2xx answer or no answer is retried."""
+        why = callbacks.refusal(url, self.args.intake.callback_allow_hosts, self.callback_secret)
+        if why:  # the allow-list or the secret changed since the submit: never call it
+            return {"outcome": "failed", "error": {"code": "callback_not_allowed", "message": why}}
+        body = callbacks.body_bytes(task)
+        try:
+            response = self.http.post(url, content=body, headers={
+                "content-type": "application/json",
+                callbacks.SIGNATURE_HEADER: callbacks.sign(body, self.callback_secret)})
+            status = response.status_code
+        except httpx.HTTPError:
+            status = None
+        if status is None or not 200 <= status < 300:
+            logger.warning("callback for task %s answered %s; retrying", task.get("task_id"), status or "nothing")
+            raise intake.TransientFailure("callback_failed")
+        return {"outcome": "delivered", "status": status}
+
+    def _classify(self, case: dict, submitted_at: float) -> dict:
         request = current_task.request
         attempt = (request.retries or 0) + 1
         if attempt == 1:

@@ -22,6 +22,8 @@ from deployments.core.labels import BUNDLED_LABELS_DIR, LabelSet
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.pop("CHS_MODEL", None)
+# The intake signs callbacks with this; set before Ray starts, so every replica has it.
+CALLBACK_SECRET = os.environ.setdefault("CHS_CALLBACK_SECRET", "helpline-tests-callback-secret")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = REPO_ROOT.parent / "shared"

@@ -83,6 +83,10 @@ class IntakeArgs(_Strict):
     consumer_concurrency: int = Field(
         8, ge=1, description="Cases the consumer has in flight at once: the queued share of the classifier's batches."
     )
+    callback_allow_hosts: list[str] = Field(
+        default_factory=list, description="Hosts a callback_url may name; empty: callbacks are refused (422)."
+    )
+    callback_timeout_s: float = Field(10.0, gt=0, description="One callback POST's timeout; failures retry with backoff.")
     consumer_num_cpus: float = Field(0.25, gt=0)
     consumer_resources: dict[str, float] = Field(
         default_factory=dict, description="Ray custom resources of the consumer, e.g. {'cpu_pool': 0.01} on k8s."

@@ -37,6 +37,7 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue, models_json_schema
 from pydantic_core import PydanticCustomError, core_schema
 
+from deployments.core import callbacks
 from deployments.core.config import AppArgs
 from deployments.core.errors import ServiceError
 from deployments.core.labels import LabelSet
@@ -73,10 +74,13 @@ class Limits:
 
     max_narrative_chars: int = AppArgs.model_fields["max_narrative_chars"].default
     max_batch_narratives: int = AppArgs.model_fields["max_batch_narratives"].default
+    callback_allow_hosts: tuple[str, ...] = ()
+    callback_secret: Optional[str] = None
 
     @classmethod
-    def of(cls, args: AppArgs) -> "Limits":
-        return cls(max_narrative_chars=args.max_narrative_chars, max_batch_narratives=args.max_batch_narratives)
+    def of(cls, args: AppArgs, callback_secret: Optional[str] = None) -> "Limits":
+        return cls(max_narrative_chars=args.max_narrative_chars, max_batch_narratives=args.max_batch_narratives,
+                   callback_allow_hosts=tuple(args.intake.callback_allow_hosts), callback_secret=callback_secret)
 
 
 def _limits(info: ValidationInfo) -> Limits:
@@ -158,17 +162,19 @@ class BatchRequest(_Request):
 CallId = Annotated[str, Strict(), Field(min_length=1, max_length=128)]
 
 
-def _refuse_callback(value: Any) -> Any:
+def _check_callback(value: Optional[str], info: ValidationInfo) -> Optional[str]:
     if value is not None:
-        raise PydanticCustomError(
-            "callback_not_allowed", "names a host that is not on this deployment's callback allow-list.")
+        limits = _limits(info)
+        why = callbacks.refusal(value, limits.callback_allow_hosts, limits.callback_secret)
+        if why:
+            raise PydanticCustomError("callback_not_allowed", why)
     return value
 
 
 CallbackUrl = Annotated[
-    Optional[str], AfterValidator(_refuse_callback),
-    Field(default=None, description="Where the finished task would be POSTed: only hosts on the allow-list "
-                                    "(this deployment has none, so any value is refused with 422)."),
+    Optional[Annotated[str, Strict()]], AfterValidator(_check_callback),
+    Field(default=None, description="Where the finished task (the GET /tasks/{id} body) is POSTed, signed "
+                                    "with X-Helpline-Signature: sha256=<HMAC>. Only hosts on the allow-list."),
 ]
 
 

@@ -32,6 +32,7 @@ from deployments.core.errors import LabelHeadMismatchError, ModelVersionMismatch
 
 BROKER_ENV_VAR = "CHS_BROKER_URL"
 TASK_NAME = "chs.classify"
+CALLBACK_TASK_NAME = "chs.callback"
 RECORD_PREFIX = "chs-intake-task-"
 # A namespace of our own, so task ids from keys never collide with random ones.
 TASK_ID_NAMESPACE = uuid.UUID("6f1c2d1e-3a54-4d0b-9a63-5c1f0e2b7a41")

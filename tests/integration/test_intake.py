@@ -19,7 +19,7 @@ import httpx
 import pytest
 import ray
 
-from tests.conftest import REPO_ROOT, free_port
+from tests.conftest import CALLBACK_SECRET, REPO_ROOT, free_port
 from tests.integration.declarative import replicas
 
 RESULTS = REPO_ROOT / "bench" / "out" / "intake_restart.json"
@@ -79,7 +79,8 @@ def intake_broker(request, tmp_path_factory):
 def intake_args(intake_broker, tiny_checkpoint):
     _, broker = intake_broker
     return {"model": str(tiny_checkpoint), "batching": SLOW_FILL,
-            "intake": {**broker, "max_queued": MAX_QUEUED, "consumer_concurrency": 8}}
+            "intake": {**broker, "max_queued": MAX_QUEUED, "consumer_concurrency": 8,
+                       "callback_allow_hosts": ["127.0.0.1"]}}
 
 
 @pytest.fixture
@@ -341,3 +342,55 @@ def test_chs_classify_async_queues_then_collects_and_resumes_from_saved_task_ids
     assert [r["id"] for r in again] == ["r0", "r1", "r2", "r3", "bad"]
     assert again[2] == records[2] and again[3] == records[3]
     assert len((tmp_path / "out.jsonl.tasks.jsonl").read_text().splitlines()) == 4, "nothing was queued twice"
+
+
+class Receiver:
+    """A real HTTP server that answers 500 to the first callback and 200 after."""
+
+    def __init__(self):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.calls: list[tuple[int, bytes, dict]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                status = 500 if not receiver.calls else 200
+                receiver.calls.append((status, body, dict(self.headers)))
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/chs-callback"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_a_callback_is_signed_and_retried_after_a_500(served):
+    from deployments.core import callbacks
+
+    receiver = Receiver()
+    try:
+        r = served.post("/tasks/classify", json={"narrative": narratives(1, "cb")[0], "callback_url": receiver.url})
+        assert r.status_code == 202, r.text
+        task_id = r.json()["task_id"]
+        deadline = time.monotonic() + 120
+        while len(receiver.calls) < 2 and time.monotonic() < deadline:
+            time.sleep(0.5)
+    finally:
+        receiver.server.shutdown()
+    assert [status for status, _, _ in receiver.calls] == [500, 200], "retried once after the 500, then stopped"
+    _, body, headers = receiver.calls[1]
+    signature = {k.lower(): v for k, v in headers.items()}["x-helpline-signature"]
+    assert callbacks.verify(body, CALLBACK_SECRET, signature)
+    assert not callbacks.verify(body, "another secret", signature)
+    sent = json.loads(body)
+    view = served.get(f"/tasks/{task_id}").json()
+    assert sent["task_id"] == task_id and sent["status"] == "succeeded"
+    assert sent["result"] == view["result"] and set(sent) == set(view)
+    assert "narrative" not in body.decode() and "cb 0" not in body.decode()

@@ -155,3 +155,38 @@ def test_intake_config_defaults():
     args = AppArgs().intake
     assert args.broker_url is None and args.result_ttl_s == 7 * 24 * 3600 and args.visibility_timeout_s < 120
     assert args.max_retries >= 1 and args.max_queued >= 1
+
+
+def test_callbacks_go_only_to_allowed_hosts_and_only_signed():
+    from deployments.core import callbacks
+
+    allow = ["hooks.example.org", "127.0.0.1"]
+    assert callbacks.refusal("https://hooks.example.org/chs", allow, "s") is None
+    assert callbacks.refusal("http://127.0.0.1:9000/cb", allow, "s") is None
+    for url in ("http://169.254.169.254/latest/meta-data", "http://localhost/", "ftp://hooks.example.org/",
+                "https://user:pw@hooks.example.org/", "https://hooks.example.org.evil.net/", "http://[::1]:80/",
+                "https://hooks.example.org:99999/", "not a url"):
+        assert callbacks.refusal(url, allow, "s"), url
+    assert "allow-list" in callbacks.refusal("https://hooks.example.org/", [], "s")
+    assert "CHS_CALLBACK_SECRET" in callbacks.refusal("https://hooks.example.org/", allow, None)
+
+
+def test_a_callback_signature_verifies_only_for_its_body_and_secret():
+    from deployments.core import callbacks
+
+    body = callbacks.body_bytes({"task_id": "t", "status": "succeeded"})
+    header = callbacks.sign(body, "secret")
+    assert header.startswith("sha256=") and callbacks.verify(body, "secret", header)
+    assert not callbacks.verify(body + b" ", "secret", header)
+    assert not callbacks.verify(body, "other", header) and not callbacks.verify(body, "secret", None)
+
+
+def test_callback_urls_are_checked_at_submit():
+    limits = contract.Limits(callback_allow_hosts=("hooks.example.org",), callback_secret="s")
+    ok = contract.parse_request(contract.TaskClassifyRequest,
+                                {"narrative": "x", "callback_url": "https://hooks.example.org/a"}, limits)
+    assert ok.callback_url == "https://hooks.example.org/a"
+    with pytest.raises(ServiceError) as err:
+        contract.parse_request(contract.TaskClassifyRequest,
+                               {"narrative": "x", "callback_url": "http://10.0.0.1/"}, limits)
+    assert (err.value.status, err.value.code) == (422, "callback_not_allowed")

@@ -111,9 +111,22 @@ def live_answer(client: httpx.Client, narrative: str) -> dict:
     return r.json()
 
 
+def close(a, b) -> bool:
+    """Equal, floats within 1e-5: the same windows batched with different neighbours (padding to
+    another length) move fp32 sums in the last bits, as test_faults allows too."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(close(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(close(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float):
+        return abs(a - b) <= 1e-5
+    return a == b
+
+
 def same_answer(result: dict, live: dict) -> bool:
+    """The /classify body: every label, routing decision and field identical; confidences within 1e-5."""
     strip = lambda body: {k: v for k, v in body.items() if k != "processing_time_seconds"}  # noqa: E731
-    return strip(result) == strip(live)
+    return close(strip(result), strip(live))
 
 
 def narratives(n: int, salt: str) -> list[str]:

@@ -308,7 +308,9 @@ async def queue_then_collect(client: AsyncHelplineClient, rows: Sequence[Row], w
                     saved.write(json.dumps({"id": row.id, "task_id": task_id}) + "\n")
             if saved is not None:
                 saved.flush()
-        _say(f"queued {len(to_queue)} rows ({len(good) - len(to_queue)} queued before); collecting")
+        refused = sum(1 for r in to_queue if r.index in errors)
+        _say(f"queued {len(to_queue) - refused} rows ({len(good) - len(to_queue)} queued before, {refused} refused); "
+             "collecting")
     finally:
         if saved is not None:
             saved.close()

@@ -407,3 +407,32 @@ def test_a_callback_is_signed_and_retried_after_a_500(served):
     assert sent["task_id"] == task_id and sent["status"] == "succeeded"
     assert sent["result"] == view["result"] and set(sent) == set(view)
     assert "narrative" not in body.decode() and "cb 0" not in body.decode()
+
+
+def test_no_narrative_stays_in_the_broker_or_reaches_a_log(served, serve_session, intake_broker):
+    marker = "zqxjmarker" + uuid.uuid4().hex[:8]
+    r = served.post("/tasks/classify", json={"narrative": f"a child says {marker} hurt her", "call_id": "privacy"})
+    assert r.status_code == 202
+    wait_done(served, [r.json()["task_id"]])
+    kind, broker = intake_broker
+    if kind == "embedded":
+        from pathlib import Path
+
+        for path in Path(broker["data_dir"]).rglob("*"):
+            if path.is_file():
+                assert marker.encode() not in path.read_bytes(), f"the narrative stayed in {path}"
+    else:
+        import redis
+
+        client = redis.Redis.from_url(broker["broker_url"])
+        for key in client.scan_iter(count=1000):
+            assert marker.encode() not in key
+            kind_of = client.type(key)
+            values = {b"string": lambda: [client.get(key)], b"list": lambda: client.lrange(key, 0, -1),
+                      b"hash": lambda: list(client.hgetall(key).values()),
+                      b"zset": lambda: client.zrange(key, 0, -1), b"set": lambda: list(client.smembers(key))}
+            for value in values.get(kind_of, lambda: [])():
+                assert marker.encode() not in (value or b""), f"the narrative stayed in redis key {key!r}"
+    for path in (serve_session.session_dir / "logs").rglob("*"):
+        if path.is_file():
+            assert marker.encode() not in path.read_bytes(), f"the narrative reached {path}"

@@ -9,7 +9,7 @@
 
 from clients.client import AsyncHelplineClient, ClientStats, HelplineClient, HelplineError
 from clients.load import LoadReport, run_open_loop, run_open_loop_async
-from clients.models import ClassifyResult, Health, Info, Limits, ModelRef, Prediction, Routing
+from clients.models import ClassifyResult, Health, Info, Limits, ModelRef, Prediction, Routing, TaskStatus
 from clients.retry import RetryPolicy, parse_retry_after
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "Prediction",
     "RetryPolicy",
     "Routing",
+    "TaskStatus",
     "parse_retry_after",
     "run_open_loop",
     "run_open_loop_async",

@@ -4,6 +4,13 @@
     echo "A 14 year old girl reports ..." | chs-classify   # one narrative from stdin
     chs-classify cases.jsonl -o labelled.jsonl              # a file: JSONL / CSV with id,narrative, or text
     chs-classify cases.csv -o labelled.csv --resume         # carry on after an interruption
+    chs-classify backlog.jsonl -o out.jsonl --async          # a backlog: queue every case, then collect
+
+With ``--async`` every row is first queued (POST /tasks/classify/batch, the row id as its
+call_id) and its task id saved to ``OUTPUT.tasks.jsonl``; then the results are collected in
+input order. Run it again with ``--resume`` after an interruption: rows already written are
+skipped, rows with a saved task id are collected without being queued again (and a row queued
+again gets its same task back: same call id, same narrative).
 
 INPUT is a file when such a path exists, otherwise the narrative itself. A
 file is read by its extension: ``.jsonl``/``.ndjson`` (objects with ``id`` and
@@ -240,6 +247,109 @@ async def classify_rows(client: AsyncHelplineClient, rows: Sequence[Row], writer
     return failed
 
 
+def call_id_of(row: Row) -> str:
+    """The row id as the task's call_id (at most 128 characters: a longer id is hashed)."""
+    if len(row.id) <= 128:
+        return row.id
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(row.id.encode("utf-8")).hexdigest()
+
+
+def tasks_path(output: Optional[Path]) -> Optional[Path]:
+    return None if output is None else output.with_name(output.name + ".tasks.jsonl")
+
+
+def saved_tasks(path: Optional[Path]) -> dict[str, str]:
+    """Row id → task id, from an earlier --async run."""
+    if path is None or not path.exists():
+        return {}
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+            out[str(record["id"])] = str(record["task_id"])
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by an interruption
+    return out
+
+
+async def queue_then_collect(client: AsyncHelplineClient, rows: Sequence[Row], writer: Writer, *,
+                             batch_size: int, concurrency: int, progress: bool, tasks_file: Optional[Path],
+                             wait_timeout: float) -> int:
+    """--async: queue every row not queued yet, save the task ids, then collect the results in order."""
+    from tqdm import tqdm
+
+    known = saved_tasks(tasks_file)
+    good = [r for r in rows if not r.problem]
+    to_queue = [r for r in good if r.id not in known]
+    errors: dict[int, dict] = {r.index: error_record(r.id, {"status": None, "code": "invalid_row", "message": r.problem,
+                                                            "request_id": None}) for r in rows if r.problem}
+    saved = open(tasks_file, "a", encoding="utf-8") if tasks_file is not None else None
+    try:
+        for start in range(0, len(to_queue), batch_size):
+            batch = to_queue[start:start + batch_size]
+            try:
+                ids = await client.submit_batch([r.narrative for r in batch], call_ids=[call_id_of(r) for r in batch],
+                                                batch_size=len(batch))
+                pairs = list(zip(batch, ids))
+            except HelplineError as err:
+                if err.status not in ROW_ERROR_STATUSES:
+                    raise
+                pairs = []
+                for row in batch:  # find the rows at fault
+                    try:
+                        pairs.append((row, await client.submit(row.narrative, call_id=call_id_of(row))))
+                    except HelplineError as row_err:
+                        errors[row.index] = error_record(row.id, error_dict(row_err))
+            for row, task_id in pairs:
+                known[row.id] = task_id
+                if saved is not None:
+                    saved.write(json.dumps({"id": row.id, "task_id": task_id}) + "\n")
+            if saved is not None:
+                saved.flush()
+        refused = sum(1 for r in to_queue if r.index in errors)
+        _say(f"queued {len(to_queue) - refused} rows ({len(good) - len(to_queue)} queued before, {refused} refused); "
+             "collecting")
+    finally:
+        if saved is not None:
+            saved.close()
+
+    bar = tqdm(total=len(rows), unit="case", file=sys.stderr, disable=not progress, dynamic_ncols=True)
+    gate = asyncio.Semaphore(max(1, concurrency) * 4)
+
+    async def collect(row: Row) -> dict:
+        if row.index in errors:
+            return errors[row.index]
+        async with gate:
+            try:
+                status = await client.wait(known[row.id], timeout=wait_timeout)
+            except HelplineError as err:
+                return error_record(row.id, error_dict(err))
+            except TimeoutError as exc:
+                return error_record(row.id, {"status": None, "code": "timeout", "message": str(exc), "request_id": None})
+        if status.status == "succeeded":
+            return result_record(row.id, status.result)
+        return error_record(row.id, {"status": None, **(status.error or {"code": "failed", "message": "failed"}),
+                                     "request_id": None})
+
+    failed = 0
+    try:
+        collectors = [asyncio.ensure_future(collect(r)) for r in rows]
+        for row, fut in zip(rows, collectors):
+            record = await fut
+            if "error" in record:
+                failed += 1
+                e = record["error"]
+                _say(f"row {row.id} failed: {e.get('status') or '-'} {e.get('code')}: {e.get('message')}")
+            writer.write(record)
+            writer.flush()
+            bar.update(1)
+    finally:
+        bar.close()
+    return failed
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="chs-classify",
@@ -263,6 +373,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default 120)")
     p.add_argument("--max-retries", type=int, default=3, help="retries on 429/503/connection errors (default 3)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--async", dest="use_async", action="store_true",
+                   help="queue every row on the durable intake first, then collect (for backlogs; resumable)")
+    p.add_argument("--wait-timeout", type=float, default=3600.0,
+                   help="--async: seconds to wait for one queued case (default 3600)")
     return p
 
 
@@ -306,8 +420,14 @@ async def _main(args, rows: list[Row], out: IO[str], fmt: str, write_header: boo
                 _say(f"cannot read the server's limits from {client.url}/info: {err}")
                 return EXIT_FAILED
         writer = Writer(out, fmt, write_header)
-        failed = await classify_rows(client, rows, writer, batch_size=batch_size or 1,
-                                     concurrency=args.concurrency, progress=not args.no_progress)
+        if args.use_async:
+            failed = await queue_then_collect(
+                client, rows, writer, batch_size=batch_size or 1, concurrency=args.concurrency,
+                progress=not args.no_progress, tasks_file=tasks_path(Path(args.output) if args.output else None),
+                wait_timeout=args.wait_timeout)
+        else:
+            failed = await classify_rows(client, rows, writer, batch_size=batch_size or 1,
+                                         concurrency=args.concurrency, progress=not args.no_progress)
     if failed:
         _say(f"{failed} of {len(rows)} rows failed; see the 'error' records in the output")
         return EXIT_FAILED

@@ -13,6 +13,7 @@ import dataclasses
 import os
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
@@ -20,7 +21,7 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
-from clients.models import ClassifyResult, Health, Info
+from clients.models import ClassifyResult, Health, Info, TaskStatus
 from clients.retry import RetryPolicy, parse_retry_after
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -136,6 +137,25 @@ class _Base:
     def _batch_body(narratives: Sequence[str], include_confidence: bool, include_chunks: bool) -> dict:
         return {"narratives": list(narratives), "include_confidence": include_confidence,
                 "include_chunks": include_chunks}
+
+    @staticmethod
+    def _submit_body(narrative: str, call_id: Optional[str], include_confidence: bool, include_chunks: bool) -> dict:
+        body = {"narrative": narrative, "include_confidence": include_confidence, "include_chunks": include_chunks}
+        if call_id is not None:
+            body["call_id"] = call_id
+        return body
+
+    @staticmethod
+    def _idempotency(key: Optional[str], call_id: Optional[str]) -> Optional[dict]:
+        """A key of its own for every submit without one, so the client's retries never queue a case twice."""
+        if key is None and call_id is None:
+            key = uuid.uuid4().hex
+        return {"Idempotency-Key": key} if key else None
+
+    @staticmethod
+    def _task_ids(response: httpx.Response) -> list[str]:
+        body = response.json()
+        return [t["task_id"] for t in body["tasks"]] if "tasks" in body else [body["task_id"]]
 
     @staticmethod
     def _request_headers(request_id: Optional[str]) -> Optional[dict]:
@@ -263,6 +283,43 @@ class HelplineClient(_Base):
             self.max_batch_narratives = self.info().limits.max_batch_narratives or 32
         return self.max_batch_narratives
 
+    # -- the durable intake: submit now, collect later ------------------------------------------
+
+    def submit(self, narrative: str, *, call_id: Optional[str] = None, idempotency_key: Optional[str] = None,
+               include_confidence: bool = True, include_chunks: bool = False) -> str:
+        """Queue one case (POST /tasks/classify); its task id. The same key or call id gives the same task,
+        so a retried submit never makes a second one."""
+        headers = self._idempotency(idempotency_key, call_id)
+        r = self._send("POST", "/tasks/classify",
+                       self._submit_body(narrative, call_id, include_confidence, include_chunks), headers)
+        return self._task_ids(r)[0]
+
+    def submit_batch(self, narratives: Sequence[str], *, call_ids: Optional[Sequence[str]] = None,
+                     batch_size: Optional[int] = None) -> list[str]:
+        """Queue many cases, in server-sized batches; task ids in input order."""
+        items, ids = list(narratives), []
+        size = batch_size or self.batch_limit()
+        for start in range(0, len(items), size):
+            body: dict = {"narratives": items[start:start + size]}
+            if call_ids is not None:
+                body["call_ids"] = list(call_ids[start:start + size])
+            ids += self._task_ids(self._send("POST", "/tasks/classify/batch", body, self._idempotency(None, None)))
+        return ids
+
+    def task(self, task_id: str) -> TaskStatus:
+        return TaskStatus.from_dict(self._send("GET", f"/tasks/{task_id}").json())
+
+    def wait(self, task_id: str, *, timeout: float = 600.0, poll_s: float = 1.0) -> TaskStatus:
+        """Poll a task until it has succeeded or failed; TimeoutError past ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.task(task_id)
+            if status.done:
+                return status
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"task {task_id} is still {status.status} after {timeout} s")
+            time.sleep(poll_s)
+
     def info(self) -> Info:
         return Info.from_dict(self._send("GET", "/info").json())
 
@@ -377,6 +434,41 @@ class AsyncHelplineClient(_Base):
         if self.max_batch_narratives is None:
             self.max_batch_narratives = (await self.info()).limits.max_batch_narratives or 32
         return self.max_batch_narratives
+
+    async def submit(self, narrative: str, *, call_id: Optional[str] = None, idempotency_key: Optional[str] = None,
+                     include_confidence: bool = True, include_chunks: bool = False) -> str:
+        """Queue one case (POST /tasks/classify); its task id."""
+        headers = self._idempotency(idempotency_key, call_id)
+        r = await self._send("POST", "/tasks/classify",
+                             self._submit_body(narrative, call_id, include_confidence, include_chunks), headers)
+        return self._task_ids(r)[0]
+
+    async def submit_batch(self, narratives: Sequence[str], *, call_ids: Optional[Sequence[str]] = None,
+                           batch_size: Optional[int] = None) -> list[str]:
+        """Queue many cases, in server-sized batches; task ids in input order."""
+        items, ids = list(narratives), []
+        size = batch_size or await self.batch_limit()
+        for start in range(0, len(items), size):
+            body: dict = {"narratives": items[start:start + size]}
+            if call_ids is not None:
+                body["call_ids"] = list(call_ids[start:start + size])
+            ids += self._task_ids(await self._send("POST", "/tasks/classify/batch", body,
+                                                   self._idempotency(None, None)))
+        return ids
+
+    async def task(self, task_id: str) -> TaskStatus:
+        return TaskStatus.from_dict((await self._send("GET", f"/tasks/{task_id}")).json())
+
+    async def wait(self, task_id: str, *, timeout: float = 600.0, poll_s: float = 1.0) -> TaskStatus:
+        """Poll a task until it has succeeded or failed; TimeoutError past ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = await self.task(task_id)
+            if status.done:
+                return status
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"task {task_id} is still {status.status} after {timeout} s")
+            await asyncio.sleep(poll_s)
 
     async def info(self) -> Info:
         return Info.from_dict((await self._send("GET", "/info")).json())

@@ -150,3 +150,31 @@ class Health:
     status: str
     deployments: Mapping[str, str] = field(default_factory=dict)
     http_status: int = 200
+
+
+TERMINAL = ("succeeded", "failed")
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    """A queued task (GET /tasks/{id}): ``result`` once succeeded, ``error`` ({code, message}) once failed."""
+
+    task_id: str
+    status: str
+    call_id: Optional[str] = None
+    result: Optional[ClassifyResult] = None
+    error: Optional[dict] = None
+    submitted_at: Optional[str] = None
+    finished_at: Optional[str] = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TaskStatus":
+        result = d.get("result")
+        return cls(task_id=d["task_id"], status=d.get("status", "queued"), call_id=d.get("call_id"),
+                   result=ClassifyResult.from_dict(result) if result else None, error=d.get("error"),
+                   submitted_at=d.get("submitted_at"), finished_at=d.get("finished_at"), raw=dict(d))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import os
 import time
 import uuid
 from datetime import datetime, timezone
@@ -32,24 +33,25 @@ from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
 from starlette.responses import Response
 
-from deployments.core import contract
+from deployments.core import callbacks, contract, intake
 from deployments.core.auth import ApiKeys
 from deployments.core.batching import window_count
 from deployments.core.config import AppArgs, BatchingArgs, FeedbackArgs, RoutingArgs
 from deployments.core.errors import ModelVersionMismatchError, ServiceError
 from deployments.core.inference import BatchClassifier
-from deployments.core.loading import load_labels, load_tokenizer, read_checkpoint_info, resolve_checkpoint
+from deployments.core.loading import load_labels, read_checkpoint_info, resolve_checkpoint
 from deployments.core.pages import Page, Pages
 from deployments.core.postprocess import CaseAssembler, concat_window_probs
-from deployments.core.preprocess import NarrativeTokenizer, prepare_cases
 from deployments.core.routing import RoutingPolicy
 from deployments.core.store.repository import (AmbiguousCase, CaseNotFound, CaseStore, case_row, model_version,
                                                redacted, utcnow)
 from deployments.core.store.writer import RecordWriter
 from deployments.core.text import normalize_narrative
 from deployments.core.windowing import TokenWindows
-from deployments.ingress import HttpIngress, backend_error, current_request_id
-from deployments.metrics import ClassifierMetrics, RouterMetrics
+from deployments.ingress import HttpIngress, backend_error
+from deployments.intake import IntakeStore, make_consumer
+from deployments.metrics import ClassifierMetrics, IntakeDepth, RouterMetrics
+from deployments.pipeline import CasePipeline, model_key
 
 logger = logging.getLogger("ray.serve")
 
@@ -59,15 +61,6 @@ BACKPRESSURE = {"status_code": 503, "retry_after_s": 1}
 
 # The key, in each classifier result, naming the model that computed it.
 MODEL_KEY = "model"
-
-
-def model_key(info) -> str:
-    """What the response's ``model`` field names: id and revision, the same for every stage of one version.
-
-    During a rolling update (a new model path through ``serve deploy``) each deployment rolls on
-    its own, so a new ingress can reach an old classifier; the router refuses such a mix.
-    """
-    return f"{info.model_id}@{info.revision or ''}"
 
 
 @serve.deployment(
@@ -258,19 +251,21 @@ class Router:
 class Preprocessor:
     """HTTP ingress: validate, normalize, tokenize, window; hand token ids to the classifier."""
 
-    def __init__(self, classifier: DeploymentHandle, router: DeploymentHandle, args: dict):
+    def __init__(self, classifier: DeploymentHandle, router: DeploymentHandle, args: dict,
+                 consumer: DeploymentHandle | None = None):
         self.args = AppArgs(**args)
         self.model_id = self.args.model
-        path = resolve_checkpoint(self.model_id, self.args.revision)
-        self.tokenizer = NarrativeTokenizer(load_tokenizer(path))
-        self.labels = load_labels(path)
-        self.checkpoint = read_checkpoint_info(path, self.model_id, self.args.revision)
+        self.consumer = consumer  # bound so it deploys with the app; it takes its work from the queue
+        self.pipeline = CasePipeline(self.args, classifier, router)
+        self.labels = self.pipeline.labels
+        self.checkpoint = self.pipeline.checkpoint
         self.classifier = classifier
         self.router = router
         self.openapi = contract.build_openapi(self.args, self.labels)
         self.pages = Pages()
-        self.model_ref = contract.ModelRef(id=self.model_id, revision=self.checkpoint.revision)
-        self.model_key = model_key(self.checkpoint)
+        self.model_ref = self.pipeline.model_ref
+        self.intake = IntakeStore(self.args.intake, intake.resolve_broker(self.args.intake))
+        self.intake_depth = IntakeDepth()
         self.http = HttpIngress(
             {"classify": self.classify, "classify_batch": self.classify_batch, "health": self.health,
              "info": self.info, "openapi": self.openapi_doc, "get_case": self.get_case, "feedback": self.feedback,
@@ -278,65 +273,23 @@ class Preprocessor:
              "openchs_feedback_update": self.openchs_feedback_update,
              "openchs_feedback_call": self.openchs_feedback_call,
              "openchs_feedback_statistics": self.openchs_feedback_statistics,
-             "console": self.console, "docs": self.docs, "docs_asset": self.docs_asset},
+             "console": self.console, "docs": self.docs, "docs_asset": self.docs_asset,
+             "tasks_classify": self.tasks_classify, "tasks_classify_batch": self.tasks_classify_batch,
+             "task_status": self.task_status, "openchs_classify": self.openchs_classify,
+             "openchs_task": self.openchs_task},
             api_keys=ApiKeys.from_env(), max_body_bytes=self.args.max_body_bytes,
-            limits=contract.Limits.of(self.args),
+            limits=contract.Limits.of(self.args, callback_secret=os.environ.get(callbacks.SECRET_ENV_VAR)),
         )
 
     async def __call__(self, request: Request) -> Response:
         return await self.http(request)
 
-    async def _classify_cases(self, parsed: contract.ClassifyRequest | contract.BatchRequest) -> list[dict]:
-        windows, plans = prepare_cases(
-            parsed.narratives, self.tokenizer, max_length=self.args.max_length, overlap=self.args.window_overlap,
-            truncate=self.args.long_narratives == "truncate", include_confidence=parsed.include_confidence,
-            include_chunks=parsed.include_chunks, is_batch=parsed.is_batch,
-        )
-        if len(windows) > self.args.max_batch_windows:
-            raise ServiceError.too_large(
-                f"The request needs {len(windows)} model windows; the limit is {self.args.max_batch_windows}."
-            )
-        meta = {
-            "case_ids": [str(uuid.uuid4()) for _ in plans], "call_ids": parsed.call_id_list(),
-            "request_id": current_request_id() or None, "is_batch": parsed.is_batch,
-            # The record keeps the text only when the operator turned keep_narratives on.
-            "narratives": ([normalize_narrative(n) for n in parsed.narratives]
-                           if self.args.feedback.keep_narratives else None),
-        }
-        step = self.args.windows_per_call
-        # One deadline for the whole request, however many slices: a draining replica
-        # (graceful_shutdown_timeout_s > backend_timeout_s, see build_app) answers every request it took.
-        deadline = time.monotonic() + self.args.backend_timeout_s
-
-        def left() -> float:
-            return max(0.0, deadline - time.monotonic())
-
-        try:
-            # Long work goes to the classifier one slice at a time, so short cases that
-            # arrive meanwhile queue between the slices instead of behind all of them.
-            done = []
-            for start in range(0, len(windows) - step, step):
-                done.append(await asyncio.wait_for(
-                    self.classifier.classify.remote(windows.slice(start, start + step)), left()
-                ))
-            last_start = len(done) * step
-            last = windows if last_start == 0 else windows.slice(last_start, len(windows))
-            # The last classifier response goes to the router unawaited: Ray hands it over directly.
-            response = self.router.route.remote(plans, self.model_key, meta, *done,
-                                                self.classifier.classify.remote(last))
-            return await asyncio.wait_for(response, left())
-        except Exception as exc:
-            raise backend_error(exc) from None
-
     async def classify(self, parsed: contract.ClassifyRequest) -> contract.ClassifyResponse:
-        started = time.perf_counter()
-        (case,) = await self._classify_cases(parsed)
-        return contract.ClassifyResponse(success=True, **case, model=self.model_ref,
-                                         processing_time_seconds=round(time.perf_counter() - started, 6))
+        return await self.pipeline.classify_one(parsed)
 
     async def classify_batch(self, parsed: contract.BatchRequest) -> contract.BatchResponse:
         started = time.perf_counter()
-        results = await self._classify_cases(parsed)
+        results = await self.pipeline.classify(parsed)
         return contract.BatchResponse(success=True, results=results, model=self.model_ref,
                                       processing_time_seconds=round(time.perf_counter() - started, 6))
 
@@ -389,6 +342,70 @@ class Preprocessor:
     async def openchs_feedback_statistics(self, params: contract.OpenChsStatsParams) -> contract.OpenChsStatistics:
         return contract.OpenChsStatistics(**await self._store("openchs_statistics", params.days, params.task))
 
+    # -- the durable intake ---------------------------------------------------------------------
+
+    async def _on_intake(self, fn, *args):
+        """Run a blocking IntakeStore call in a thread; a broker that cannot be reached is a 503."""
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except ServiceError:
+            raise
+        except Exception as exc:
+            logger.warning("intake store call failed: %s", type(exc).__name__)
+            raise ServiceError.unavailable("The intake queue cannot be reached; retry.") from None
+
+    async def _submit(self, narratives: list[str], call_ids: list, parsed, key: str | None,
+                      callback_url: str | None = None) -> list[dict]:
+        # Refused here with the 400 /classify would give, never queued to fail later.
+        self.pipeline.check(narratives)
+        cases = []
+        for i, (narrative, call_id) in enumerate(zip(narratives, call_ids)):
+            item_key = None if key is None else (key if len(narratives) == 1 and not parsed.is_batch else f"{key}#{i}")
+            payload = {"narrative": narrative, "include_confidence": parsed.include_confidence,
+                       "include_chunks": parsed.include_chunks, "call_id": call_id}
+            cases.append((intake.task_id_for(item_key, call_id, narrative), call_id, payload))
+        views = await self._on_intake(self.intake.submit, cases, callback_url)
+        depth = await self._on_intake(self.intake.queue_depth)
+        self.intake_depth.set(depth)
+        return views
+
+    async def tasks_classify(self, parsed: contract.TaskClassifyRequest,
+                             idempotency_key: str | None = None) -> contract.TaskAccepted:
+        (view,) = await self._submit([parsed.narrative], [parsed.call_id], parsed, idempotency_key,
+                                     parsed.callback_url)
+        return contract.TaskAccepted(success=True, task_id=view["task_id"], status=view["status"],
+                                     status_url=f"/tasks/{view['task_id']}")
+
+    async def tasks_classify_batch(self, parsed: contract.TaskBatchRequest,
+                                   idempotency_key: str | None = None) -> contract.TaskBatchAccepted:
+        call_ids = parsed.call_ids or [None] * len(parsed.narratives)
+        views = await self._submit(parsed.narratives, call_ids, parsed, idempotency_key, parsed.callback_url)
+        return contract.TaskBatchAccepted(success=True, tasks=[
+            contract.TaskRef(task_id=v["task_id"], status=v["status"], status_url=f"/tasks/{v['task_id']}")
+            for v in views])
+
+    async def _view(self, task_id: str) -> dict:
+        if not intake.is_task_id(task_id):
+            raise ServiceError.task_not_found()
+        view = await self._on_intake(self.intake.view, task_id)
+        if view is None:
+            raise ServiceError.task_not_found()
+        return view
+
+    async def task_status(self, task_id: str) -> contract.TaskStatus:
+        return contract.TaskStatus(**await self._view(task_id))
+
+    async def openchs_classify(self, parsed: contract.OpenchsClassifyRequest) -> contract.OpenchsTaskResponse:
+        request = contract.ClassifyRequest(narrative=parsed.narrative)
+        (view,) = await self._submit([parsed.narrative], [None], request, None)
+        depth = await self._on_intake(self.intake.queue_depth)
+        return contract.OpenchsTaskResponse(**intake.openchs_submitted(view["task_id"], f"{depth} cases ahead"))
+
+    async def openchs_task(self, task_id: str) -> contract.OpenchsTaskStatusResponse:
+        view = await self._view(task_id)
+        model_info = {"model": self.model_id, "revision": self.checkpoint.revision}
+        return contract.OpenchsTaskStatusResponse(**intake.openchs_status(view, model_info))
+
     async def _downstream_ready(self) -> dict:
         try:
             described, _ = await asyncio.wait_for(
@@ -400,8 +417,10 @@ class Preprocessor:
 
     async def health(self) -> contract.Health:
         await self._downstream_ready()
-        return contract.Health(status="ok", deployments={"Preprocessor": "ready", "Classifier": "ready",
-                                                         "Router": "ready"})
+        await self._on_intake(self.intake.ping)
+        return contract.Health(status="healthy", model=self.model_id,
+                               deployments={"Preprocessor": "ready", "Classifier": "ready", "Router": "ready",
+                                            "IntakeQueue": "ready"})
 
     async def info(self) -> contract.Info:
         described = await self._downstream_ready()
@@ -459,4 +478,6 @@ def build_app(args: AppArgs) -> serve.Application:
     # request is answered: it must outlive backend_timeout_s, or Serve force-kills it mid-request
     # and the proxy answers a bare 500 (seen when a new Router took 30 s to start on a busy node).
     ingress = Preprocessor.options(graceful_shutdown_timeout_s=max(30.0, args.backend_timeout_s + 15))
-    return ingress.bind(classifier, router, args.model_dump())
+    # The queue's consumer: an ingress-less deployment beside the others, calling the same handles.
+    consumer = make_consumer(args).bind(classifier, router, args.model_dump())
+    return ingress.bind(classifier, router, args.model_dump(), consumer)

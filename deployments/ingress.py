@@ -142,13 +142,20 @@ class HttpIngress:
             op, handler, path_params = self._route(request)
             if not op.public and not self.api_keys.allows(request.headers.get("authorization")):
                 raise ServiceError.unauthorized()
-            inputs = []
+            inputs, keywords = [], {}
             if op.request is not None:
                 inputs.append(await self._parse(request, op.request))
             if op.params is not None:
                 payload = {**dict(request.query_params), **path_params}
                 inputs.append(contract.parse_request(op.params, payload, self.limits))
-            result = await handler(*inputs)
+            else:
+                keywords.update(path_params)
+            for header in op.headers:
+                value = request.headers.get(header)
+                if value is not None and not 0 < len(value) <= 256:
+                    raise ServiceError.invalid(f"The {header} header must have 1 to 256 characters.")
+                keywords[header.replace("-", "_")] = value
+            result = await handler(*inputs, **keywords)
             if isinstance(result, Page):
                 return Response(result.body, media_type=result.media_type, status_code=op.status)
             return JSONResponse(result.model_dump() if isinstance(result, BaseModel) else result,

@@ -25,7 +25,7 @@ TOKEN_BUCKETS = [64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384]
 @dataclass(frozen=True)
 class MetricSpec:
     name: str
-    kind: Literal["counter", "histogram"]
+    kind: Literal["counter", "histogram", "gauge"]
     description: str
     tag_keys: tuple[str, ...] = ()
     boundaries: Optional[tuple[float, ...]] = None
@@ -35,6 +35,8 @@ class MetricSpec:
         tags = self.tag_keys or None
         if self.kind == "counter":
             return metrics.Counter(self.name, description=self.description, tag_keys=tags)
+        if self.kind == "gauge":
+            return metrics.Gauge(self.name, description=self.description, tag_keys=tags)
         return metrics.Histogram(self.name, description=self.description, boundaries=list(self.boundaries),
                                  tag_keys=tags)
 
@@ -53,8 +55,16 @@ FEEDBACK = MetricSpec("chs_feedback_total", "counter",
                       "Counsellors' feedback per task; agreed=true when the model's label was kept.",
                       tag_keys=("task", "agreed", "model"))
 
+AGE_BUCKETS = [0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 14400, 86400]
+INTAKE_DEPTH = MetricSpec("chs_intake_queue_depth", "gauge", "Cases waiting in the intake queue (seen at submit).")
+INTAKE_AGE = MetricSpec("chs_intake_task_age_seconds", "histogram", "A queued case's age when a consumer starts it.",
+                        boundaries=tuple(AGE_BUCKETS))
+INTAKE_FINISHED = MetricSpec("chs_intake_tasks_total", "counter", "Queued cases by final state.", tag_keys=("state",))
+INTAKE_RETRIES = MetricSpec("chs_intake_retries_total", "counter", "Retries of queued cases after a transient failure.",
+                            tag_keys=("code",))
+
 METRICS: tuple[MetricSpec, ...] = (BATCH_SIZE, BATCH_TOKENS, CASES, ESCALATIONS, HUMAN_REVIEW, CONFIDENCE, CHUNKS,
-                                   FEEDBACK)
+                                   FEEDBACK, INTAKE_DEPTH, INTAKE_AGE, INTAKE_FINISHED, INTAKE_RETRIES)
 
 
 class ClassifierMetrics:
@@ -94,3 +104,30 @@ class RouterMetrics:
     def record_feedback(self, agreed: dict[str, bool], model: str) -> None:
         for task, kept in agreed.items():
             self.feedback.inc(tags={"task": task, "agreed": "true" if kept else "false", "model": model})
+
+class IntakeMetrics:
+    """The intake consumer's: how old a case is when it starts, how it ended, how often it was retried."""
+
+    def __init__(self):
+        self.age = INTAKE_AGE.create()
+        self.finished_total = INTAKE_FINISHED.create()
+        self.retries = INTAKE_RETRIES.create()
+
+    def started(self, age_s: float) -> None:
+        self.age.observe(age_s)
+
+    def finished(self, state: str) -> None:
+        self.finished_total.inc(tags={"state": state})
+
+    def retried(self, code: str) -> None:
+        self.retries.inc(tags={"code": code})
+
+
+class IntakeDepth:
+    """The ingress's view of the queue's depth."""
+
+    def __init__(self):
+        self.depth = INTAKE_DEPTH.create()
+
+    def set(self, depth: int) -> None:
+        self.depth.set(depth)

@@ -22,6 +22,8 @@ from deployments.core.labels import BUNDLED_LABELS_DIR, LabelSet
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.pop("CHS_MODEL", None)
+# The intake signs callbacks with this; set before Ray starts, so every replica has it.
+CALLBACK_SECRET = os.environ.setdefault("CHS_CALLBACK_SECRET", "helpline-tests-callback-secret")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = REPO_ROOT.parent / "shared"
@@ -103,6 +105,7 @@ class ServeSession:
     metrics_port: int
     # The case store of apps deployed without a feedback.database_url: a file of this session.
     database_url: str = ""
+    var_dir: Path | None = None  # the embedded intake broker's folder for apps that name none
     current: str | None = None
     args: dict = field(default_factory=dict)
 
@@ -135,7 +138,8 @@ class ServeSession:
         from deployments.app import build_app
         from deployments.core.config import AppArgs
 
-        args = {"dtype": "fp32", "torch_threads": 1, "classifier_num_cpus": 0.5, **args}
+        args = {"dtype": "fp32", "torch_threads": 1, "classifier_num_cpus": 0.5,
+                "intake": {"data_dir": str(self.var_dir or REPO_ROOT / "var" / "intake")}, **args}
         args["feedback"] = {"database_url": self.database_url, **args.get("feedback", {})}
         key = json.dumps([args, env or {}, logging_config or {}], sort_keys=True, default=str)
         if key != self.current:
@@ -168,7 +172,8 @@ def serve_session(tmp_path_factory):
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": 60})
     session = ServeSession(port, metrics_port,
-                           database_url=f"sqlite:///{tmp_path_factory.mktemp('store') / 'helpline.db'}")
+                           database_url=f"sqlite:///{tmp_path_factory.mktemp('store') / 'helpline.db'}",
+                           var_dir=tmp_path_factory.mktemp("intake"))
     try:
         yield session
     finally:

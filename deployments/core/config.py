@@ -77,6 +77,38 @@ class FeedbackArgs(_Strict):
 
     def resolved_database_url(self) -> str:
         return self.database_url or os.environ.get(DATABASE_ENV_VAR) or f"sqlite:///{DEFAULT_DATABASE_PATH}"
+class IntakeArgs(_Strict):
+    """The asynchronous intake: /tasks/* and /classifier/* on a durable queue (deployments/intake.py)."""
+
+    broker_url: Optional[str] = Field(
+        None, description="redis://host:port/db for broker and result store; null: CHS_BROKER_URL, else the embedded "
+        "filesystem broker under var/intake (one machine, survives a restart of `make serve`)."
+    )
+    data_dir: str = Field("var/intake", description="Where the embedded broker keeps its queue and results.")
+    queue_name: str = Field("chs-intake", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    result_ttl_s: int = Field(7 * 24 * 3600, ge=1, description="How long a finished task (never its narrative) is kept.")
+    max_queued: int = Field(10_000, ge=1, description="Queued cases past which a submit gets 503 with Retry-After.")
+    retry_after_s: int = Field(5, ge=1, description="Retry-After of the full-queue 503.")
+    visibility_timeout_s: int = Field(
+        90, ge=10, description="Redis: a case taken by a consumer that died is redelivered after this long."
+    )
+    max_retries: int = Field(
+        5, ge=0, description="Retries of a transient failure, with exponential backoff (2, 4, 8, 16, 30 s: a minute, "
+        "long enough for a replaced classifier replica to start)."
+    )
+    retry_backoff_max_s: int = Field(30, ge=1, description="Largest delay between two retries.")
+    task_timeout_s: float = Field(120.0, gt=0, description="The consumer's wait for one case's classification.")
+    consumer_concurrency: int = Field(
+        8, ge=1, description="Cases the consumer has in flight at once: the queued share of the classifier's batches."
+    )
+    callback_allow_hosts: list[str] = Field(
+        default_factory=list, description="Hosts a callback_url may name; empty: callbacks are refused (422)."
+    )
+    callback_timeout_s: float = Field(10.0, gt=0, description="One callback POST's timeout; failures retry with backoff.")
+    consumer_num_cpus: float = Field(0.25, gt=0)
+    consumer_resources: dict[str, float] = Field(
+        default_factory=dict, description="Ray custom resources of the consumer, e.g. {'cpu_pool': 0.01} on k8s."
+    )
 
 
 class AppArgs(_Strict):
@@ -121,6 +153,7 @@ class AppArgs(_Strict):
     batching: BatchingArgs = Field(default_factory=BatchingArgs)
     routing: RoutingArgs = Field(default_factory=RoutingArgs)
     feedback: FeedbackArgs = Field(default_factory=FeedbackArgs)
+    intake: IntakeArgs = Field(default_factory=IntakeArgs)
 
     @model_validator(mode="after")
     def _consistent(self) -> "AppArgs":

@@ -41,6 +41,7 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue, models_json_schema
 from pydantic_core import PydanticCustomError, core_schema
 
+from deployments.core import callbacks
 from deployments.core.config import AppArgs
 from deployments.core.errors import ServiceError
 from deployments.core.labels import LabelSet
@@ -77,10 +78,13 @@ class Limits:
 
     max_narrative_chars: int = AppArgs.model_fields["max_narrative_chars"].default
     max_batch_narratives: int = AppArgs.model_fields["max_batch_narratives"].default
+    callback_allow_hosts: tuple[str, ...] = ()
+    callback_secret: Optional[str] = None
 
     @classmethod
-    def of(cls, args: AppArgs) -> "Limits":
-        return cls(max_narrative_chars=args.max_narrative_chars, max_batch_narratives=args.max_batch_narratives)
+    def of(cls, args: AppArgs, callback_secret: Optional[str] = None) -> "Limits":
+        return cls(max_narrative_chars=args.max_narrative_chars, max_batch_narratives=args.max_batch_narratives,
+                   callback_allow_hosts=tuple(args.intake.callback_allow_hosts), callback_secret=callback_secret)
 
 
 def _limits(info: ValidationInfo) -> Limits:
@@ -186,6 +190,53 @@ class BatchRequest(_Request):
 
     def call_id_list(self) -> list[Optional[str]]:
         return list(self.call_ids) if self.call_ids is not None else [None] * len(self.narratives)
+
+
+CallId = Annotated[str, Strict(), Field(min_length=1, max_length=128)]
+
+
+def _check_callback(value: Optional[str], info: ValidationInfo) -> Optional[str]:
+    if value is not None:
+        limits = _limits(info)
+        why = callbacks.refusal(value, limits.callback_allow_hosts, limits.callback_secret)
+        if why:
+            raise PydanticCustomError("callback_not_allowed", why)
+    return value
+
+
+CallbackUrl = Annotated[
+    Optional[Annotated[str, Strict()]], AfterValidator(_check_callback),
+    Field(default=None, description="Where the finished task (the GET /tasks/{id} body) is POSTed, signed "
+                                    "with X-Helpline-Signature: sha256=<HMAC>. Only hosts on the allow-list."),
+]
+
+
+class TaskClassifyRequest(ClassifyRequest):
+    """POST /tasks/classify: the /classify body, plus the caller's own id for the case."""
+
+    call_id: Optional[CallId] = None
+    callback_url: CallbackUrl
+
+
+class TaskBatchRequest(BatchRequest):
+    """POST /tasks/classify/batch: one task per narrative; call_ids, when given, one per narrative."""
+
+    call_ids: Optional[Annotated[list[CallId], Strict()]] = None
+    callback_url: CallbackUrl
+
+    @model_validator(mode="after")
+    def _one_call_id_each(self) -> "TaskBatchRequest":
+        if self.call_ids is not None and len(self.call_ids) != len(self.narratives):
+            raise PydanticCustomError(
+                "call_ids_length", "'call_ids' has {ids} items for {narratives} narratives; give one each.",
+                {"ids": len(self.call_ids), "narratives": len(self.narratives)})
+        return self
+
+
+class OpenchsClassifyRequest(_Request):
+    """OpenCHS ai-service's ClassifierRequest."""
+
+    narrative: Narrative
 
 
 # -- responses --------------------------------------------------------------------------------
@@ -301,8 +352,87 @@ class BatchResponse(_Succeeded):
 
 
 class Health(_Body):
-    status: Literal["ok"]
+    status: Literal["healthy"]
+    model: str = Field(description="The model served, as the model card's health answer names it.")
     deployments: dict[str, Literal["ready"]]
+
+
+TaskStatusName = Literal["queued", "processing", "succeeded", "failed"]
+
+
+class TaskAccepted(_Body):
+    success: Literal[True]
+    task_id: str
+    status: TaskStatusName = Field(description="'queued' for a new task; a repeated submission gets its task as it is.")
+    status_url: str
+
+
+class TaskRef(_Body):
+    task_id: str
+    status: TaskStatusName
+    status_url: str
+
+
+class TaskBatchAccepted(_Body):
+    success: Literal[True]
+    tasks: list[TaskRef] = Field(description="One task per narrative, in the same order.")
+
+
+class TaskError(_Body):
+    code: str
+    message: str
+
+
+class TaskStatus(_Body):
+    task_id: str
+    call_id: Optional[str]
+    status: TaskStatusName
+    result: Optional[ClassifyResponse] = Field(description="Exactly the /classify response body, once succeeded.")
+    error: Optional[TaskError]
+    submitted_at: str = Field(description="ISO 8601, UTC.")
+    finished_at: Optional[str] = Field(description="ISO 8601, UTC.")
+    attempts: Optional[int] = Field(default=None, description="Attempts the consumer made, once finished.")
+
+
+# OpenCHS ai-service (openchlai/ai, ai_service/app/api/classifier_route.py): their models, their field names.
+
+
+class OpenchsConfidenceScores(_Body):
+    main_category: Optional[float] = None
+    sub_category: Optional[float] = None
+    sub_category_2: Optional[float] = None
+    intervention: Optional[float] = None
+    priority: Optional[float] = None
+
+
+class OpenchsClassifierResponse(_Body):
+    main_category: str
+    sub_category: str
+    sub_category_2: Optional[str] = None
+    intervention: str
+    priority: str
+    confidence_scores: OpenchsConfidenceScores
+    chunks_processed: int
+    chunk_predictions: Optional[list[dict[str, Any]]] = None
+    processing_time: float
+    model_info: dict[str, Any]
+    timestamp: str
+
+
+class OpenchsTaskResponse(_Body):
+    task_id: str
+    status: Literal["queued"]
+    message: str
+    estimated_time: str
+    status_endpoint: str
+
+
+class OpenchsTaskStatusResponse(_Body):
+    task_id: str
+    status: Literal["pending", "processing", "success", "failed"]
+    result: Optional[OpenchsClassifierResponse] = None
+    error: Optional[str] = None
+    progress: Optional[dict[str, Any]] = None
 
 
 class ModelInfo(_Body):
@@ -621,7 +751,9 @@ REFUSALS: dict[str, tuple[int, str, str | None]] = {
     "narrative_nul": (422, "invalid_request", None),
     "narrative_too_long": (413, "payload_too_large", None),
     "too_many_narratives": (413, "payload_too_large", None),
+    "callback_not_allowed": (422, "callback_not_allowed", None),
     "call_ids_length": (422, "invalid_request", None),
+    "string_too_long": (422, "invalid_request", "is too long (at most 128 characters)."),
     "text_nul": (422, "invalid_request", None),
 }
 
@@ -689,6 +821,9 @@ ERRORS = {
     504: "The classifier did not answer in time.",
 }
 CLASSIFY_ERRORS = (400, 413, 415, 422, 429, 500, 503, 504)
+SUBMIT_ERRORS = (400, 413, 415, 422, 503)
+TASK_ERRORS = (404, 503)
+ERRORS[404] = "No such route, or no such task (never submitted, or its result expired)."
 
 
 @dataclass(frozen=True)
@@ -704,11 +839,14 @@ class Operation:
     request: Optional[type[BaseModel]] = None
     errors: tuple[int, ...] = ()
     public: bool = False
-    # Path ({name} in ``path``) and query parameters, validated as one model.
+    # Path ({name} in ``path``) and query parameters, validated as one model. Without one, the
+    # path's {name} segments reach the handler as keyword arguments, as strings.
     params: Optional[type[BaseModel]] = None
     status: int = 200
     # False for the pages for people (HTML, CSS, JS): served, but not part of the API document.
     documented: bool = True
+    # Request headers the handler receives, as keyword arguments (idempotency-key → idempotency_key).
+    headers: tuple[str, ...] = ()
 
     def path_names(self) -> tuple[str, ...]:
         return tuple(re.findall(r"{(\w+)}", self.path))
@@ -751,6 +889,20 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("openchs_feedback_statistics", "GET", "/api/v1/agent-feedback/statistics", "OpenCHS: ratings per "
               "task over the last days.", "Statistics.", OpenChsStatistics, errors=(422, 503),
               params=OpenChsStatsParams),
+    Operation("tasks_classify", "POST", "/tasks/classify",
+              "Queue one narrative durably; the 202 comes once it is in the queue.", "Queued.",
+              TaskAccepted, TaskClassifyRequest, SUBMIT_ERRORS, status=202, headers=("idempotency-key",)),
+    Operation("tasks_classify_batch", "POST", "/tasks/classify/batch",
+              "Queue narratives durably, one task each, in order.", "Queued.",
+              TaskBatchAccepted, TaskBatchRequest, SUBMIT_ERRORS, status=202, headers=("idempotency-key",)),
+    Operation("task_status", "GET", "/tasks/{task_id}", "A queued task's state and, once done, its result.",
+              "The task.", TaskStatus, errors=TASK_ERRORS),
+    Operation("openchs_classify", "POST", "/classifier/classify",
+              "OpenCHS ai-service compatible: queue one narrative.", "Queued.",
+              OpenchsTaskResponse, OpenchsClassifyRequest, SUBMIT_ERRORS),
+    Operation("openchs_task", "GET", "/classifier/task/{task_id}",
+              "OpenCHS ai-service compatible: a task's state and result.", "The task.",
+              OpenchsTaskStatusResponse, errors=TASK_ERRORS),
 )
 
 
@@ -814,7 +966,14 @@ def build_openapi(args: AppArgs, labels: LabelSet) -> dict:
             responses[str(status)] = {"description": ERRORS[status], "content": _json_content(_ref(Error))}
         operation: dict[str, Any] = {"operationId": op.id, "summary": op.summary, "responses": responses}
         if op.params is not None:
-            operation["parameters"] = _parameters(op, params[op.params])
+            parameters = _parameters(op, params[op.params])
+        else:
+            parameters = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                          for name in op.path_names()]
+        parameters += [{"name": name, "in": "header", "required": False, "schema": {"type": "string", "maxLength": 256}}
+                       for name in op.headers]
+        if parameters:
+            operation["parameters"] = parameters
         if op.request is not None:
             operation["requestBody"] = {"required": True, "content": _json_content(_ref(op.request))}
         paths.setdefault(op.path, {})[op.method.lower()] = operation

@@ -53,6 +53,10 @@ class ServiceError(Exception):
         return cls(404, "not_found", f"No route {path}.")
 
     @classmethod
+    def task_not_found(cls) -> "ServiceError":
+        return cls(404, "task_not_found", "No such task: it never existed, or its result expired.")
+
+    @classmethod
     def method_not_allowed(cls, method: str, allowed: list[str]) -> "ServiceError":
         return cls(405, "method_not_allowed", f"Method {method} is not allowed here; use {', '.join(allowed)}.",
                    {"Allow": ", ".join(allowed)})

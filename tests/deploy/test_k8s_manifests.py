@@ -42,6 +42,8 @@ PRODUCTION_OVERRIDES = {
     "applications.helpline.deployments.*.ray_actor_options.num_cpus": "sized for tokenizing at production rates",
     "applications.helpline.deployments.*.ray_actor_options.resources.cpu_pool":
         "pins Preprocessor and Router to the CPU group, so they never hold a GPU pod up",
+    "applications.helpline.args.intake.consumer_resources*":
+        "places the intake consumer on the CPU group, beside the ingress",
 }
 
 
@@ -200,7 +202,7 @@ def test_a_manifest_that_is_not_a_rayservice_fails():
 
 # --- core Kubernetes objects ---------------------------------------------------------------
 
-CORE_FILES = ["secret.example.yaml", "hf-cache-pvc.yaml", "ingress.yaml"]
+CORE_FILES = ["secret.example.yaml", "hf-cache-pvc.yaml", "ingress.yaml", "redis.yaml"]
 
 
 @pytest.mark.parametrize("name", CORE_FILES)
@@ -332,7 +334,9 @@ def test_serve_config_v2_parses_with_rays_schema_and_builds_the_app():
     assert (args.model, args.accelerator, args.num_gpus) == ("openchs/cls-gbv-distilbert-v1", "cuda", 1)
     assert args.revision, "production pins a model revision"
     built = deployment_options(build_app(args))
-    assert set(built) == {"Preprocessor", "Classifier", "Router"}
+    assert set(built) == {"Preprocessor", "Classifier", "Router", "IntakeConsumer"}
+    # The queue's consumer runs on the CPU group, never on (or keeping up) a GPU pod.
+    assert "cpu_pool" in built["IntakeConsumer"]["resources"]
     assert built["Classifier"]["num_gpus"] == args.num_gpus
     assert built["Classifier"]["num_cpus"] == args.classifier_num_cpus
 

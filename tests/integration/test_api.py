@@ -72,7 +72,7 @@ def test_batch_returns_results_in_order_equal_to_single_requests(http):
 
 
 def test_health_and_info(http, tiny_checkpoint):
-    assert http.get("/health").json()["status"] == "ok"
+    assert http.get("/health").json()["status"] == "healthy"
     info = http.get("/info").json()
     assert info["model"]["id"] == str(tiny_checkpoint)
     assert info["model"]["untrained"] is True

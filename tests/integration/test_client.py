@@ -69,7 +69,7 @@ def test_health_and_info(served_tiny):
         health = client.health()
         info = client.info()
     assert health.ok and health.http_status == 200
-    assert set(health.deployments) == {"Preprocessor", "Classifier", "Router"}
+    assert set(health.deployments) == {"Preprocessor", "Classifier", "Router", "IntakeQueue"}
     assert info.limits.max_batch_narratives == 256
     assert info.limits.max_batch_windows > 0
     assert info.auth == "none"

@@ -55,19 +55,28 @@ class LocalCluster:
     gcs_port: int = 0
     dashboard_port: int = 0
     nodes: list[LocalNode] = field(default_factory=list)
+    ports_given: set[int] = field(default_factory=set)
 
     @property
     def dashboard(self) -> str:
         return f"http://127.0.0.1:{self.dashboard_port}"
+
+    def port(self) -> int:
+        """A free port no other component of this cluster was given: two calls of free_port can
+        return the same number, and Ray refuses to start a node whose components share one."""
+        while (port := free_port()) in self.ports_given:
+            pass
+        self.ports_given.add(port)
+        return port
 
     def _start(self, name: str, *args: str) -> LocalNode:
         temp_dir = self.root / name
         # Every port this node binds is a free one, so it cannot clash with another
         # Ray cluster on the machine; worker ports 0 means "any free port".
         ports = {
-            "--node-manager-port": free_port(), "--object-manager-port": free_port(),
-            "--dashboard-agent-listen-port": free_port(), "--dashboard-agent-grpc-port": free_port(),
-            "--runtime-env-agent-port": free_port(), "--metrics-export-port": free_port(),
+            "--node-manager-port": self.port(), "--object-manager-port": self.port(),
+            "--dashboard-agent-listen-port": self.port(), "--dashboard-agent-grpc-port": self.port(),
+            "--runtime-env-agent-port": self.port(), "--metrics-export-port": self.port(),
             "--min-worker-port": 0, "--max-worker-port": 0,
         }
         cmd = [str(BIN / "ray"), "start", *args, "--node-ip-address=127.0.0.1", f"--temp-dir={temp_dir}",
@@ -83,12 +92,12 @@ class LocalCluster:
         return node
 
     def start_head(self, resources: dict) -> LocalNode:
-        self.gcs_port, self.dashboard_port = free_port(), free_port()
+        self.gcs_port, self.dashboard_port = self.port(), self.port()
         # The dashboard is needed: `serve deploy` and `serve status` talk to its REST API.
         return self._start("head", "--head", f"--port={self.gcs_port}", "--num-cpus=1",
                            f"--resources={json.dumps(resources)}", "--include-dashboard=true",
                            "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}",
-                           f"--ray-client-server-port={free_port()}")
+                           f"--ray-client-server-port={self.port()}")
 
     def start_worker(self, name: str, resources: dict) -> LocalNode:
         return self._start(name, f"--address=127.0.0.1:{self.gcs_port}", "--num-cpus=1",
@@ -249,11 +258,11 @@ def classify(url: str) -> httpx.Response:
 
 
 def test_classifier_runs_on_gpu_pool_and_survives_node_loss(cluster, tmp_path):
-    from training.checkpoint import build_random
+    from training.hub_layout import build_random
     from deployments.core.labels import BUNDLED_LABELS_DIR, LabelSet
 
     checkpoint = build_random("tiny", tmp_path / "tiny", LabelSet.from_dir(BUNDLED_LABELS_DIR), seed=0)
-    http_port = free_port()
+    http_port = cluster.port()
     url = f"http://127.0.0.1:{http_port}"
     config_path = tmp_path / "serve_multinode.yaml"
     config_path.write_text(yaml.safe_dump(multinode_config(checkpoint, http_port), sort_keys=False))

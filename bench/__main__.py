@@ -1,16 +1,21 @@
 """Side-by-side throughput and latency benchmark, in one run on one machine.
 
-    python -m bench [--quick] [--out FILE.json] [--checkpoint DIR]
-    python -m bench --agreement [--checkpoint DIR]
+    python -m bench [--quick] [--out FILE.json] [--checkpoint DIR] [--engine E] [--dtype D]
+    python -m bench --agreement     every engine and precision against eager PyTorch fp32
+    python -m bench --engines       the engine candidates' bare throughput, side by side
 
 Phases, all on the same checkpoint (``base``: the real model's size) and corpus:
 
-1. bare            our in-process pipeline's batched forward: no Ray, no HTTP (the limit)
+1. bare            our in-process pipeline's batched forward: no Ray, no HTTP (the limit), for
+                   eager PyTorch fp32, the default engine and the int8 opt-in
 2. seed_recipe     the model card's recipe (bench/seed_recipe_server.py) over HTTP
-3. pipeline        our Ray Serve app over HTTP, one case a request, best concurrency
+3. pipeline        our Ray Serve app over HTTP, one case a request, best concurrency; then int8
 4. pipeline_batch  our /classify/batch, 32 cases a request
 5. latency_at_10k  the pipeline under an open-loop 10,000 cases/hour
-6. litserve        LitServe around our in-process pipeline (bench/litserve_server.py)
+6. litserve        LitServe around our in-process pipeline (bench/litserve_server.py): eager
+                   PyTorch, and our default engine
+7. int8_agreement  the int8 opt-in's agreement on the demo model's held-out set (models/demo,
+                   built if absent)
 
 It writes FILE.json and a markdown table beside it (FILE.md). Timings live
 here, never in pass/fail tests. The parts: ``servers`` (start and stop what is
@@ -28,8 +33,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from bench.agreement import run_agreement
-from bench.common import DEFAULT_CHECKPOINT, ROOT, say
+from bench import agreement, engines
+from bench.common import DEFAULT_CHECKPOINT, DEFAULT_DEMO, ROOT, say
 from bench.corpus import make_corpus
 from bench.phases import PHASES, measure
 from bench.report import add_ratios, header, markdown, write
@@ -46,12 +51,24 @@ def ensure_checkpoint(path: Path) -> None:
     build_random("base", path, LabelSet.from_dir(BUNDLED_LABELS_DIR))
 
 
-def resolved_dtype(dtype: str) -> str:
-    """The dtype ``--dtype`` means on this machine's default device ('auto' resolved)."""
-    from deployments.core.inference import DTYPE_NAMES
-    from deployments.core.loading import resolve_device, resolve_dtype
+def ensure_demo(path: Path) -> None:
+    """The trained demo model (its held-out set measures agreement), built as `make demo` builds it."""
+    if (path / "config.json").is_file():
+        return
+    import subprocess
 
-    return DTYPE_NAMES[resolve_dtype(dtype, resolve_device("auto"))]
+    say(f"building the demo model at {path} (about two minutes)")
+    subprocess.run([sys.executable, "-m", "training.checkpoint", "--size", "demo", "--out", str(path)], cwd=ROOT,
+                   check=True, stdout=subprocess.DEVNULL)
+
+
+def resolved_engine(engine: str, dtype: str) -> tuple[str, str]:
+    """What ``--engine`` and ``--dtype`` mean on this machine's default device ('auto' resolved)."""
+    from deployments.core.engines import resolve
+    from deployments.core.loading import resolve_device
+
+    choice = resolve(engine, dtype, resolve_device("auto"))
+    return choice.engine, choice.dtype
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -60,12 +77,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "bench.json")
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT,
                         help="built with `python -m training.checkpoint --size base` if absent")
+    parser.add_argument("--demo-checkpoint", type=Path, default=DEFAULT_DEMO,
+                        help="the demo model, for agreement on its held-out set; built if absent")
+    parser.add_argument("--engine", default="auto", choices=["auto", "torch", "onnxruntime", "openvino"])
     parser.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--phases", default=",".join(PHASES),
                         help=f"comma-separated subset of {','.join(PHASES)}")
-    parser.add_argument("--agreement", action="store_true", help="only report fp32 vs --dtype label agreement")
-    parser.add_argument("--cases", type=int, default=None, help="corpus size (default 300 quick, 1000 full)")
+    parser.add_argument("--agreement", action="store_true",
+                        help="only report each engine and precision's agreement with eager PyTorch fp32")
+    parser.add_argument("--engines", action="store_true", help="only compare the engine candidates' bare throughput")
+    parser.add_argument("--rounds", type=int, default=3, help="--engines: interleaved rounds")
+    parser.add_argument("--cases", type=int, default=None,
+                        help="corpus size (default 300 quick, 1000 full; --engines 128, --agreement 200)")
     args = parser.parse_args(argv)
     unknown = set(args.phases.split(",")) - set(PHASES)
     if unknown:
@@ -79,9 +103,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ensure_checkpoint(args.checkpoint)
 
     if args.agreement:
-        corpus = make_corpus(args.checkpoint, args.cases or 200, seed=1)
-        say(f"agreement corpus: {len(corpus.narratives)} cases")
-        print(json.dumps(run_agreement(args.checkpoint, corpus, args.dtype, args.threads), indent=2))
+        return report_agreement(args)
+    if args.engines:
+        corpus = make_corpus(args.checkpoint, args.cases or 128)
+        table = engines.run_engines(args.checkpoint, corpus, args.threads, args.rounds)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        out = args.out.with_name("engines.json") if args.out.name == "bench.json" else args.out
+        out.write_text(json.dumps(table, indent=2))
+        print(engines.markdown(table))
+        say(f"wrote {out}")
         return 0
 
     n = args.cases or (300 if args.quick else 1000)
@@ -90,14 +120,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     out_dir = args.out.parent
     out_dir.mkdir(parents=True, exist_ok=True)
     command = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
-    result = header(command, resolved_dtype(args.dtype), args.threads, corpus)
+    result = header(command, *resolved_engine(args.engine, args.dtype), args.threads, corpus)
     started = time.monotonic()
-    measure(result, set(args.phases.split(",")), args.checkpoint, corpus, args.dtype, args.threads, args.quick,
-            out_dir)
+    phases = set(args.phases.split(","))
+    if "int8_agreement" in phases:
+        ensure_demo(args.demo_checkpoint)
+    measure(result, phases, args.checkpoint, corpus, args.engine, args.dtype, args.threads, args.quick, out_dir,
+            demo=args.demo_checkpoint)
     add_ratios(result, time.monotonic() - started)
     md = write(result, args.out)
     print(markdown(result))
     say(f"wrote {args.out} and {md} in {result['elapsed_s']} s")
+    return 0
+
+
+def report_agreement(args: argparse.Namespace) -> int:
+    """The agreement tables: the demo's held-out set and the bench corpus, every CPU candidate."""
+    from bench.machine import cpu_supports_bf16
+
+    ensure_demo(args.demo_checkpoint)
+    candidates = list(agreement.CPU_CANDIDATES) + ([("torch", "bf16")] if cpu_supports_bf16() else [])
+    corpus = make_corpus(args.checkpoint, args.cases or 200, seed=1)
+    sets = {"demo held-out set": (args.demo_checkpoint, agreement.heldout_narratives(args.demo_checkpoint)),
+            "bench corpus": (args.checkpoint, corpus.narratives)}
+    tables = {}
+    for name, (checkpoint, narratives) in sets.items():
+        say(f"agreement on the {name}: {len(narratives)} cases")
+        tables[name] = agreement.run_agreement(checkpoint, narratives, candidates, args.threads)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    out = args.out.with_name("agreement.json") if args.out.name == "bench.json" else args.out
+    out.write_text(json.dumps(tables, indent=2))
+    print("\n".join(agreement.markdown(name, table) for name, table in tables.items()))
+    say(f"wrote {out}")
     return 0
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CHECKPOINT = ROOT / "models" / "base"
+DEFAULT_DEMO = ROOT / "models" / "demo"
 
 
 def say(message: str) -> None:

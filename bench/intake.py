@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     texts = list(corpus.narratives)
     probes, backlog = texts[:args.probes], texts[args.probes:args.probes + args.backlog]
     port = free_port()
-    config_path = pipeline_config(args.checkpoint, port, args.dtype, args.threads, out_dir)
+    config_path = pipeline_config(args.checkpoint, port, "auto", args.dtype, args.threads, out_dir)
     config = yaml.safe_load(config_path.read_text())
     intake = config["applications"][0]["args"]["intake"]
     intake.update({"data_dir": str((out_dir / f"intake-{int(time.time())}").resolve()),

@@ -44,12 +44,12 @@ class HelplineLitAPI(ls.LitAPI):
         return {"success": True, **output}
 
 
-def app_args(model: str, accelerator: str, dtype: str, threads: int, max_batch_size: int,
+def app_args(model: str, accelerator: str, engine: str, dtype: str, threads: int, max_batch_size: int,
              max_batch_tokens: int) -> AppArgs:
-    """The service's settings, on this model, device, dtype, thread count and batch limits."""
+    """The service's settings, on this model, device, engine, dtype, thread count and batch limits."""
     defaults = AppArgs()
     return AppArgs(
-        model=model, accelerator=accelerator, dtype=dtype, torch_threads=threads,
+        model=model, accelerator=accelerator, engine=engine, dtype=dtype, torch_threads=threads,
         batching=BatchingArgs(max_batch_size=max_batch_size, max_batch_tokens=max_batch_tokens),
         # The ingress's slice size means nothing here; AppArgs only asks that it fits a batch.
         windows_per_call=min(defaults.windows_per_call, max_batch_size),
@@ -61,6 +61,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", required=True)
     parser.add_argument("--port", type=int, default=8102)
+    parser.add_argument("--engine", default="auto")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--accelerator", default="auto", choices=["auto", "cuda", "cpu"])
     parser.add_argument("--threads", type=int, default=2)
@@ -68,7 +69,7 @@ def main() -> None:
     parser.add_argument("--batch-timeout", type=float, default=0.01)
     parser.add_argument("--max-batch-tokens", type=int, default=batching.max_batch_tokens)
     args = parser.parse_args()
-    settings = app_args(args.model, args.accelerator, args.dtype, args.threads, args.max_batch_size,
+    settings = app_args(args.model, args.accelerator, args.engine, args.dtype, args.threads, args.max_batch_size,
                         args.max_batch_tokens)
     api = HelplineLitAPI(settings, max_batch_size=args.max_batch_size, batch_timeout=args.batch_timeout)
     # One worker on the device AppArgs names ('auto': CUDA where there is one), like one classifier replica.

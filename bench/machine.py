@@ -20,6 +20,15 @@ def cpu_name() -> str:
     return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
 
 
+def cpu_supports_bf16() -> bool:
+    """Whether the CPU runs bf16 matmuls natively (AMX or avx512_bf16): only then is bf16 worth measuring."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def gpu_name() -> str | None:
     import torch
 

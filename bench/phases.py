@@ -1,11 +1,13 @@
 """The measured phases, each on the same checkpoint and corpus.
 
-- bare            our pipeline in-process (``CaseClassifier``), timing its batched forward: no Ray, no HTTP
+- bare            our pipeline in-process (``CaseClassifier``), timing its batched forward: no Ray, no HTTP;
+                  eager PyTorch fp32, the default engine, and the int8 opt-in
 - seed_recipe     the model card's recipe over HTTP
-- pipeline        our Ray Serve app over HTTP, one case a request, best concurrency
+- pipeline        our Ray Serve app over HTTP, one case a request, best concurrency (default engine, then int8)
 - pipeline_batch  our /classify/batch, 32 cases a request
 - latency_at_10k  the pipeline under an open-loop 10,000 cases/hour
-- litserve        LitServe around our in-process pipeline
+- litserve        LitServe around our in-process pipeline: eager PyTorch, and our default engine
+- int8_agreement  the int8 opt-in against eager PyTorch fp32 on the demo's held-out set
 
 ``measure`` runs the selected ones and writes their figures into the result.
 """
@@ -23,7 +25,7 @@ from bench.drivers import closed_loop, fixed_work
 from bench.report import ratio
 from bench.servers import litserve_server, pipeline_server, seed_recipe_server
 
-PHASES = ("bare", "seed_recipe", "pipeline", "litserve")
+PHASES = ("bare", "seed_recipe", "pipeline", "litserve", "int8_agreement")
 
 
 def bare_grid(quick: bool, cuda: bool) -> list[tuple[int, int]]:
@@ -43,8 +45,8 @@ def with_batching(classifier, max_rows: int, max_tokens: int):
     )
 
 
-def run_bare(checkpoint: Path, corpus: Corpus, dtype: str, threads: int, settings: Sequence[tuple[int, int]],
-             chunk: int = 64) -> dict:
+def run_bare(checkpoint: Path, corpus: Corpus, engine: str, dtype: str, threads: int,
+             settings: Sequence[tuple[int, int]], chunk: int = 64) -> dict:
     """Our in-process pipeline's batched forward; the best of a few batch settings.
 
     Narratives are normalized, tokenized and windowed by the same ``CaseClassifier``
@@ -55,7 +57,7 @@ def run_bare(checkpoint: Path, corpus: Corpus, dtype: str, threads: int, setting
     from deployments.core.classifier import CaseClassifier
     from deployments.core.config import AppArgs
 
-    base = CaseClassifier.from_args(AppArgs(model=str(checkpoint), dtype=dtype, torch_threads=threads))
+    base = CaseClassifier.from_args(AppArgs(model=str(checkpoint), engine=engine, dtype=dtype, torch_threads=threads))
     chunks = [base.prepare(corpus.narratives[i:i + chunk])[0] for i in range(0, len(corpus.narratives), chunk)]
     with_batching(base, *settings[0]).forward(chunks[:1])  # warm up kernels
     results = []
@@ -69,10 +71,11 @@ def run_bare(checkpoint: Path, corpus: Corpus, dtype: str, threads: int, setting
         wall = time.perf_counter() - started
         results.append({"max_rows": max_rows, "max_tokens": max_tokens,
                         "cases_per_hour": round(len(corpus.narratives) / wall * 3600, 1), "wall_s": round(wall, 2)})
-        say(f"bare rows={max_rows} tokens={max_tokens}: {results[-1]['cases_per_hour']:.0f} cases/h")
+        say(f"bare {base.engine_name} {base.dtype_name} rows={max_rows} tokens={max_tokens}: "
+            f"{results[-1]['cases_per_hour']:.0f} cases/h")
     best = max(results, key=lambda r: r["cases_per_hour"])
     return {"cases_per_hour": best["cases_per_hour"], "best": best, "grid": results,
-            "device": str(base.device), "dtype": base.dtype_name}
+            "device": str(base.device), "engine": base.engine_name, "dtype": base.dtype_name}
 
 
 def latency_by_windows(report, corpus: Corpus) -> dict:
@@ -90,26 +93,29 @@ def latency_by_windows(report, corpus: Corpus) -> dict:
     return out
 
 
-def run_pipeline_phases(checkpoint: Path, corpus: Corpus, dtype: str, threads: int, quick: bool,
+def single_case_sweep(server, corpus: Corpus, quick: bool, name: str) -> dict:
+    """Closed-loop single-case /classify at a few concurrencies; the best, with CPU per case by process."""
+    sweep = []
+    for concurrency in ((32,) if quick else (8, 16, 32, 48, 64)):
+        before = cpu_snapshot(server.proc.pid)
+        r = closed_loop(server.url, "/classify", single_bodies(corpus), concurrency, 15 if quick else 45)
+        after = cpu_snapshot(server.proc.pid)
+        row = {"concurrency": concurrency, **r.to_dict(),
+               "cpu_ms_per_case": cpu_breakdown(before, after, r.cases, r.client_cpu_s)}
+        sweep.append(row)
+        say(f"{name} c={concurrency}: {row['cases_per_hour']:.0f} cases/h, statuses {row['statuses']}")
+    best = max(sweep, key=lambda r: r["cases_per_hour"])
+    return {"cases_per_hour": best["cases_per_hour"], "best": best, "sweep": sweep}
+
+
+def run_pipeline_phases(checkpoint: Path, corpus: Corpus, engine: str, dtype: str, threads: int, quick: bool,
                         out_dir: Path) -> dict:
     """pipeline, pipeline_batch and latency_at_10k, on one running Ray Serve app."""
     from clients.load import run_open_loop
 
-    duration = 15 if quick else 45
     out: dict = {}
-    with pipeline_server(checkpoint, dtype, threads, out_dir) as server:
-        singles = single_bodies(corpus)
-        sweep = []
-        for concurrency in ((32,) if quick else (8, 16, 32, 48, 64)):
-            before = cpu_snapshot(server.proc.pid)
-            r = closed_loop(server.url, "/classify", singles, concurrency, duration)
-            after = cpu_snapshot(server.proc.pid)
-            row = {"concurrency": concurrency, **r.to_dict(),
-                   "cpu_ms_per_case": cpu_breakdown(before, after, r.cases, r.client_cpu_s)}
-            sweep.append(row)
-            say(f"pipeline c={concurrency}: {row['cases_per_hour']:.0f} cases/h, statuses {row['statuses']}")
-        best = max(sweep, key=lambda r: r["cases_per_hour"])
-        out["pipeline"] = {"cases_per_hour": best["cases_per_hour"], "best": best, "sweep": sweep}
+    with pipeline_server(checkpoint, engine, dtype, threads, out_dir) as server:
+        out["pipeline"] = single_case_sweep(server, corpus, quick, "pipeline")
 
         batches = batch_bodies(corpus, 32)[:5 if quick else None]
         before = cpu_snapshot(server.proc.pid)
@@ -136,8 +142,16 @@ def run_seed_recipe(checkpoint: Path, corpus: Corpus, threads: int, quick: bool,
     return r.to_dict()
 
 
-def run_litserve(checkpoint: Path, corpus: Corpus, dtype: str, threads: int, quick: bool, out_dir: Path) -> dict:
-    with litserve_server(checkpoint, dtype, threads, out_dir) as server:
+def run_pipeline_int8(checkpoint: Path, corpus: Corpus, engine: str, threads: int, quick: bool,
+                      out_dir: Path) -> dict:
+    """The int8 opt-in served, one case a request."""
+    with pipeline_server(checkpoint, engine, "int8", threads, out_dir) as server:
+        return single_case_sweep(server, corpus, quick, "pipeline int8")
+
+
+def run_litserve(checkpoint: Path, corpus: Corpus, engine: str, dtype: str, threads: int, quick: bool,
+                 out_dir: Path) -> dict:
+    with litserve_server(checkpoint, engine, dtype, threads, out_dir) as server:
         sweep = []
         for concurrency in ((32,) if quick else (16, 32, 64)):
             before = cpu_snapshot(server.proc.pid)
@@ -145,40 +159,73 @@ def run_litserve(checkpoint: Path, corpus: Corpus, dtype: str, threads: int, qui
             after = cpu_snapshot(server.proc.pid)
             sweep.append({"concurrency": concurrency, **r.to_dict(),
                           "cpu_ms_per_case_all_processes": round(1000 * cpu_used(before, after) / max(r.cases, 1), 2)})
-            say(f"litserve c={concurrency}: {r.cases_per_hour:.0f} cases/h, statuses {dict(r.statuses)}")
+            say(f"litserve {engine} {dtype} c={concurrency}: {r.cases_per_hour:.0f} cases/h, "
+                f"statuses {dict(r.statuses)}")
     best = max(sweep, key=lambda r: r["cases_per_hour"])
     return {"cases_per_hour": best["cases_per_hour"], "best": best, "sweep": sweep}
 
 
-def measure(result: dict, phases: Collection[str], checkpoint: Path, corpus: Corpus, dtype: str, threads: int,
-            quick: bool, out_dir: Path) -> dict:
+def run_int8_agreement(demo: Path, threads: int) -> dict:
+    """int8 (the default engine's) against eager PyTorch fp32 on the demo's held-out set."""
+    from bench.agreement import heldout_narratives, run_agreement
+    from deployments.core.engines import resolve
+    from deployments.core.loading import resolve_device
+
+    int8 = resolve("auto", "int8", resolve_device("cpu"))
+    table = run_agreement(demo, heldout_narratives(demo), [(int8.engine, int8.dtype)], threads)
+    (row,) = table["candidates"].values()
+    say(f"int8 agreement on the demo's held-out set: {row.get('all_four_identical')} all four identical")
+    return table
+
+
+def measure(result: dict, phases: Collection[str], checkpoint: Path, corpus: Corpus, engine: str, dtype: str,
+            threads: int, quick: bool, out_dir: Path, demo: Path | None = None) -> dict:
     """Run the selected phases in order; their figures go into ``result`` (and its ``phases``)."""
     import torch
 
+    cuda = torch.cuda.is_available()
+    grid = bare_grid(quick, cuda)
     if "bare" in phases:
-        bare = run_bare(checkpoint, corpus, dtype, threads, bare_grid(quick, torch.cuda.is_available()))
-        result["phases"]["bare"] = bare
-        result["bare_cases_per_hour"] = bare["cases_per_hour"]
+        reference = run_bare(checkpoint, corpus, "torch", "fp32", threads, grid)
+        bare = run_bare(checkpoint, corpus, engine, dtype, threads, grid)
+        result["phases"].update({"bare_torch_fp32": reference, "bare": bare})
+        result.update({"bare_torch_fp32_cases_per_hour": reference["cases_per_hour"],
+                       "bare_cases_per_hour": bare["cases_per_hour"], "engine": bare["engine"], "dtype": bare["dtype"]})
+        if not cuda:
+            int8 = run_bare(checkpoint, corpus, engine, "int8", threads, grid)
+            result["phases"]["bare_int8"] = int8
+            result["bare_int8_cases_per_hour"] = int8["cases_per_hour"]
     if "seed_recipe" in phases:
         seed = run_seed_recipe(checkpoint, corpus, threads, quick, out_dir)
         result["phases"]["seed_recipe"] = seed
         result["seed_recipe_cases_per_hour"] = seed["cases_per_hour"]
     if "pipeline" in phases:
-        pipe = run_pipeline_phases(checkpoint, corpus, dtype, threads, quick, out_dir)
+        pipe = run_pipeline_phases(checkpoint, corpus, engine, dtype, threads, quick, out_dir)
         result["phases"].update(pipe)
         result["pipeline_cases_per_hour"] = pipe["pipeline"]["cases_per_hour"]
         result["pipeline_batch_cases_per_hour"] = pipe["pipeline_batch"]["cases_per_hour"]
         lat = pipe["latency_at_10k"]
         result.update({"p50_ms_at_10k": lat["latency_ms"]["p50"], "p95_ms_at_10k": lat["latency_ms"]["p95"],
                        "p99_ms_at_10k": lat["latency_ms"]["p99"], "errors_at_10k": lat["failed"]})
+        if not cuda:
+            int8 = run_pipeline_int8(checkpoint, corpus, engine, threads, quick, out_dir)
+            result["phases"]["pipeline_int8"] = int8
+            result["pipeline_int8_cases_per_hour"] = int8["cases_per_hour"]
     if "litserve" in phases:
-        lit = run_litserve(checkpoint, corpus, dtype, threads, quick, out_dir)
-        result["phases"]["litserve"] = lit
+        lit_torch = run_litserve(checkpoint, corpus, "torch", "fp32", threads, quick, out_dir)
+        lit = run_litserve(checkpoint, corpus, engine, dtype, threads, quick, out_dir)
+        result["phases"].update({"litserve_torch": lit_torch, "litserve": lit})
+        result["litserve_torch_cases_per_hour"] = lit_torch["cases_per_hour"]
         result["litserve_cases_per_hour"] = lit["cases_per_hour"]
+    if "int8_agreement" in phases and demo is not None and not cuda:
+        table = run_int8_agreement(demo, threads)
+        result["phases"]["int8_agreement"] = table
+        (row,) = table["candidates"].values()
+        result["int8_all_four_agreement"] = row.get("all_four_identical")
     if "bare" in phases and len(phases) > 1:
         # This machine's speed drifts (shared host): the same bare run again at the end says by how much.
         best = result["phases"]["bare"]["best"]
-        again = run_bare(checkpoint, corpus, dtype, threads, [(best["max_rows"], best["max_tokens"])])
+        again = run_bare(checkpoint, corpus, engine, dtype, threads, [(best["max_rows"], best["max_tokens"])])
         result["bare_recheck_cases_per_hour"] = again["cases_per_hour"]
         result["machine_drift"] = ratio(again["cases_per_hour"], result["bare_cases_per_hour"])
     return result

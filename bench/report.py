@@ -13,11 +13,11 @@ def ratio(a, b):
     return round(a / b, 3) if a and b else None
 
 
-def header(command: str, dtype: str, threads: int, corpus: Corpus) -> dict:
+def header(command: str, engine: str, dtype: str, threads: int, corpus: Corpus) -> dict:
     """What was measured, on what: the result before any phase ran."""
     return {
         "command": command,
-        "commit": git_commit(), "cpu": cpu_name(), "gpu": gpu_name(), "dtype": dtype,
+        "commit": git_commit(), "cpu": cpu_name(), "gpu": gpu_name(), "engine": engine, "dtype": dtype,
         "torch_threads": threads, "cases_in_corpus": len(corpus.narratives),
         "tokens_per_case_median": corpus.median_tokens, "share_over_512_tokens": round(corpus.share_over_512, 3),
         "phases": {},
@@ -28,6 +28,11 @@ def add_ratios(result: dict, elapsed_s: float) -> dict:
     get = result.get
     result.update({
         "pipeline_vs_bare": ratio(get("pipeline_cases_per_hour"), get("bare_cases_per_hour")),
+        "pipeline_vs_bare_torch_fp32": ratio(get("pipeline_cases_per_hour"), get("bare_torch_fp32_cases_per_hour")),
+        "bare_vs_bare_torch_fp32": ratio(get("bare_cases_per_hour"), get("bare_torch_fp32_cases_per_hour")),
+        "pipeline_int8_vs_bare_torch_fp32": ratio(get("pipeline_int8_cases_per_hour"),
+                                                  get("bare_torch_fp32_cases_per_hour")),
+        "pipeline_vs_litserve_torch": ratio(get("pipeline_cases_per_hour"), get("litserve_torch_cases_per_hour")),
         "pipeline_vs_seed_recipe": ratio(get("pipeline_cases_per_hour"), get("seed_recipe_cases_per_hour")),
         "pipeline_batch_vs_bare": ratio(get("pipeline_batch_cases_per_hour"), get("bare_cases_per_hour")),
         "pipeline_vs_litserve": ratio(get("pipeline_cases_per_hour"), get("litserve_cases_per_hour")),
@@ -39,21 +44,28 @@ def add_ratios(result: dict, elapsed_s: float) -> dict:
 
 def markdown(result: dict) -> str:
     rows = [
-        ("bare (in-process batched forward)", result.get("bare_cases_per_hour")),
+        ("bare_torch_fp32 (in-process batched forward, eager PyTorch fp32)",
+         result.get("bare_torch_fp32_cases_per_hour")),
+        ("bare (in-process batched forward, default engine)", result.get("bare_cases_per_hour")),
+        ("bare_int8 (in-process, the int8 opt-in)", result.get("bare_int8_cases_per_hour")),
         ("seed_recipe (model card, per request, fp32, pad 256)", result.get("seed_recipe_cases_per_hour")),
-        ("litserve (LitServe around our model code)", result.get("litserve_cases_per_hour")),
+        ("litserve_torch (LitServe around our model code, eager PyTorch fp32)",
+         result.get("litserve_torch_cases_per_hour")),
+        ("litserve (LitServe around our model code, default engine)", result.get("litserve_cases_per_hour")),
         ("pipeline (Ray Serve, 1 case/request)", result.get("pipeline_cases_per_hour")),
         ("pipeline_batch (Ray Serve, 32 cases/request)", result.get("pipeline_batch_cases_per_hour")),
+        ("pipeline_int8 (Ray Serve, 1 case/request, int8)", result.get("pipeline_int8_cases_per_hour")),
     ]
     lines = [f"Command: `{result['command']}`  ", f"Commit {result['commit']}, CPU {result['cpu']}, "
-             f"GPU {result['gpu'] or 'none'}, dtype {result['dtype']}, "
+             f"GPU {result['gpu'] or 'none'}, engine {result.get('engine')}, dtype {result['dtype']}, "
              f"median {result['tokens_per_case_median']} tokens/case, "
              f"{result['share_over_512_tokens'] * 100:.0f}% over 512 tokens, {result['cases_in_corpus']} cases", "",
              "| phase | cases/hour |", "|---|---:|"]
     lines += [f"| {name} | {value:,.0f} |" for name, value in rows if value is not None]
     lines += ["", "| ratio | value |", "|---|---:|"]
-    for key in ("pipeline_vs_bare", "pipeline_vs_seed_recipe", "pipeline_vs_litserve", "pipeline_batch_vs_litserve",
-                "pipeline_batch_vs_bare"):
+    for key in ("pipeline_vs_bare_torch_fp32", "pipeline_vs_bare", "bare_vs_bare_torch_fp32", "pipeline_vs_litserve",
+                "pipeline_vs_litserve_torch", "pipeline_batch_vs_litserve", "pipeline_batch_vs_bare",
+                "pipeline_int8_vs_bare_torch_fp32", "pipeline_vs_seed_recipe", "int8_all_four_agreement"):
         if result.get(key) is not None:
             lines.append(f"| {key} | {result[key]} |")
     if result.get("machine_drift") is not None:

@@ -95,24 +95,24 @@ class Server:
             self.log.close()
 
 
-def pipeline_config(checkpoint: Path, port: int, dtype: str, threads: int, out_dir: Path) -> Path:
+def pipeline_config(checkpoint: Path, port: int, engine: str, dtype: str, threads: int, out_dir: Path) -> Path:
     """``serve_config.yaml`` as deployed, on this port and checkpoint, with access logs off."""
     config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
     config["http_options"].update({"host": "127.0.0.1", "port": port})
     # Access logs cost CPU per request; the benchmark measures serving, not logging.
     config["logging_config"]["enable_access_log"] = False
     app = config["applications"][0]
-    app["args"].update({"model": str(checkpoint), "dtype": dtype, "torch_threads": threads})
+    app["args"].update({"model": str(checkpoint), "engine": engine, "dtype": dtype, "torch_threads": threads})
     path = out_dir / "serve_config.bench.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
 
 
-def pipeline_server(checkpoint: Path, dtype: str, threads: int, out_dir: Path) -> Server:
+def pipeline_server(checkpoint: Path, engine: str, dtype: str, threads: int, out_dir: Path) -> Server:
     """Our Ray Serve app, through ``serve run`` on a local cluster of its own."""
     port = free_port()
-    config = pipeline_config(checkpoint, port, dtype, threads, out_dir)
-    say("starting the Ray Serve pipeline (serve run)")
+    config = pipeline_config(checkpoint, port, engine, dtype, threads, out_dir)
+    say(f"starting the Ray Serve pipeline (serve run), engine {engine} dtype {dtype}")
     return Server([SERVE, "run", "--address", "local", str(config)], f"http://127.0.0.1:{port}",
                   env={**PIPELINE_ENV, "CHS_MODEL": str(checkpoint)}, log=out_dir / "serve.log",
                   stop_signal=signal.SIGINT)
@@ -127,10 +127,11 @@ def seed_recipe_server(checkpoint: Path, threads: int, out_dir: Path) -> Server:
                   log=out_dir / "seed_recipe.log")
 
 
-def litserve_server(checkpoint: Path, dtype: str, threads: int, out_dir: Path) -> Server:
+def litserve_server(checkpoint: Path, engine: str, dtype: str, threads: int, out_dir: Path) -> Server:
     """LitServe around our in-process pipeline (bench/litserve_server.py)."""
     port = free_port()
-    say("starting the LitServe peer")
+    say(f"starting the LitServe peer, engine {engine} dtype {dtype}")
     return Server([PYTHON, "-m", "bench.litserve_server", "--model", str(checkpoint), "--port", str(port),
-                   "--dtype", dtype, "--threads", str(threads)], f"http://127.0.0.1:{port}", env=PEER_ENV,
+                   "--engine", engine, "--dtype", dtype, "--threads", str(threads)], f"http://127.0.0.1:{port}",
+                  env=PEER_ENV,
                   log=out_dir / "litserve.log")

@@ -128,6 +128,7 @@ class Info:
     dtype: Optional[str]
     limits: Limits
     auth: Optional[str]
+    engine: Optional[str] = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -139,6 +140,7 @@ class Info:
             device=d.get("device"),
             dtype=d.get("dtype"),
             limits=Limits.from_dict(d.get("limits")),
+            engine=d.get("engine"),
             auth=d.get("auth"),
             raw=dict(d),
         )

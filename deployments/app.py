@@ -77,10 +77,10 @@ MODEL_KEY = "model"
 class Classifier:
     """The model replica: dynamically batched windows in, per-task probabilities out."""
 
-    def __init__(self, model: str, revision: str | None, accelerator: str, dtype: str,
+    def __init__(self, model: str, revision: str | None, accelerator: str, engine: str, dtype: str,
                  torch_threads: int | None, windows_per_call: int):
         self.backend = BatchClassifier.load(
-            model, revision, accelerator=accelerator, dtype=dtype, torch_threads=torch_threads
+            model, revision, accelerator=accelerator, engine=engine, dtype=dtype, torch_threads=torch_threads
         )
         self.model_key = model_key(self.backend.info)
         self.windows_per_call = windows_per_call
@@ -109,7 +109,8 @@ class Classifier:
         self.backend.health_check()
 
     def describe(self) -> dict:
-        return {"device": str(self.backend.device), "dtype": self.backend.dtype_name}
+        return {"device": str(self.backend.device), "engine": self.backend.engine_name,
+                "dtype": self.backend.dtype_name}
 
 
 # How often the Router deletes stored narrative text past feedback.retention_days.
@@ -435,6 +436,7 @@ class Preprocessor:
             priority_aggregation=self.args.priority_aggregation,
             long_narratives=self.args.long_narratives,
             device=described["device"],
+            engine=described["engine"],
             dtype=described["dtype"],
             limits=contract.InfoLimits(
                 max_narrative_chars=self.args.max_narrative_chars,
@@ -471,7 +473,8 @@ def build_app(args: AppArgs) -> serve.Application:
         ray_actor_options={"num_cpus": args.classifier_num_cpus, "num_gpus": args.num_gpus if use_gpu else 0,
                            "resources": dict(args.classifier_resources)},
         user_config=args.batching.model_dump(),
-    ).bind(model, args.revision, args.accelerator, args.dtype, args.torch_threads, args.windows_per_call)
+    ).bind(model, args.revision, args.accelerator, args.engine, args.dtype, args.torch_threads,
+            args.windows_per_call)
     router = Router.bind(model, args.revision, args.routing.model_dump(), args.aggregation, args.priority_aggregation,
                          args.feedback.model_dump())
     # An ingress replica being replaced (a redeploy, a scale-down) keeps running until its last

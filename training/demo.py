@@ -90,6 +90,11 @@ def _supported(example: LabelledNarrative, labels: LabelSet) -> bool:
     return all(str(getattr(example, t)) in {str(v) for v in labels.for_task(t)} for t in TASKS)
 
 
+def heldout_examples(labels: LabelSet) -> list[LabelledNarrative]:
+    """The held-out set eval.json is measured on: the hand-written cases whose four labels ``labels`` has."""
+    return [ex for ex in load_heldout() if _supported(ex, labels)]
+
+
 def build_demo(out: Path, labels: LabelSet, seed: int = 0, recipe: DemoRecipe = DemoRecipe(),
                progress: bool = True) -> Path:
     """Build, train, write and evaluate the demo checkpoint at ``out``."""
@@ -129,7 +134,7 @@ def build_demo(out: Path, labels: LabelSet, seed: int = 0, recipe: DemoRecipe = 
                     **{k: v for k, v in asdict(recipe).items() if k not in ("examples", "threads")},
                 },
             })
-            heldout = [ex for ex in load_heldout() if _supported(ex, labels)]
+            heldout = heldout_examples(labels)
             report = evaluate_checkpoint(staging, heldout)
             evaluation = {
                 "dataset": HELDOUT_PATH.name,

@@ -15,15 +15,17 @@ def evaluate_checkpoint(
     """Classify ``examples`` with the checkpoint at ``path`` exactly as the service does, in process.
 
     Same normalization, tokenizer, windows, batching and aggregation as the
-    Ray deployments (``AppArgs`` defaults, fp32; ``max_length`` and ``overlap``
+    Ray deployments (``AppArgs`` defaults, eager PyTorch fp32; ``max_length`` and ``overlap``
     override the window settings), through ``CaseClassifier``, without Ray.
     Returns :func:`evaluation_report` of the predictions.
     """
     from deployments.core.classifier import CaseClassifier
     from deployments.core.config import AppArgs
 
+    # Eager PyTorch, whose kernels training.kernels pins, so eval.json is the same on every host;
+    # the exact engines agree with it within 1e-3 (deployments/core/engines.py).
     settings = {"model": str(path), "accelerator": "cuda" if str(device).startswith("cuda") else "cpu",
-                "dtype": "fp32"}
+                "engine": "torch", "dtype": "fp32"}
     if max_length is not None:
         settings["max_length"] = max_length
     if overlap is not None:

@@ -34,7 +34,7 @@ from deployments.core.routing import Classification, Routing, RoutingPolicy
 from deployments.core.windowing import TokenWindows
 
 # The AppArgs fields that decide which model is loaded, where and how: changing any of them needs a new load.
-LOAD_FIELDS = ("model", "revision", "accelerator", "dtype", "torch_threads")
+LOAD_FIELDS = ("model", "revision", "accelerator", "engine", "dtype", "torch_threads")
 
 
 class CaseResult(NamedTuple):
@@ -66,7 +66,8 @@ class CaseClassifier:
         """Load the model ``args`` name. ``overrides`` are AppArgs fields (``dtype="fp32"``), validated with the rest."""
         args = _validated(args, overrides)
         backend = BatchClassifier.load(
-            args.model, args.revision, accelerator=args.accelerator, dtype=args.dtype, torch_threads=args.torch_threads
+            args.model, args.revision, accelerator=args.accelerator, engine=args.engine, dtype=args.dtype,
+            torch_threads=args.torch_threads,
         )
         tokenizer = NarrativeTokenizer(load_tokenizer(resolve_checkpoint(args.model, args.revision)))
         return cls(args, backend, tokenizer, cls._assembler(args, backend.labels))
@@ -96,6 +97,10 @@ class CaseClassifier:
     @property
     def device(self) -> torch.device:
         return self.backend.device
+
+    @property
+    def engine_name(self) -> str:
+        return self.backend.engine_name
 
     @property
     def dtype_name(self) -> str:

@@ -147,7 +147,14 @@ class AppArgs(_Strict):
         default_factory=dict,
         description="Ray custom resources per classifier replica, e.g. {'gpu_pool': 1} to pin it to a node pool.",
     )
-    dtype: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    engine: Literal["auto", "torch", "onnxruntime", "openvino"] = Field(
+        "auto", description="What runs the model (deployments/core/engines.py). 'auto': the fastest exact engine "
+        "measured for the device (onnxruntime on CPU, PyTorch on CUDA); an export that fails falls back to PyTorch."
+    )
+    dtype: Literal["auto", "fp32", "bf16", "fp16", "int8"] = Field(
+        "auto", description="'auto': fp32 on CPU, bf16 (else fp16) on CUDA. 'int8' (CPU) is an opt-in: read its "
+        "agreement figures first (README, bench/RESULTS.md); 'auto' never picks it."
+    )
     torch_threads: Optional[int] = Field(None, ge=1)
 
     batching: BatchingArgs = Field(default_factory=BatchingArgs)
@@ -159,6 +166,8 @@ class AppArgs(_Strict):
     def _consistent(self) -> "AppArgs":
         if self.window_overlap >= self.max_length - 2:
             raise ValueError(f"window_overlap ({self.window_overlap}) must be below max_length - 2 ({self.max_length - 2})")
+        if self.engine in ("onnxruntime", "openvino") and self.dtype in ("bf16", "fp16"):
+            raise ValueError(f"engine '{self.engine}' runs fp32 or int8, not {self.dtype}: use engine 'torch' for it")
         if self.windows_per_call > self.batching.max_batch_size:
             raise ValueError(
                 f"windows_per_call ({self.windows_per_call}) must not exceed batching.max_batch_size "

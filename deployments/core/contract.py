@@ -466,6 +466,7 @@ class Info(_Body):
     priority_aggregation: AppArgs.model_fields["priority_aggregation"].annotation  # type: ignore[valid-type]
     long_narratives: AppArgs.model_fields["long_narratives"].annotation  # type: ignore[valid-type]
     device: str
+    engine: str = Field(description="What runs the model, resolved: torch, onnxruntime or openvino.")
     dtype: str
     limits: InfoLimits
     auth: Literal["api_key", "none"]

@@ -1,14 +1,15 @@
 """The classifier's batched forward path, without Ray.
 
-``BatchClassifier`` owns a loaded model on one device and runs windows through
-it with the batching policy of ``deployments.core.batching``. The Ray replica, the
+``BatchClassifier`` owns a model, on one device and one engine
+(``deployments.core.engines``), and runs windows through it with the batching policy of
+``deployments.core.batching``. The Ray replica, the
 benchmark's in-process baseline and the LitServe peer all call this same
 code, so comparisons measure the serving machinery, not the model code.
 """
 
 from __future__ import annotations
 
-import contextlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -16,7 +17,9 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from deployments.core import engines, export
 from deployments.core.batching import run_batch
+from deployments.core.engines import Engine, EngineChoice, TorchEngine
 from deployments.core.labels import TASKS, LabelSet
 from deployments.core.loading import (
     CheckpointInfo,
@@ -25,20 +28,18 @@ from deployments.core.loading import (
     read_checkpoint_info,
     resolve_checkpoint,
     resolve_device,
-    resolve_dtype,
 )
 from deployments.core.windowing import TokenWindows
 
-DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+logger = logging.getLogger("ray.serve")
 
 
 @dataclass
 class BatchClassifier:
-    model: torch.nn.Module
+    engine: Engine
     labels: LabelSet
     info: CheckpointInfo
     device: torch.device
-    dtype: torch.dtype
     pad_id: int = 0
 
     @classmethod
@@ -48,6 +49,7 @@ class BatchClassifier:
         revision: str | None = None,
         *,
         accelerator: str = "auto",
+        engine: str = "auto",
         dtype: str = "auto",
         torch_threads: int | None = None,
     ) -> "BatchClassifier":
@@ -56,31 +58,23 @@ class BatchClassifier:
         path = resolve_checkpoint(model, revision)
         labels = load_labels(path)
         device = resolve_device(accelerator)
-        torch_dtype = resolve_dtype(dtype, device)
-        net = load_model(path, labels).to(device)
-        if device.type == "cuda" and torch_dtype != torch.float32:
-            net = net.to(torch_dtype)  # on GPU, half weights are the fast path
+        choice = engines.resolve(engine, dtype, device)
         pad_id = _pad_id(path)
-        return cls(net, labels, read_checkpoint_info(path, model, revision), device, torch_dtype, pad_id)
+        net = load_model(path, labels)
+        backend = build_engine(choice, net, path, device, torch_threads, pad_id)
+        return cls(backend, labels, read_checkpoint_info(path, model, revision), device, pad_id)
+
+    @property
+    def engine_name(self) -> str:
+        return self.engine.name
 
     @property
     def dtype_name(self) -> str:
-        return DTYPE_NAMES[self.dtype]
+        return self.engine.dtype_name
 
-    def _autocast(self):
-        # On CPU, bf16 autocast keeps LayerNorm and softmax in fp32 and runs the matmuls on AMX.
-        if self.device.type == "cpu" and self.dtype != torch.float32:
-            return torch.autocast("cpu", dtype=self.dtype)
-        return contextlib.nullcontext()
-
-    @torch.inference_mode()
     def forward(self, ids: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
         """Padded ids and mask (rows, cols) → per-task probabilities (rows, n_labels), float32."""
-        input_ids = torch.from_numpy(ids).to(self.device, non_blocking=True)
-        attention = torch.from_numpy(mask).to(self.device, non_blocking=True)
-        with self._autocast():
-            logits = self.model(input_ids, attention)
-        return {task: torch.softmax(l.float(), dim=-1).cpu().numpy() for task, l in zip(TASKS, logits)}
+        return {task: engines.softmax(np.asarray(l)) for task, l in zip(TASKS, self.engine.logits(ids, mask))}
 
     def classify(
         self,
@@ -102,6 +96,29 @@ class BatchClassifier:
         for task, p in probs.items():
             if not np.all(np.isfinite(p)) or abs(float(p.sum()) - 1.0) > 1e-3:
                 raise RuntimeError(f"health check: {task} probabilities are not a distribution")
+
+
+def build_engine(choice: EngineChoice, model: torch.nn.Module, checkpoint: Path, device: torch.device,
+                 threads: int | None, pad_id: int) -> Engine:
+    """``choice`` ready to run. An exported engine that cannot be built, or that is not exact in fp32,
+    falls back to eager PyTorch fp32 with a warning: a slower replica, never a dead one."""
+    if choice.engine == "torch":
+        return TorchEngine(model, device, choice.dtype)
+    try:
+        path = export.onnx_model(checkpoint, choice.dtype, lambda: model)
+        runner = engines.OnnxRuntimeEngine if choice.engine == "onnxruntime" else engines.OpenVinoEngine
+        built = runner(path, choice.dtype, threads)
+        reference = TorchEngine(model, device, "fp32")
+        gap, same = engines.largest_difference(built, reference, engines.probe_inputs(model.config.vocab_size, pad_id))
+        if choice.dtype == "fp32" and (gap > engines.EXACT_TOLERANCE or not same):
+            raise RuntimeError(f"its probabilities differ from PyTorch's by {gap:.2e} (labels identical: {same})")
+        logger.info("engine %s %s from %s; largest probability difference from PyTorch fp32 on the probes %.2e",
+                    choice.engine, choice.dtype, path, gap)
+        return built
+    except Exception as exc:
+        logger.warning("engine %s %s is unavailable (%s: %s); serving with eager PyTorch fp32 instead",
+                       choice.engine, choice.dtype, type(exc).__name__, str(exc)[:300])
+        return TorchEngine(model, device, "fp32")
 
 
 def _pad_id(path: Path) -> int:

@@ -27,7 +27,9 @@ logger = logging.getLogger("ray.serve")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 # Buffers that transformers 4.x saved but the current model recomputes.
 IGNORED_KEYS = ("distilbert.embeddings.position_ids",)
-HUB_FILE_PATTERNS = ["*.json", "*.txt", "*.safetensors", "pytorch_model.bin", "*.model"]
+# onnx/model.onnx: a repo that ships an export is served from it (deployments.core.export).
+HUB_FILE_PATTERNS = ["*.json", "*.txt", "*.safetensors", "pytorch_model.bin", "*.model", "onnx/model.onnx",
+                     "onnx/model.onnx_data"]
 
 HOW_TO_FIX = (
     "Point CHS_MODEL (or the 'model' argument) at a local checkpoint directory, for example "
@@ -118,14 +120,6 @@ def load_model(path: Path, labels: LabelSet) -> MultiTaskDistilBert:
     return model.eval()
 
 
-def cpu_supports_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def resolve_device(accelerator: str) -> torch.device:
     if accelerator == "cpu":
         return torch.device("cpu")
@@ -135,15 +129,3 @@ def resolve_device(accelerator: str) -> torch.device:
         raise RuntimeError("accelerator is 'cuda' but CUDA is not available on this replica's node")
     logger.warning("accelerator 'auto': CUDA is absent on this node, the classifier runs on CPU")
     return torch.device("cpu")
-
-
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    if name == "fp32":
-        return torch.float32
-    if name == "bf16":
-        return torch.bfloat16
-    if name == "fp16":
-        return torch.float16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if cpu_supports_bf16() else torch.float32

@@ -1,0 +1,85 @@
+"""The engine candidates side by side: the same checkpoint, corpus, batches and threads, interleaved rounds.
+
+    python -m bench --engines [--cases N] [--rounds R]
+
+Each candidate runs our in-process batched forward (as the ``bare`` phase does) over the same
+pre-tokenized windows; the rounds alternate candidates so that a drifting machine slows
+all of them alike. ``torch.compile`` is measured here only: it is no serving option unless
+it pays (bench/RESULTS.md, "Engines").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from pathlib import Path
+
+from bench.common import say
+from bench.corpus import Corpus
+from bench.machine import cpu_supports_bf16
+
+CPU_CANDIDATES = [("torch", "fp32"), ("torch_compile", "fp32"), ("onnxruntime", "fp32"), ("openvino", "fp32"),
+                  ("torch", "int8"), ("onnxruntime", "int8")]
+
+
+def _candidate(base, engine: str, dtype: str):
+    """``base`` (a CaseClassifier on eager PyTorch fp32) moved onto another engine, same model and settings."""
+    import torch
+
+    from deployments.core.classifier import CaseClassifier
+    from deployments.core.engines import TorchEngine
+
+    if engine == "torch_compile":
+        model = torch.compile(base.backend.engine.model, dynamic=True)
+        backend = dataclasses.replace(base.backend, engine=TorchEngine(model, base.device, "fp32"))
+        backend.engine.name = "torch_compile"
+        return CaseClassifier(base.args, backend, base.tokenizer, base.assembler)
+    return base.replace(engine=engine, dtype=dtype)
+
+
+def run_engines(checkpoint: Path, corpus: Corpus, threads: int, rounds: int, chunk: int = 32) -> dict:
+    from deployments.core.classifier import CaseClassifier
+    from deployments.core.config import AppArgs
+
+    base = CaseClassifier.from_args(AppArgs(model=str(checkpoint), accelerator="cpu", engine="torch", dtype="fp32",
+                                            torch_threads=threads))
+    candidates = list(CPU_CANDIDATES) + ([("torch", "bf16")] if cpu_supports_bf16() else [])
+    chunks = [base.prepare(corpus.narratives[i:i + chunk])[0] for i in range(0, len(corpus.narratives), chunk)]
+    built, rows = {}, {}
+    for engine, dtype in candidates:
+        started = time.perf_counter()
+        clf = _candidate(base, engine, dtype)
+        clf.forward(chunks[:1])  # export, compile and warm the kernels: not part of the figure
+        key = f"{engine} {dtype}"
+        resolved = f"{clf.engine_name} {clf.dtype_name}"
+        rows[key] = {"engine": clf.engine_name, "dtype": clf.dtype_name, "ready_s": round(time.perf_counter() - started, 1),
+                     "walls_s": []}
+        if resolved != key:
+            rows[key]["fell_back_to"] = resolved
+        built[key] = clf
+        say(f"engines: {key} ready in {rows[key]['ready_s']} s")
+    for r in range(rounds):
+        for key, clf in built.items():
+            started = time.perf_counter()
+            for windows in chunks:
+                clf.forward([windows])
+            rows[key]["walls_s"].append(round(time.perf_counter() - started, 2))
+            say(f"engines round {r + 1}: {key} {rows[key]['walls_s'][-1]} s")
+    reference = statistics.median(rows["torch fp32"]["walls_s"])
+    for row in rows.values():
+        wall = statistics.median(row["walls_s"])
+        row["cases_per_hour"] = round(len(corpus.narratives) / wall * 3600, 1)
+        row["vs_torch_fp32"] = round(reference / wall, 3)
+    return {"cases": len(corpus.narratives), "rounds": rounds, "torch_threads": threads, "candidates": rows}
+
+
+def markdown(table: dict) -> str:
+    lines = [f"{table['cases']} cases, {table['rounds']} interleaved rounds, {table['torch_threads']} threads:", "",
+             "| engine dtype | ready (export, compile) s | cases/hour (median) | vs eager fp32 | walls s |",
+             "|---|---:|---:|---:|---|"]
+    for key, row in table["candidates"].items():
+        note = f" (fell back to {row['fell_back_to']})" if "fell_back_to" in row else ""
+        lines.append(f"| {key}{note} | {row['ready_s']} | {row['cases_per_hour']:,.0f} | {row['vs_torch_fp32']} | "
+                     f"{', '.join(map(str, row['walls_s']))} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,190 @@
+"""The inference engines the classifier can run the model on, and how one is chosen.
+
+Every engine takes padded token ids and a mask (rows, cols) and returns the four
+heads' logits, in ``TASKS`` order, as float32 arrays: ``BatchClassifier`` turns
+them into probabilities the same way whatever ran them.
+
+- ``torch``        eager PyTorch: fp32, bf16/fp16 (autocast on CPU, half weights on CUDA), or int8
+                   (dynamic quantization of the linear layers)
+- ``onnxruntime``  the exported graph (``deployments.core.export``), BERT-fused, fp32 or int8
+- ``openvino``     the same exported fp32 graph compiled by OpenVINO
+
+``resolve`` turns the settings (``engine``, ``dtype``) into one concrete pair for a
+device. Its ``auto`` is the measured choice (bench/RESULTS.md, "Engines"): the
+fastest engine whose answers are exact (labels identical to fp32 PyTorch, confidences
+within ``EXACT_TOLERANCE``). It never chooses int8: that is an operator's opt-in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+import torch
+
+logger = logging.getLogger("ray.serve")
+
+ENGINES = ("torch", "onnxruntime", "openvino")
+# Precisions each engine can run, per device type.
+SUPPORTED = {
+    ("torch", "cpu"): ("fp32", "bf16", "int8"),
+    ("torch", "cuda"): ("fp32", "bf16", "fp16"),
+    ("onnxruntime", "cpu"): ("fp32", "int8"),
+    # OpenVINO cannot read onnxruntime's int8 graph (its fused com.microsoft quantized MatMuls).
+    ("openvino", "cpu"): ("fp32",),
+}
+# 'auto' on CPU, measured on the bench corpus (bench/RESULTS.md, "Engines"). On CUDA only
+# PyTorch is installed (no onnxruntime-gpu, no TensorRT), so it is PyTorch in half precision.
+AUTO_ENGINE = {"cpu": "onnxruntime", "cuda": "torch"}
+# What "exact" means: a probability may move this much against fp32 PyTorch.
+EXACT_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    engine: str
+    dtype: str
+
+
+def auto_dtype(device: torch.device) -> str:
+    """'auto' precision: fp32 on CPU (exact); on CUDA the half type the GPU runs fastest."""
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def resolve(engine: str, dtype: str, device: torch.device) -> EngineChoice:
+    """The concrete (engine, dtype) for ``device``. Raises ValueError for a pair that cannot run there."""
+    precision = auto_dtype(device) if dtype == "auto" else dtype
+    if engine == "auto":
+        engine = AUTO_ENGINE[device.type]
+        if precision not in SUPPORTED.get((engine, device.type), ()):
+            engine = "torch"  # bf16/fp16 on CPU: only PyTorch's autocast runs them
+    supported = SUPPORTED.get((engine, device.type), ())
+    if precision not in supported:
+        can = ", ".join(supported) or "nothing"
+        raise ValueError(f"engine '{engine}' on {device.type} runs {can}, not dtype '{precision}'")
+    return EngineChoice(engine, precision)
+
+
+class Engine(Protocol):
+    name: str
+    dtype_name: str
+
+    def logits(self, ids: np.ndarray, mask: np.ndarray) -> Sequence[np.ndarray]: ...
+
+
+TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class TorchEngine:
+    name = "torch"
+
+    def __init__(self, model: torch.nn.Module, device: torch.device, dtype: str):
+        self.device, self.dtype_name = device, dtype
+        if dtype == "int8":
+            model = quantize_linear_int8(model)  # CPU only (SUPPORTED)
+        elif device.type == "cuda" and dtype != "fp32":
+            model = model.to(TORCH_DTYPES[dtype])  # on GPU, half weights are the fast path
+        self.model = model.to(device)
+
+    def _autocast(self):
+        # On CPU, bf16 autocast keeps LayerNorm and softmax in fp32 and runs the matmuls on AMX.
+        if self.device.type == "cpu" and self.dtype_name == "bf16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    @torch.inference_mode()
+    def logits(self, ids: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
+        input_ids = torch.from_numpy(ids).to(self.device, non_blocking=True)
+        attention = torch.from_numpy(mask).to(self.device, non_blocking=True)
+        with self._autocast():
+            out = self.model(input_ids, attention)
+        return [head.float().cpu().numpy() for head in out]
+
+
+def quantize_linear_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """Dynamic int8 quantization of every linear layer (weights int8, activations quantized per batch)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao's deprecation notice: the API still ships and works
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+class OnnxRuntimeEngine:
+    name = "onnxruntime"
+
+    def __init__(self, path: Path, dtype: str, threads: int | None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.inter_op_num_threads = 1
+        if threads:
+            options.intra_op_num_threads = threads
+        # Idle worker threads sleep instead of spinning: on a few shared cores the spinning
+        # steals the CPU that Ray's proxy and the ingress need (like OMP_WAIT_POLICY=PASSIVE).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.dtype_name = dtype
+        self.path = path
+
+    def logits(self, ids: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(None, {"input_ids": ids, "attention_mask": mask})
+
+
+class OpenVinoEngine:
+    name = "openvino"
+
+    def __init__(self, path: Path, dtype: str, threads: int | None):
+        import openvino as ov
+
+        config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        self.compiled = ov.Core().compile_model(str(path), "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self._lock = threading.Lock()  # one infer request: not safe across threads
+        self.dtype_name = dtype
+        self.path = path
+
+    def logits(self, ids: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
+        with self._lock:
+            result = self.request.infer({"input_ids": ids, "attention_mask": mask})
+            return [np.array(result[output]) for output in self.compiled.outputs]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return (shifted / shifted.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def probe_inputs(vocab_size: int, pad_id: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Fixed token rows for checking an engine against fp32 PyTorch: short, padded and long."""
+    rng = np.random.default_rng(20261201)
+    probes = []
+    for rows, cols in ((1, 2), (3, 40), (2, 200)):
+        ids = rng.integers(1000, vocab_size, size=(rows, cols), dtype=np.int64)
+        mask = np.ones_like(ids)
+        if rows > 1:
+            mask[-1, cols // 3:] = 0
+            ids[-1, cols // 3:] = pad_id
+        probes.append((ids, mask))
+    return probes
+
+
+def largest_difference(engine: Engine, reference: Engine, probes) -> tuple[float, bool]:
+    """(largest probability difference, every top label the same) of ``engine`` against ``reference``."""
+    gap, same = 0.0, True
+    for ids, mask in probes:
+        for got, want in zip(engine.logits(ids, mask), reference.logits(ids, mask)):
+            p, q = softmax(np.asarray(got)), softmax(np.asarray(want))
+            gap = max(gap, float(np.abs(p - q).max()))
+            same = same and bool(np.array_equal(p.argmax(-1), q.argmax(-1)))
+    return gap, same

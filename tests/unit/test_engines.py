@@ -1,0 +1,173 @@
+"""The engines: how one is chosen, the ONNX export and its cache, int8, and the fallback to PyTorch."""
+
+import json
+import logging
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from deployments.core import engines, export
+from deployments.core.classifier import CaseClassifier
+from deployments.core.config import AppArgs
+from deployments.core.inference import BatchClassifier
+
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+NARRATIVES = [
+    "A 12-year-old student reports being bullied at school and does not want to go back.",
+    "Neighbour reports that a girl aged 9 is locked in the house every day. " * 30,  # several windows
+    "Caller wants to know the opening hours of the helpline.",
+]
+
+
+@pytest.mark.parametrize("engine, dtype, device, want", [
+    ("auto", "auto", CPU, ("onnxruntime", "fp32")),
+    ("auto", "fp32", CPU, ("onnxruntime", "fp32")),
+    ("auto", "int8", CPU, ("onnxruntime", "int8")),
+    ("auto", "bf16", CPU, ("torch", "bf16")),
+    ("torch", "auto", CPU, ("torch", "fp32")),
+    ("torch", "int8", CPU, ("torch", "int8")),
+    ("openvino", "auto", CPU, ("openvino", "fp32")),
+    ("auto", "fp16", CUDA, ("torch", "fp16")),
+    ("torch", "bf16", CUDA, ("torch", "bf16")),
+])
+def test_resolve_gives_one_concrete_engine_and_precision(engine, dtype, device, want):
+    choice = engines.resolve(engine, dtype, device)
+    assert (choice.engine, choice.dtype) == want
+
+
+@pytest.mark.parametrize("engine, dtype, device", [
+    ("torch", "fp16", CPU), ("onnxruntime", "bf16", CPU), ("openvino", "int8", CPU), ("onnxruntime", "fp32", CUDA),
+    ("torch", "int8", CUDA),
+])
+def test_resolve_refuses_what_cannot_run_there(engine, dtype, device):
+    with pytest.raises(ValueError, match=f"engine '{engine}' on {device.type} runs"):
+        engines.resolve(engine, dtype, device)
+
+
+@pytest.mark.parametrize("engine", ["auto", "torch", "onnxruntime", "openvino"])
+def test_auto_precision_is_never_int8(engine):
+    assert engines.resolve(engine, "auto", CPU).dtype == "fp32"
+
+
+def test_app_args_refuse_a_half_precision_on_an_exported_engine():
+    with pytest.raises(ValueError, match="runs fp32 or int8, not bf16"):
+        AppArgs(engine="onnxruntime", dtype="bf16")
+    assert AppArgs(engine="onnxruntime", dtype="int8").dtype == "int8"
+
+
+@pytest.fixture()
+def checkpoint(tiny_checkpoint, tmp_path):
+    """A private copy: these tests write exports beside it."""
+    path = tmp_path / "tiny"
+    shutil.copytree(tiny_checkpoint, path, ignore=shutil.ignore_patterns("onnx-cache"))
+    return path
+
+
+def never_load():
+    raise AssertionError("the model was loaded for an export that was already on disk")
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
+def test_an_exported_engine_answers_what_pytorch_answers(checkpoint, engine):
+    args = AppArgs(model=str(checkpoint), accelerator="cpu", torch_threads=1)
+    reference = CaseClassifier.from_args(args, engine="torch", dtype="fp32")
+    exported = CaseClassifier.from_args(args, engine=engine, dtype="fp32")
+    assert (exported.engine_name, exported.dtype_name) == (engine, "fp32")
+    for want, got in zip(reference.classify_cases(NARRATIVES), exported.classify_cases(NARRATIVES)):
+        assert got.labels() == want.labels()
+        for task in ("main_category", "sub_category", "intervention", "priority"):
+            assert got.classification.for_task(task).confidence == pytest.approx(
+                want.classification.for_task(task).confidence, abs=1e-5)
+
+
+def test_the_export_is_kept_beside_the_checkpoint_and_never_redone(checkpoint):
+    first = export.onnx_model(checkpoint, "fp32", lambda: BatchClassifier.load(
+        str(checkpoint), accelerator="cpu", engine="torch").engine.model)
+    assert first.parent == checkpoint / "onnx-cache" / export.content_key(checkpoint)
+    manifest = json.loads((first.parent / "manifest.json").read_text())
+    assert manifest["format"] == export.EXPORT_FORMAT and manifest["files"] == ["model.onnx"]
+    stamp = first.stat().st_mtime_ns
+    assert export.onnx_model(checkpoint, "fp32", never_load) == first
+    int8 = export.onnx_model(checkpoint, "int8", never_load)  # made from the kept fp32 export
+    assert int8.name == "model_int8.onnx" and first.stat().st_mtime_ns == stamp
+    # A replica start finds both on disk: no model load for the export, no second export.
+    clf = BatchClassifier.load(str(checkpoint), accelerator="cpu", engine="onnxruntime", dtype="int8")
+    assert (clf.engine_name, clf.dtype_name) == ("onnxruntime", "int8") and first.stat().st_mtime_ns == stamp
+
+
+def test_the_cache_key_follows_the_weights(checkpoint):
+    before = export.content_key(checkpoint)
+    state = load_file(str(checkpoint / "model.safetensors"))
+    state["pre_classifier.bias"] = state["pre_classifier.bias"] + 1.0
+    save_file(state, str(checkpoint / "model.safetensors"))
+    assert export.content_key(checkpoint) != before
+
+
+def test_a_hub_snapshot_is_never_written_into(checkpoint, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    snapshot = tmp_path / "hub" / "models--openchs--x" / "snapshots" / "abc"
+    shutil.copytree(checkpoint, snapshot)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HOME", str(tmp_path / "hf"))
+    assert export.cache_root(snapshot.resolve()) == tmp_path / "hf" / "helpline-serve" / "onnx"
+    monkeypatch.setenv(export.CACHE_ENV_VAR, str(tmp_path / "elsewhere"))
+    assert export.cache_root(snapshot.resolve()) == tmp_path / "elsewhere"
+
+
+def test_a_shipped_onnx_export_is_used_as_it_is(checkpoint, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(checkpoint, other)
+    made = export.onnx_model(other, "fp32", lambda: BatchClassifier.load(
+        str(other), accelerator="cpu", engine="torch").engine.model)
+    (checkpoint / "onnx").mkdir()
+    shutil.copy(made, checkpoint / "onnx" / "model.onnx")
+    assert export.onnx_model(checkpoint, "fp32", never_load) == checkpoint / "onnx" / "model.onnx"
+    assert not (checkpoint / "onnx-cache").exists()
+    clf = BatchClassifier.load(str(checkpoint), accelerator="cpu", engine="onnxruntime")
+    assert clf.engine_name == "onnxruntime" and clf.engine.path == checkpoint / "onnx" / "model.onnx"
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "int8"])
+def test_a_broken_export_falls_back_to_pytorch_with_a_warning(checkpoint, caplog, dtype):
+    (checkpoint / "onnx").mkdir()
+    (checkpoint / "onnx" / "model.onnx").write_bytes(b"not an onnx graph")
+    with caplog.at_level(logging.WARNING, logger="ray.serve"):
+        clf = BatchClassifier.load(str(checkpoint), accelerator="cpu", engine="onnxruntime", dtype=dtype)
+    assert (clf.engine_name, clf.dtype_name) == ("torch", "fp32")
+    assert any(f"engine onnxruntime {dtype} is unavailable" in r.getMessage() for r in caplog.records)
+    clf.health_check()
+
+
+def test_an_unwritable_cache_falls_back_to_pytorch(checkpoint, tmp_path, monkeypatch, caplog):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv(export.CACHE_ENV_VAR, str(blocker))
+    with caplog.at_level(logging.WARNING, logger="ray.serve"):
+        clf = BatchClassifier.load(str(checkpoint), accelerator="cpu")
+    assert clf.engine_name == "torch"
+    assert any("serving with eager PyTorch fp32" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("engine", ["torch", "onnxruntime"])
+def test_int8_serves_probabilities(checkpoint, engine):
+    clf = CaseClassifier.from_args(AppArgs(model=str(checkpoint), accelerator="cpu", engine=engine, dtype="int8",
+                                           torch_threads=1))
+    assert (clf.engine_name, clf.dtype_name) == (engine, "int8")
+    (probs,) = clf.forward([clf.prepare(NARRATIVES)[0]])
+    for p in probs.values():
+        assert np.all(np.isfinite(p)) and np.allclose(p.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_the_probes_catch_an_engine_that_is_not_exact(checkpoint):
+    model = BatchClassifier.load(str(checkpoint), accelerator="cpu", engine="torch").engine.model
+    reference = engines.TorchEngine(model, CPU, "fp32")
+    probes = engines.probe_inputs(model.config.vocab_size, 0)
+    assert engines.largest_difference(reference, reference, probes) == (0.0, True)
+    int8 = engines.TorchEngine(BatchClassifier.load(str(checkpoint), accelerator="cpu", engine="torch").engine.model,
+                               CPU, "int8")
+    gap, _ = engines.largest_difference(int8, reference, probes)
+    assert gap > 0

@@ -1,0 +1,57 @@
+"""The engine setting, served: the default exported engine, the int8 opt-in, and the fallback to PyTorch."""
+
+import shutil
+
+import httpx
+import pytest
+
+NARRATIVES = ["A 12-year-old student reports being bullied at school and does not want to go back.",
+              "Neighbour reports that a girl aged 9 is locked in the house every day. " * 40]
+TASKS = ("main_category", "sub_category", "intervention", "priority")
+
+
+@pytest.fixture()
+def checkpoint(tiny_checkpoint, tmp_path):
+    path = tmp_path / "tiny"
+    shutil.copytree(tiny_checkpoint, path, ignore=shutil.ignore_patterns("onnx-cache"))
+    return path
+
+
+def answers(url):
+    with httpx.Client(base_url=url, timeout=60) as client:
+        info = client.get("/info").json()
+        bodies = [client.post("/classify", json={"narrative": n}) for n in NARRATIVES]
+        batch = client.post("/classify/batch", json={"narratives": NARRATIVES})
+    assert all(b.status_code == 200 for b in bodies) and batch.status_code == 200
+    return info, [b.json() for b in bodies], batch.json()["results"]
+
+
+def test_int8_serves_and_says_so(serve_session, checkpoint):
+    info, singles, batch = answers(serve_session.deploy(model=str(checkpoint), dtype="int8"))
+    assert (info["engine"], info["dtype"]) == ("onnxruntime", "int8")
+    for single, batched in zip(singles, batch):
+        for task in TASKS:
+            assert single["classification"][task]["label"] == batched["classification"][task]["label"]
+            assert 0 < single["classification"][task]["confidence"] <= 1
+
+
+def test_the_default_engine_answers_what_eager_pytorch_answers(serve_session, checkpoint):
+    info, exported, _ = answers(serve_session.deploy(model=str(checkpoint)))
+    assert (info["engine"], info["dtype"]) == ("onnxruntime", "fp32")
+    info, eager, _ = answers(serve_session.deploy(model=str(checkpoint), engine="torch"))
+    assert (info["engine"], info["dtype"]) == ("torch", "fp32")
+    for a, b in zip(exported, eager):
+        for task in TASKS:
+            assert a["classification"][task]["label"] == b["classification"][task]["label"]
+            assert a["classification"][task]["confidence"] == pytest.approx(
+                b["classification"][task]["confidence"], abs=1e-5)
+        assert a["routing"] == b["routing"]
+
+
+def test_a_broken_export_serves_on_pytorch(serve_session, checkpoint):
+    (checkpoint / "onnx").mkdir()
+    (checkpoint / "onnx" / "model.onnx").write_bytes(b"truncated download")
+    url = serve_session.deploy(model=str(checkpoint), engine="onnxruntime", dtype="int8")
+    assert httpx.get(f"{url}/health", timeout=30).json()["status"] == "healthy"
+    info, singles, _ = answers(url)
+    assert (info["engine"], info["dtype"]) == ("torch", "fp32")

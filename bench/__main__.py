@@ -1,6 +1,6 @@
 """Side-by-side throughput and latency benchmark, in one run on one machine.
 
-    python -m bench [--quick] [--out FILE.json] [--checkpoint DIR]
+    python -m bench [--quick] [--out FILE.json] [--checkpoint DIR] [--app-arg KEY=VALUE ...]
     python -m bench --agreement [--checkpoint DIR]
 
 Phases, all on the same checkpoint (``base``: the real model's size) and corpus:
@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Sequence
+
+import yaml
 
 from bench.agreement import run_agreement
 from bench.common import DEFAULT_CHECKPOINT, ROOT, say
@@ -64,9 +66,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--phases", default=",".join(PHASES),
                         help=f"comma-separated subset of {','.join(PHASES)}")
+    parser.add_argument("--app-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="the pipeline's app arg KEY (dotted, e.g. coalescing.max_cases) set to VALUE (YAML) "
+                             "instead of serve_config.yaml's; repeatable")
     parser.add_argument("--agreement", action="store_true", help="only report fp32 vs --dtype label agreement")
     parser.add_argument("--cases", type=int, default=None, help="corpus size (default 300 quick, 1000 full)")
     args = parser.parse_args(argv)
+    args.app_args = {}
+    for item in args.app_arg:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--app-arg {item!r}: expected KEY=VALUE")
+        args.app_args[key] = yaml.safe_load(value)
     unknown = set(args.phases.split(",")) - set(PHASES)
     if unknown:
         parser.error(f"unknown phase(s) {','.join(sorted(unknown))}; choose from {','.join(PHASES)}")
@@ -93,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = header(command, resolved_dtype(args.dtype), args.threads, corpus)
     started = time.monotonic()
     measure(result, set(args.phases.split(",")), args.checkpoint, corpus, args.dtype, args.threads, args.quick,
-            out_dir)
+            out_dir, args.app_args)
     add_ratios(result, time.monotonic() - started)
     md = write(result, args.out)
     print(markdown(result))

@@ -91,13 +91,13 @@ def latency_by_windows(report, corpus: Corpus) -> dict:
 
 
 def run_pipeline_phases(checkpoint: Path, corpus: Corpus, dtype: str, threads: int, quick: bool,
-                        out_dir: Path) -> dict:
-    """pipeline, pipeline_batch and latency_at_10k, on one running Ray Serve app."""
+                        out_dir: Path, app_args: dict | None = None) -> dict:
+    """pipeline, pipeline_batch and latency_at_10k, on one running Ray Serve app (``app_args``: overrides)."""
     from clients.load import run_open_loop
 
     duration = 15 if quick else 45
     out: dict = {}
-    with pipeline_server(checkpoint, dtype, threads, out_dir) as server:
+    with pipeline_server(checkpoint, dtype, threads, out_dir, app_args) as server:
         singles = single_bodies(corpus)
         sweep = []
         for concurrency in ((32,) if quick else (8, 16, 32, 48, 64)):
@@ -151,8 +151,11 @@ def run_litserve(checkpoint: Path, corpus: Corpus, dtype: str, threads: int, qui
 
 
 def measure(result: dict, phases: Collection[str], checkpoint: Path, corpus: Corpus, dtype: str, threads: int,
-            quick: bool, out_dir: Path) -> dict:
-    """Run the selected phases in order; their figures go into ``result`` (and its ``phases``)."""
+            quick: bool, out_dir: Path, app_args: dict | None = None) -> dict:
+    """Run the selected phases in order; their figures go into ``result`` (and its ``phases``).
+
+    ``app_args``: the pipeline's args that differ from serve_config.yaml, by dotted name.
+    """
     import torch
 
     if "bare" in phases:
@@ -164,7 +167,7 @@ def measure(result: dict, phases: Collection[str], checkpoint: Path, corpus: Cor
         result["phases"]["seed_recipe"] = seed
         result["seed_recipe_cases_per_hour"] = seed["cases_per_hour"]
     if "pipeline" in phases:
-        pipe = run_pipeline_phases(checkpoint, corpus, dtype, threads, quick, out_dir)
+        pipe = run_pipeline_phases(checkpoint, corpus, dtype, threads, quick, out_dir, app_args)
         result["phases"].update(pipe)
         result["pipeline_cases_per_hour"] = pipe["pipeline"]["cases_per_hour"]
         result["pipeline_batch_cases_per_hour"] = pipe["pipeline_batch"]["cases_per_hour"]

@@ -52,7 +52,7 @@ CONFIDENCE = MetricSpec("chs_confidence", "histogram", "Top-label confidence per
                         tag_keys=("task",), boundaries=tuple(CONFIDENCE_BUCKETS))
 CHUNKS = MetricSpec("chs_chunks_per_case", "histogram", "Model windows per case.", boundaries=tuple(SIZE_BUCKETS))
 GROUP_SIZE = MetricSpec("chs_coalesced_group_size", "histogram",
-                        "Single-case /classify requests per group sent on to the classifier and router.",
+                        "Single-case /classify requests per call the ingress sent on to the classifier and router.",
                         boundaries=tuple(SIZE_BUCKETS))
 FEEDBACK = MetricSpec("chs_feedback_total", "counter",
                       "Counsellors' feedback per task; agreed=true when the model's label was kept.",

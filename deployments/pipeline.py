@@ -20,7 +20,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from deployments.core import contract
-from deployments.core.coalesce import CaseOutcome, Group, SingleCase, merge_cases, prepare_single
+from deployments.core.coalesce import CaseOutcome, Group, SingleCase, merge_cases, pack_groups, prepare_single
 from deployments.core.config import AppArgs, CoalescingArgs
 from deployments.core.errors import ServiceError
 from deployments.core.loading import load_labels, load_tokenizer, read_checkpoint_info, resolve_checkpoint
@@ -149,7 +149,7 @@ class CaseCoalescer:
     def __init__(self, pipeline: CasePipeline, args: CoalescingArgs, on_group: Callable[[int], None]):
         self.pipeline = pipeline
         self.enabled = args.max_cases > 1
-        self.on_group = on_group  # told each group's size
+        self.on_group = on_group  # told the size of each group sent
         self._classify_group.set_max_batch_size(args.max_cases)
         self._classify_group.set_batch_wait_timeout_s(args.wait_timeout_s)
 
@@ -166,10 +166,14 @@ class CaseCoalescer:
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005, max_concurrent_batches=GROUPS_IN_FLIGHT)
     async def _classify_group(self, cases: list[SingleCase]) -> list[CaseOutcome]:
-        self.on_group(len(cases))
-        group = merge_cases(cases)
+        groups = pack_groups(cases, self.pipeline.args.windows_per_call)
+        answers = await asyncio.gather(*(self._send(group) for group in groups))
+        return [outcome for answer in answers for outcome in answer]
+
+    async def _send(self, group: Group) -> list[CaseOutcome]:
+        self.on_group(len(group.cases))
         try:
             bodies = await self.pipeline.send_group(group)
         except ServiceError as err:  # the classifier or router failed: every case of the group was in that call
-            return [CaseOutcome(error=err) for _ in cases]
+            return [CaseOutcome(error=err) for _ in group.cases]
         return [CaseOutcome(body=body) for body in bodies]

@@ -4,7 +4,8 @@ Each /classify request's case is prepared (normalized, tokenized, windowed, chec
 caller's task, so a bad case is refused to its own caller and never joins a group. The cases of
 one group are merged into one ``TokenWindows`` and one list of plans, exactly as
 ``prepare_cases`` lays out a /classify/batch request, with a ``meta`` that keeps each case's own
-ids; the router's bodies come back in the same order and are handed back one per case.
+ids; the router's bodies come back in the same order and are handed back one per case. Cases
+that arrived together are packed into groups that each fit one classifier call.
 """
 
 from __future__ import annotations
@@ -83,6 +84,24 @@ def merge_cases(cases: Sequence[SingleCase]) -> Group:
     }
     windows = cases[0].windows if len(cases) == 1 else TokenWindows.concat(c.windows for c in cases)
     return Group(tuple(cases), windows, [c.plan for c in cases], meta)
+
+
+def pack_groups(cases: Sequence[SingleCase], max_windows: int) -> list[Group]:
+    """The cases, in order, as groups of at most ``max_windows`` windows: one classifier call each.
+
+    A group over the limit would reach the classifier in slices, one after the other, and each of
+    its cases would wait for them all; a case over it alone still makes a group of its own.
+    """
+    groups, current, windows = [], [], 0
+    for case in cases:
+        if current and windows + case.n_windows > max_windows:
+            groups.append(merge_cases(current))
+            current, windows = [], 0
+        current.append(case)
+        windows += case.n_windows
+    if current:
+        groups.append(merge_cases(current))
+    return groups
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from deployments.core.coalesce import CaseOutcome, merge_cases, prepare_single
+from deployments.core.coalesce import CaseOutcome, merge_cases, pack_groups, prepare_single
 from deployments.core.config import RoutingArgs
 from deployments.core.errors import ServiceError
 from deployments.core.labels import BUNDLED_LABELS_DIR, TASKS, LabelSet
@@ -118,6 +118,22 @@ def test_a_bad_case_in_the_middle_is_refused_alone_and_the_others_group(tokenize
     assert [b["case_id"] for b in bodies] == [c.case_id for c in cases]
     for case, body in zip(cases, bodies):
         assert body == alone(assembler, case)
+
+
+@pytest.mark.parametrize("max_windows", [1, 4, 6, 10, 100])
+def test_cases_that_arrived_together_are_packed_in_order_into_groups_of_one_call(tokenizer, assembler, max_windows):
+    cases = [prepare(tokenizer, i) for i in range(12)]
+    groups = pack_groups(cases, max_windows)
+    assert [c for g in groups for c in g.cases] == cases
+    for group in groups:
+        # Over the limit only as a lone case, which is never cut.
+        assert len(group.windows) <= max_windows or len(group.cases) == 1
+        for case, body in zip(group.cases, group.split(route(assembler, group.windows, group.plans, group.meta))):
+            assert body == alone(assembler, case)
+    # Greedy: a group closes only when the next case would not fit.
+    for group, following in zip(groups, groups[1:]):
+        assert len(group.windows) + following.cases[0].n_windows > max_windows
+    assert len(pack_groups(cases, 100)) == 1 and len(pack_groups(cases, 1)) == len(cases)
 
 
 def test_narratives_are_kept_per_case_only_when_asked(tokenizer):

@@ -1,6 +1,7 @@
 """Side-by-side throughput and latency benchmark, in one run on one machine.
 
     python -m bench [--quick] [--out FILE.json] [--checkpoint DIR] [--engine E] [--dtype D]
+                    [--app-arg KEY=VALUE ...]
     python -m bench --agreement     every engine and precision against eager PyTorch fp32
     python -m bench --engines       the engine candidates' bare throughput, side by side
 
@@ -32,6 +33,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Sequence
+
+import yaml
 
 from bench import agreement, engines
 from bench.common import DEFAULT_CHECKPOINT, DEFAULT_DEMO, ROOT, say
@@ -84,6 +87,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--phases", default=",".join(PHASES),
                         help=f"comma-separated subset of {','.join(PHASES)}")
+    parser.add_argument("--app-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="the pipeline's app arg KEY (dotted, e.g. coalescing.max_cases) set to VALUE (YAML) "
+                             "instead of serve_config.yaml's; repeatable")
     parser.add_argument("--agreement", action="store_true",
                         help="only report each engine and precision's agreement with eager PyTorch fp32")
     parser.add_argument("--engines", action="store_true", help="only compare the engine candidates' bare throughput")
@@ -91,6 +97,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--cases", type=int, default=None,
                         help="corpus size (default 300 quick, 1000 full; --engines 128, --agreement 200)")
     args = parser.parse_args(argv)
+    args.app_args = {}
+    for item in args.app_arg:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--app-arg {item!r}: expected KEY=VALUE")
+        args.app_args[key] = yaml.safe_load(value)
     unknown = set(args.phases.split(",")) - set(PHASES)
     if unknown:
         parser.error(f"unknown phase(s) {','.join(sorted(unknown))}; choose from {','.join(PHASES)}")
@@ -126,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "int8_agreement" in phases:
         ensure_demo(args.demo_checkpoint)
     measure(result, phases, args.checkpoint, corpus, args.engine, args.dtype, args.threads, args.quick, out_dir,
-            demo=args.demo_checkpoint)
+            demo=args.demo_checkpoint, app_args=args.app_args)
     add_ratios(result, time.monotonic() - started)
     md = write(result, args.out)
     print(markdown(result))

@@ -109,12 +109,12 @@ def single_case_sweep(server, corpus: Corpus, quick: bool, name: str) -> dict:
 
 
 def run_pipeline_phases(checkpoint: Path, corpus: Corpus, engine: str, dtype: str, threads: int, quick: bool,
-                        out_dir: Path) -> dict:
-    """pipeline, pipeline_batch and latency_at_10k, on one running Ray Serve app."""
+                        out_dir: Path, app_args: dict | None = None) -> dict:
+    """pipeline, pipeline_batch and latency_at_10k, on one running Ray Serve app (``app_args``: overrides)."""
     from clients.load import run_open_loop
 
     out: dict = {}
-    with pipeline_server(checkpoint, engine, dtype, threads, out_dir) as server:
+    with pipeline_server(checkpoint, engine, dtype, threads, out_dir, app_args) as server:
         out["pipeline"] = single_case_sweep(server, corpus, quick, "pipeline")
 
         batches = batch_bodies(corpus, 32)[:5 if quick else None]
@@ -143,9 +143,9 @@ def run_seed_recipe(checkpoint: Path, corpus: Corpus, threads: int, quick: bool,
 
 
 def run_pipeline_int8(checkpoint: Path, corpus: Corpus, engine: str, threads: int, quick: bool,
-                      out_dir: Path) -> dict:
+                      out_dir: Path, app_args: dict | None = None) -> dict:
     """The int8 opt-in served, one case a request."""
-    with pipeline_server(checkpoint, engine, "int8", threads, out_dir) as server:
+    with pipeline_server(checkpoint, engine, "int8", threads, out_dir, app_args) as server:
         return single_case_sweep(server, corpus, quick, "pipeline int8")
 
 
@@ -179,8 +179,12 @@ def run_int8_agreement(demo: Path, threads: int) -> dict:
 
 
 def measure(result: dict, phases: Collection[str], checkpoint: Path, corpus: Corpus, engine: str, dtype: str,
-            threads: int, quick: bool, out_dir: Path, demo: Path | None = None) -> dict:
-    """Run the selected phases in order; their figures go into ``result`` (and its ``phases``)."""
+            threads: int, quick: bool, out_dir: Path, demo: Path | None = None,
+            app_args: dict | None = None) -> dict:
+    """Run the selected phases in order; their figures go into ``result`` (and its ``phases``).
+
+    ``app_args``: the pipeline's args that differ from serve_config.yaml, by dotted name.
+    """
     import torch
 
     cuda = torch.cuda.is_available()
@@ -200,7 +204,7 @@ def measure(result: dict, phases: Collection[str], checkpoint: Path, corpus: Cor
         result["phases"]["seed_recipe"] = seed
         result["seed_recipe_cases_per_hour"] = seed["cases_per_hour"]
     if "pipeline" in phases:
-        pipe = run_pipeline_phases(checkpoint, corpus, engine, dtype, threads, quick, out_dir)
+        pipe = run_pipeline_phases(checkpoint, corpus, engine, dtype, threads, quick, out_dir, app_args)
         result["phases"].update(pipe)
         result["pipeline_cases_per_hour"] = pipe["pipeline"]["cases_per_hour"]
         result["pipeline_batch_cases_per_hour"] = pipe["pipeline_batch"]["cases_per_hour"]
@@ -208,7 +212,7 @@ def measure(result: dict, phases: Collection[str], checkpoint: Path, corpus: Cor
         result.update({"p50_ms_at_10k": lat["latency_ms"]["p50"], "p95_ms_at_10k": lat["latency_ms"]["p95"],
                        "p99_ms_at_10k": lat["latency_ms"]["p99"], "errors_at_10k": lat["failed"]})
         if not cuda:
-            int8 = run_pipeline_int8(checkpoint, corpus, engine, threads, quick, out_dir)
+            int8 = run_pipeline_int8(checkpoint, corpus, engine, threads, quick, out_dir, app_args)
             result["phases"]["pipeline_int8"] = int8
             result["pipeline_int8_cases_per_hour"] = int8["cases_per_hour"]
     if "litserve" in phases:

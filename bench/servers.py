@@ -95,23 +95,38 @@ class Server:
             self.log.close()
 
 
-def pipeline_config(checkpoint: Path, port: int, engine: str, dtype: str, threads: int, out_dir: Path) -> Path:
-    """``serve_config.yaml`` as deployed, on this port and checkpoint, with access logs off."""
+def with_overrides(args: dict, overrides: dict[str, object]) -> dict:
+    """``args`` with each dotted key (``coalescing.max_cases``) set to its value."""
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split(".")
+        node = args
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return args
+
+
+def pipeline_config(checkpoint: Path, port: int, engine: str, dtype: str, threads: int, out_dir: Path,
+                    overrides: dict[str, object] | None = None) -> Path:
+    """``serve_config.yaml`` as deployed, on this port and checkpoint, with access logs off;
+    ``overrides``: app args to change, by dotted name (``--app-arg``)."""
     config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
     config["http_options"].update({"host": "127.0.0.1", "port": port})
     # Access logs cost CPU per request; the benchmark measures serving, not logging.
     config["logging_config"]["enable_access_log"] = False
     app = config["applications"][0]
     app["args"].update({"model": str(checkpoint), "engine": engine, "dtype": dtype, "torch_threads": threads})
+    with_overrides(app["args"], overrides or {})
     path = out_dir / "serve_config.bench.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
 
 
-def pipeline_server(checkpoint: Path, engine: str, dtype: str, threads: int, out_dir: Path) -> Server:
+def pipeline_server(checkpoint: Path, engine: str, dtype: str, threads: int, out_dir: Path,
+                    overrides: dict[str, object] | None = None) -> Server:
     """Our Ray Serve app, through ``serve run`` on a local cluster of its own."""
     port = free_port()
-    config = pipeline_config(checkpoint, port, engine, dtype, threads, out_dir)
+    config = pipeline_config(checkpoint, port, engine, dtype, threads, out_dir, overrides)
     say(f"starting the Ray Serve pipeline (serve run), engine {engine} dtype {dtype}")
     return Server([SERVE, "run", "--address", "local", str(config)], f"http://127.0.0.1:{port}",
                   env={**PIPELINE_ENV, "CHS_MODEL": str(checkpoint)}, log=out_dir / "serve.log",

@@ -50,8 +50,8 @@ from deployments.core.text import normalize_narrative
 from deployments.core.windowing import TokenWindows
 from deployments.ingress import HttpIngress, backend_error
 from deployments.intake import IntakeStore, make_consumer
-from deployments.metrics import ClassifierMetrics, IntakeDepth, RouterMetrics
-from deployments.pipeline import CasePipeline, model_key
+from deployments.metrics import ClassifierMetrics, CoalescingMetrics, IntakeDepth, RouterMetrics
+from deployments.pipeline import CaseCoalescer, CasePipeline, model_key
 
 logger = logging.getLogger("ray.serve")
 
@@ -160,10 +160,12 @@ class Router:
         results = self.assembler.assemble_with_records(plans, concat_window_probs(window_probs))
         now, rows, bodies = utcnow(), [], []
         narratives = meta.get("narratives") or [None] * len(results)
+        # One per case: a coalesced group holds several /classify requests. An older ingress sends one id.
+        request_ids = meta.get("request_ids") or [meta.get("request_id")] * len(results)
         for i, (body, classification, routing, record) in enumerate(results):
             self.metrics.record_case(classification, routing, body["chunks"])
             case_id = meta["case_ids"][i]
-            rows.append(case_row(case_id=case_id, request_id=meta["request_id"], call_id=meta["call_ids"][i],
+            rows.append(case_row(case_id=case_id, request_id=request_ids[i], call_id=meta["call_ids"][i],
                                  task_id=meta.get("task_id"), batch_index=i if meta["is_batch"] else None,
                                  created_at=now, model_id=self.checkpoint.model_id,
                                  model_revision=self.checkpoint.revision, result=record, narrative=narratives[i]))
@@ -258,6 +260,7 @@ class Preprocessor:
         self.model_id = self.args.model
         self.consumer = consumer  # bound so it deploys with the app; it takes its work from the queue
         self.pipeline = CasePipeline(self.args, classifier, router)
+        self.coalescer = CaseCoalescer(self.pipeline, self.args.coalescing, CoalescingMetrics().record_group)
         self.labels = self.pipeline.labels
         self.checkpoint = self.pipeline.checkpoint
         self.classifier = classifier
@@ -286,7 +289,7 @@ class Preprocessor:
         return await self.http(request)
 
     async def classify(self, parsed: contract.ClassifyRequest) -> contract.ClassifyResponse:
-        return await self.pipeline.classify_one(parsed)
+        return await self.coalescer.classify_one(parsed)
 
     async def classify_batch(self, parsed: contract.BatchRequest) -> contract.BatchResponse:
         started = time.perf_counter()

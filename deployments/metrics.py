@@ -51,6 +51,9 @@ HUMAN_REVIEW = MetricSpec("chs_human_review_total", "counter", "Cases sent to hu
 CONFIDENCE = MetricSpec("chs_confidence", "histogram", "Top-label confidence per task.",
                         tag_keys=("task",), boundaries=tuple(CONFIDENCE_BUCKETS))
 CHUNKS = MetricSpec("chs_chunks_per_case", "histogram", "Model windows per case.", boundaries=tuple(SIZE_BUCKETS))
+GROUP_SIZE = MetricSpec("chs_coalesced_group_size", "histogram",
+                        "Single-case /classify requests per call the ingress sent on to the classifier and router.",
+                        boundaries=tuple(SIZE_BUCKETS))
 FEEDBACK = MetricSpec("chs_feedback_total", "counter",
                       "Counsellors' feedback per task; agreed=true when the model's label was kept.",
                       tag_keys=("task", "agreed", "model"))
@@ -64,7 +67,7 @@ INTAKE_RETRIES = MetricSpec("chs_intake_retries_total", "counter", "Retries of q
                             tag_keys=("code",))
 
 METRICS: tuple[MetricSpec, ...] = (BATCH_SIZE, BATCH_TOKENS, CASES, ESCALATIONS, HUMAN_REVIEW, CONFIDENCE, CHUNKS,
-                                   FEEDBACK, INTAKE_DEPTH, INTAKE_AGE, INTAKE_FINISHED, INTAKE_RETRIES)
+                                   GROUP_SIZE, FEEDBACK, INTAKE_DEPTH, INTAKE_AGE, INTAKE_FINISHED, INTAKE_RETRIES)
 
 
 class ClassifierMetrics:
@@ -77,6 +80,16 @@ class ClassifierMetrics:
     def record_forward(self, rows: int, tokens: int) -> None:
         self.batch_size.observe(rows)
         self.batch_tokens.observe(tokens)
+
+
+class CoalescingMetrics:
+    """The ingress's: how many single cases each group carried."""
+
+    def __init__(self):
+        self.group_size = GROUP_SIZE.create()
+
+    def record_group(self, cases: int) -> None:
+        self.group_size.observe(cases)
 
 
 class RouterMetrics:

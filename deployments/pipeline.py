@@ -4,6 +4,9 @@
 classifier a slice at a time (so short cases interleave with long ones) and hands the last
 slice's probabilities to the router unawaited. Live requests and queued cases call the same
 handles, so they share the classifier's batches.
+
+``CaseCoalescer`` sits in front of it for the ingress's /classify: single cases that arrive
+together are merged (``deployments/core/coalesce.py``) and sent as one group.
 """
 
 from __future__ import annotations
@@ -11,15 +14,19 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from typing import Callable
 
+from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from deployments.core import contract
-from deployments.core.config import AppArgs
+from deployments.core.coalesce import CaseOutcome, Group, SingleCase, merge_cases, pack_groups, prepare_single
+from deployments.core.config import AppArgs, CoalescingArgs
 from deployments.core.errors import ServiceError
 from deployments.core.loading import load_labels, load_tokenizer, read_checkpoint_info, resolve_checkpoint
-from deployments.core.preprocess import NarrativeTokenizer, prepare_cases
+from deployments.core.preprocess import CasePlan, NarrativeTokenizer, prepare_cases
 from deployments.core.text import normalize_narrative
+from deployments.core.windowing import TokenWindows
 from deployments.ingress import backend_error, current_request_id
 
 
@@ -49,9 +56,8 @@ class CasePipeline:
         prepare_cases(narratives, self.tokenizer, max_length=self.args.max_length, overlap=self.args.window_overlap,
                       truncate=True, include_confidence=True, include_chunks=False, is_batch=len(narratives) > 1)
 
-    async def classify(self, parsed: contract.ClassifyRequest | contract.BatchRequest, *,
-                       task_id: str | None = None) -> list[dict]:
-        """The case bodies, in order; the Router records each case (``task_id`` for a queued one)."""
+    def prepare(self, parsed: contract.ClassifyRequest | contract.BatchRequest) -> tuple[TokenWindows, list[CasePlan]]:
+        """The request's windows and plans; raises the 400 or 413 the caller gets."""
         windows, plans = prepare_cases(
             parsed.narratives, self.tokenizer, max_length=self.args.max_length, overlap=self.args.window_overlap,
             truncate=self.args.long_narratives == "truncate", include_confidence=parsed.include_confidence,
@@ -61,13 +67,33 @@ class CasePipeline:
             raise ServiceError.too_large(
                 f"The request needs {len(windows)} model windows; the limit is {self.args.max_batch_windows}."
             )
+        return windows, plans
+
+    def prepare_single(self, parsed: contract.ClassifyRequest) -> SingleCase:
+        """A /classify request's case, with its request id taken here, in the caller's task."""
+        return prepare_single(
+            parsed.narrative, self.tokenizer, max_length=self.args.max_length, overlap=self.args.window_overlap,
+            truncate=self.args.long_narratives == "truncate", include_confidence=parsed.include_confidence,
+            include_chunks=parsed.include_chunks, max_windows=self.args.max_batch_windows, call_id=parsed.call_id,
+            request_id=current_request_id() or None, keep_narrative=self.args.feedback.keep_narratives,
+        )
+
+    async def classify(self, parsed: contract.ClassifyRequest | contract.BatchRequest, *,
+                       task_id: str | None = None) -> list[dict]:
+        """The case bodies, in order; the Router records each case (``task_id`` for a queued one)."""
+        windows, plans = self.prepare(parsed)
         meta = {
             "case_ids": [str(uuid.uuid4()) for _ in plans], "call_ids": parsed.call_id_list(),
-            "request_id": current_request_id() or None, "task_id": task_id, "is_batch": parsed.is_batch,
+            "request_ids": [current_request_id() or None] * len(plans), "task_id": task_id,
+            "is_batch": parsed.is_batch,
             # The record keeps the text only when the operator turned keep_narratives on.
             "narratives": ([normalize_narrative(n) for n in parsed.narratives]
                            if self.args.feedback.keep_narratives else None),
         }
+        return await self.send(windows, plans, meta)
+
+    async def send(self, windows: TokenWindows, plans: list[CasePlan], meta: dict) -> list[dict]:
+        """Windows to the classifier a slice at a time, then the plans to the router: the case bodies."""
         step = self.args.windows_per_call
         # One deadline for the whole request, however many slices: a draining replica
         # (graceful_shutdown_timeout_s > backend_timeout_s, see build_app) answers every request it took.
@@ -91,10 +117,63 @@ class CasePipeline:
         except Exception as exc:
             raise backend_error(exc) from None
 
+    async def send_group(self, group: Group) -> list[dict]:
+        """A group's cases through the classifier and router: one body per case, in the group's order."""
+        return group.split(await self.send(group.windows, group.plans, group.meta))
+
+    def response(self, case: dict, started: float) -> contract.ClassifyResponse:
+        return contract.ClassifyResponse(success=True, **case, model=self.model_ref,
+                                         processing_time_seconds=round(time.perf_counter() - started, 6))
+
     async def classify_one(self, parsed: contract.ClassifyRequest, *,
                            task_id: str | None = None) -> contract.ClassifyResponse:
         """Exactly the /classify response body."""
         started = time.perf_counter()
         (case,) = await self.classify(parsed, task_id=task_id)
-        return contract.ClassifyResponse(success=True, **case, model=self.model_ref,
-                                         processing_time_seconds=round(time.perf_counter() - started, 6))
+        return self.response(case, started)
+
+
+# Groups one ingress replica has out at the classifier and router at once. Ray forms the next
+# group while these are out; past this many, a formed group waits for one to come back. Eight
+# groups of coalescing.max_cases (16) are the Preprocessor's max_ongoing_requests (128).
+GROUPS_IN_FLIGHT = 8
+
+
+class CaseCoalescer:
+    """Single-case /classify requests that reach this replica together go on as one group.
+
+    Ray's cost per call (serializing, scheduling, the replica's bookkeeping) is then paid once per
+    group on the way to the classifier and to the router, not once per case.
+    """
+
+    def __init__(self, pipeline: CasePipeline, args: CoalescingArgs, on_group: Callable[[int], None]):
+        self.pipeline = pipeline
+        self.enabled = args.max_cases > 1
+        self.on_group = on_group  # told the size of each group sent
+        self._classify_group.set_max_batch_size(args.max_cases)
+        self._classify_group.set_batch_wait_timeout_s(args.wait_timeout_s)
+
+    async def classify_one(self, parsed: contract.ClassifyRequest) -> contract.ClassifyResponse:
+        """Exactly the /classify response body, as ``CasePipeline.classify_one`` answers it."""
+        started = time.perf_counter()
+        case = self.pipeline.prepare_single(parsed)  # a bad case is refused here, to its own caller only
+        if self.enabled and case.n_windows <= self.pipeline.args.windows_per_call:
+            body = (await self._classify_group(case)).result()
+        else:
+            # A long case goes alone, a slice at a time, so it never holds a group of short ones back.
+            (body,) = await self.pipeline.send_group(merge_cases([case]))
+        return self.pipeline.response(body, started)
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005, max_concurrent_batches=GROUPS_IN_FLIGHT)
+    async def _classify_group(self, cases: list[SingleCase]) -> list[CaseOutcome]:
+        groups = pack_groups(cases, self.pipeline.args.windows_per_call)
+        answers = await asyncio.gather(*(self._send(group) for group in groups))
+        return [outcome for answer in answers for outcome in answer]
+
+    async def _send(self, group: Group) -> list[CaseOutcome]:
+        self.on_group(len(group.cases))
+        try:
+            bodies = await self.pipeline.send_group(group)
+        except ServiceError as err:  # the classifier or router failed: every case of the group was in that call
+            return [CaseOutcome(error=err) for _ in group.cases]
+        return [CaseOutcome(body=body) for body in bodies]

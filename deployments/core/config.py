@@ -46,6 +46,14 @@ class BatchingArgs(_Strict):
     )
 
 
+class CoalescingArgs(_Strict):
+    """Single-case /classify requests that reach one ingress replica together travel as one group."""
+
+    # 16 one-window cases fill one classifier call at serve_config.yaml's windows_per_call.
+    max_cases: int = Field(16, ge=1, description="Cases per group; 1 turns coalescing off.")
+    wait_timeout_s: float = Field(0.005, ge=0, description="How long a group waits to fill.")
+
+
 class RoutingArgs(_Strict):
     """Routing policy, as data."""
 
@@ -158,6 +166,7 @@ class AppArgs(_Strict):
     torch_threads: Optional[int] = Field(None, ge=1)
 
     batching: BatchingArgs = Field(default_factory=BatchingArgs)
+    coalescing: CoalescingArgs = Field(default_factory=CoalescingArgs)
     routing: RoutingArgs = Field(default_factory=RoutingArgs)
     feedback: FeedbackArgs = Field(default_factory=FeedbackArgs)
     intake: IntakeArgs = Field(default_factory=IntakeArgs)

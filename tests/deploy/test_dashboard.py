@@ -74,7 +74,7 @@ def test_the_app_defines_the_metrics_the_docs_promise():
     assert app_metrics() == {
         "chs_batch_size": "histogram", "chs_batch_tokens": "histogram", "chs_cases_total": "counter",
         "chs_escalations_total": "counter", "chs_human_review_total": "counter", "chs_confidence": "histogram",
-        "chs_chunks_per_case": "histogram", "chs_feedback_total": "counter", "chs_intake_queue_depth": "gauge",
+        "chs_chunks_per_case": "histogram", "chs_coalesced_group_size": "histogram", "chs_feedback_total": "counter", "chs_intake_queue_depth": "gauge",
         "chs_intake_task_age_seconds": "histogram", "chs_intake_tasks_total": "counter",
         "chs_intake_retries_total": "counter",
     }

@@ -42,7 +42,7 @@ from training.corpus import (
 from training.evaluation import evaluate_checkpoint
 from training.finetune import TrainConfig, train
 from training.hub_layout import make_readable, save_checkpoint
-from training.kernels import PINNED_KERNELS, pinned
+from training.kernels import kernel_settings
 from training.vocabulary import build_tokenizer
 
 DEMO_NOTE = "demo model trained on synthetic text; not for real cases"
@@ -141,7 +141,7 @@ def build_demo(out: Path, labels: LabelSet, seed: int = 0, recipe: DemoRecipe = 
                 "generator_seed": seed,
                 "training_examples": len(corpus),
                 # Host-independent only when pinned (python -m training.checkpoint does it): see training.kernels.
-                "kernels": dict(PINNED_KERNELS) if pinned() else "host default",
+                "kernels": kernel_settings(),
                 **report,
             }
             (staging / "eval.json").write_text(json.dumps(evaluation, indent=2), encoding="utf-8")

@@ -9,6 +9,15 @@ Numerical Reproducibility in strict mode), with the recipe's fixed thread
 count, gives every host with AVX2 the same arithmetic. It costs the build
 speed on AVX-512 and AMX hosts, and nothing on the serving path, which is
 never pinned.
+
+To measure how much the kernels matter (the spread between hosts), a build
+can be told to keep the environment's own settings instead:
+``CHS_DEMO_KERNELS=environment`` skips the re-run, so
+``CHS_DEMO_KERNELS=environment MKL_CBWR=SSE4_2,STRICT ATEN_CPU_CAPABILITY=default
+ONEDNN_MAX_CPU_ISA=SSE41`` emulates an older host and, with none of the three
+set, the build takes the host's default paths. ``eval.json`` records what the
+build ran with (``kernel_settings``). Without that variable the build is always
+pinned to AVX2.
 """
 
 from __future__ import annotations
@@ -24,17 +33,29 @@ PINNED_KERNELS: dict[str, str] = {
 }
 
 
+#: Set to this value, the build keeps the kernel settings the environment has (see the module's docstring).
+KEEP_ENVIRONMENT = ("CHS_DEMO_KERNELS", "environment")
+
+
 def pinned(environ: Mapping[str, str] = os.environ) -> bool:
     return all(environ.get(name) == value for name, value in PINNED_KERNELS.items())
+
+
+def kernel_settings(environ: Mapping[str, str] = os.environ) -> dict[str, str] | str:
+    """What ``eval.json`` records: the three settings as this process has them, or ``"host default"``."""
+    found = {name: environ[name] for name in PINNED_KERNELS if name in environ}
+    return found or "host default"
 
 
 def rerun_pinned(module: str, argv: Sequence[str]) -> None:
     """Replace this process by ``python -m module argv`` with the kernels pinned, unless they already are.
 
+    ``CHS_DEMO_KERNELS=environment`` asks to keep the environment's settings: then this returns too.
+
     The libraries read these variables once, when first used, so they must be
     in the environment before the process does any arithmetic.
     """
-    if pinned():
+    if pinned() or os.environ.get(KEEP_ENVIRONMENT[0]) == KEEP_ENVIRONMENT[1]:
         return
     env = {**os.environ, **PINNED_KERNELS}
     sys.stdout.flush()

@@ -36,3 +36,13 @@ def test_training_set_is_the_corpus_plus_repeated_voices():
     recipe = DemoRecipe(examples=50, voice_repeats=2)
     examples = training_examples(recipe, seed=0, labels=labels)
     assert len(examples) == 50 + 2 * len(load_voices())
+
+
+def test_where_the_generator_has_urgent_calls_the_voices_say_urgency_too():
+    # The generator marks some templates of non-danger sub categories "danger" (a shunt blocked, a child
+    # alone since yesterday, a goodbye letter): priority 3. The voices must not teach that those sub
+    # categories are never urgent in a caller's own words.
+    urgent_in_generator = {sub for sub, s in load_scenarios().items()
+                           if s.kind != "danger" and any(t.kind == "danger" for t in s.templates)}
+    urgent_voices = {v.sub_category for v in load_voices() if v.priority == 3}
+    assert urgent_in_generator and urgent_in_generator <= urgent_voices

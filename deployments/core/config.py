@@ -157,7 +157,8 @@ class AppArgs(_Strict):
     )
     engine: Literal["auto", "torch", "onnxruntime", "openvino"] = Field(
         "auto", description="What runs the model (deployments/core/engines.py). 'auto': the fastest exact engine "
-        "measured for the device (onnxruntime on CPU, PyTorch on CUDA); an export that fails falls back to PyTorch."
+        "measured for the device and dtype (CPU: OpenVINO for fp32, onnxruntime for int8; CUDA: PyTorch); an "
+        "export that fails falls back to eager PyTorch."
     )
     dtype: Literal["auto", "fp32", "bf16", "fp16", "int8"] = Field(
         "auto", description="'auto': fp32 on CPU, bf16 (else fp16) on CUDA. 'int8' (CPU) is an opt-in: read its "

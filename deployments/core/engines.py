@@ -38,9 +38,12 @@ SUPPORTED = {
     # OpenVINO cannot read onnxruntime's int8 graph (its fused com.microsoft quantized MatMuls).
     ("openvino", "cpu"): ("fp32",),
 }
-# 'auto' on CPU, measured on the bench corpus (bench/RESULTS.md, "Engines"). On CUDA only
-# PyTorch is installed (no onnxruntime-gpu, no TensorRT), so it is PyTorch in half precision.
-AUTO_ENGINE = {"cpu": "onnxruntime", "cuda": "torch"}
+# 'auto', per device and precision, measured side by side on the bench corpus (`python -m bench
+# --engines`, bench/RESULTS.md "Engines"): on a 2-core AVX2 EPYC, fp32 OpenVINO 1.03x eager
+# PyTorch (onnxruntime 0.94x); int8 onnxruntime 1.53x with 95% of the demo's held-out cases keeping
+# all four labels (PyTorch's int8 1.49x, 80%). On CUDA only PyTorch is installed (no
+# onnxruntime-gpu, no TensorRT), so it is PyTorch there. Any other precision: PyTorch.
+AUTO_ENGINE = {("cpu", "fp32"): "openvino", ("cpu", "int8"): "onnxruntime"}
 # What "exact" means: a probability may move this much against fp32 PyTorch.
 EXACT_TOLERANCE = 1e-3
 
@@ -62,9 +65,7 @@ def resolve(engine: str, dtype: str, device: torch.device) -> EngineChoice:
     """The concrete (engine, dtype) for ``device``. Raises ValueError for a pair that cannot run there."""
     precision = auto_dtype(device) if dtype == "auto" else dtype
     if engine == "auto":
-        engine = AUTO_ENGINE[device.type]
-        if precision not in SUPPORTED.get((engine, device.type), ()):
-            engine = "torch"  # bf16/fp16 on CPU: only PyTorch's autocast runs them
+        engine = AUTO_ENGINE.get((device.type, precision), "torch")
     supported = SUPPORTED.get((engine, device.type), ())
     if precision not in supported:
         can = ", ".join(supported) or "nothing"
@@ -145,7 +146,10 @@ class OpenVinoEngine:
     def __init__(self, path: Path, dtype: str, threads: int | None):
         import openvino as ov
 
-        config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+        # One stream (the classifier runs one batch at a time), fp32 (exact), and no pinning of its
+        # threads to cores: Ray's proxy and the ingress share those cores.
+        config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
+                  "ENABLE_CPU_PINNING": False}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         self.compiled = ov.Core().compile_model(str(path), "CPU", config)

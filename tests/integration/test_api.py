@@ -80,7 +80,7 @@ def test_health_and_info(http, tiny_checkpoint):
     assert info["labels"] == LABELS.to_json()
     assert info["max_length"] == 512
     assert info["device"] == "cpu" and info["dtype"] == "fp32"
-    assert info["engine"] == "onnxruntime"  # the default engine on CPU
+    assert info["engine"] == "openvino"  # the default engine on CPU
 
 
 def test_openapi_document_describes_routes_and_errors(http):

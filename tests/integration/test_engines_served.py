@@ -27,17 +27,21 @@ def answers(url):
 
 
 def test_int8_serves_and_says_so(serve_session, checkpoint):
-    info, singles, batch = answers(serve_session.deploy(model=str(checkpoint), dtype="int8"))
+    url = serve_session.deploy(model=str(checkpoint), dtype="int8")
+    info, singles, batch = answers(url)
     assert (info["engine"], info["dtype"]) == ("onnxruntime", "int8")
-    for single, batched in zip(singles, batch):
+    _, again, _ = answers(url)
+    # A case sent alone gets the same answer each time. (In a batch it may not: dynamic int8 scales
+    # activations per batch, so its company moves it; README and RESULTS say so.)
+    assert [a["classification"] for a in again] == [s["classification"] for s in singles]
+    for case in singles + batch:
         for task in TASKS:
-            assert single["classification"][task]["label"] == batched["classification"][task]["label"]
-            assert 0 < single["classification"][task]["confidence"] <= 1
+            assert 0 < case["classification"][task]["confidence"] <= 1
 
 
 def test_the_default_engine_answers_what_eager_pytorch_answers(serve_session, checkpoint):
     info, exported, _ = answers(serve_session.deploy(model=str(checkpoint)))
-    assert (info["engine"], info["dtype"]) == ("onnxruntime", "fp32")
+    assert (info["engine"], info["dtype"]) == ("openvino", "fp32")
     info, eager, _ = answers(serve_session.deploy(model=str(checkpoint), engine="torch"))
     assert (info["engine"], info["dtype"]) == ("torch", "fp32")
     for a, b in zip(exported, eager):

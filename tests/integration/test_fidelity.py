@@ -84,7 +84,7 @@ def test_service_equals_the_model_card_reference(serve_session, tiny_checkpoint,
 
     url = serve_session.deploy(model=str(tiny_checkpoint), dtype="fp32")
     with httpx.Client(base_url=url, timeout=60) as client:
-        assert client.get("/info").json()["engine"] == "onnxruntime"  # the default engine on CPU
+        assert client.get("/info").json()["engine"] == "openvino"  # the default engine on CPU
         batch = client.post("/classify/batch", json={"narratives": NARRATIVES}).json()["results"]
         for narrative, batched in zip(NARRATIVES, batch):
             single = client.post("/classify", json={"narrative": narrative}).json()

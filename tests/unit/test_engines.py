@@ -23,8 +23,8 @@ NARRATIVES = [
 
 
 @pytest.mark.parametrize("engine, dtype, device, want", [
-    ("auto", "auto", CPU, ("onnxruntime", "fp32")),
-    ("auto", "fp32", CPU, ("onnxruntime", "fp32")),
+    ("auto", "auto", CPU, ("openvino", "fp32")),
+    ("auto", "fp32", CPU, ("openvino", "fp32")),
     ("auto", "int8", CPU, ("onnxruntime", "int8")),
     ("auto", "bf16", CPU, ("torch", "bf16")),
     ("torch", "auto", CPU, ("torch", "fp32")),

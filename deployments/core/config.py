@@ -40,9 +40,10 @@ class BatchingArgs(_Strict):
 
     max_batch_size: int = Field(32, ge=1, description="Windows per @serve.batch call.")
     batch_wait_timeout_s: float = Field(0.005, ge=0, description="How long a batch waits to fill.")
-    # 4096 measured fastest on a 2-core AMX CPU; 8192 was a third slower (bench/RESULTS.md).
+    # On a 2-core AVX2 EPYC, 2048 ran 1.13x faster than 4096 (1024 within 3% of 2048); on a
+    # 2-core AMX Xeon 4096 beat 8192 by a third (bench/RESULTS.md, "Micro-batch size").
     max_batch_tokens: int = Field(
-        4096, ge=512, description="Padded tokens per forward pass; a batch is cut into micro-batches under it."
+        2048, ge=512, description="Padded tokens per forward pass; a batch is cut into micro-batches under it."
     )
 
 

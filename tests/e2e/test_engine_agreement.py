@@ -10,8 +10,8 @@ from bench.agreement import compare, heldout_narratives
 from deployments.core.classifier import CaseClassifier
 from deployments.core.config import AppArgs
 
-# The reported figure (README's config table, bench/RESULTS.md "Agreement"), as a floor.
-INT8_ALL_FOUR_REPORTED = 0.95
+# The reported figure (README's config table, bench/RESULTS.md "Agreement": 70 of 81), as a floor.
+INT8_ALL_FOUR_REPORTED = 0.86
 
 
 @pytest.fixture(scope="module")

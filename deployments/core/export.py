@@ -139,8 +139,8 @@ def quantize_int8(fp32: Path, out: Path) -> None:
 
     On CPUs without VNNI (AVX2 only, AVX-512 without VNNI) the u8×s8 products go through
     vpmaddubsw, which saturates full-range weights; 7-bit weights never saturate. On the
-    demo's held-out set that took the cases keeping all four labels from 82.7% to 95.1%
-    (bench/RESULTS.md, "Agreement").
+    held-out set of the demo build of the time, that took the cases keeping all four labels
+    from 82.7% to 95.1% (bench/RESULTS.md, "Agreement").
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 

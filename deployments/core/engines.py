@@ -40,8 +40,8 @@ SUPPORTED = {
 }
 # 'auto', per device and precision, measured side by side on the bench corpus (`python -m bench
 # --engines`, bench/RESULTS.md "Engines"): on a 2-core AVX2 EPYC, fp32 OpenVINO 1.03x eager
-# PyTorch (onnxruntime 0.94x); int8 onnxruntime 1.53x with 95% of the demo's held-out cases keeping
-# all four labels (PyTorch's int8 1.49x, 80%). On CUDA only PyTorch is installed (no
+# PyTorch (onnxruntime 0.94x); int8 onnxruntime 1.53x with 91% of the demo's held-out cases keeping
+# all four labels (PyTorch's int8 1.49x, 73%). On CUDA only PyTorch is installed (no
 # onnxruntime-gpu, no TensorRT), so it is PyTorch there. Any other precision: PyTorch.
 AUTO_ENGINE = {("cpu", "fp32"): "openvino", ("cpu", "int8"): "onnxruntime"}
 # What "exact" means: a probability may move this much against fp32 PyTorch.

@@ -44,7 +44,9 @@ def test_service_errors_pass_through_unchanged():
 
 @pytest.fixture
 def backend(tiny_checkpoint) -> BatchClassifier:
-    return BatchClassifier.load(str(tiny_checkpoint), accelerator="cpu", dtype="fp32", torch_threads=1)
+    # Eager PyTorch, so the test can break the very weights the health check runs on.
+    return BatchClassifier.load(str(tiny_checkpoint), accelerator="cpu", engine="torch", dtype="fp32",
+                                torch_threads=1)
 
 
 def test_health_check_passes_on_a_loaded_model(backend):
@@ -53,7 +55,7 @@ def test_health_check_passes_on_a_loaded_model(backend):
 
 def test_health_check_fails_when_the_weights_are_broken(backend):
     with torch.no_grad():
-        next(backend.model.parameters()).fill_(float("nan"))
+        next(backend.engine.model.parameters()).fill_(float("nan"))
     with pytest.raises(RuntimeError, match="health check"):
         backend.health_check()
 

@@ -264,9 +264,10 @@ def test_a_full_classifier_queue_answers_with_its_backpressure_status(serve_sess
     backpressure status and Retry-After, in the service's error body (``backend_error``).
 
     The classifier takes 2 calls and queues 1, and waits 2 s to fill each batch, so of 12
-    simultaneous requests most find its queue full.
+    simultaneous requests most find its queue full. Coalescing is off: on, the ingress would send
+    the 12 as one group, one classifier call.
     """
-    url = serve_deploy(serve_session, app_config(tiny_checkpoint, deployments=[{
+    url = serve_deploy(serve_session, app_config(tiny_checkpoint, args={"coalescing": {"max_cases": 1}}, deployments=[{
         "name": "Classifier", "max_ongoing_requests": 2, "max_queued_requests": 1,
         "backpressure_config": {"status_code": 429, "retry_after_s": 3},
         "user_config": {"max_batch_size": 32, "batch_wait_timeout_s": 2.0, "max_batch_tokens": 8192}}]))

@@ -36,12 +36,12 @@ def compare(reference: Sequence, candidate: Sequence) -> dict:
 
 def run_agreement(checkpoint: Path, narratives: Sequence[str], candidates: Iterable[tuple[str, str]],
                   threads: int) -> dict:
-    """Every candidate against eager PyTorch fp32 on ``narratives``, through ``CaseClassifier``."""
-    from deployments.core.classifier import CaseClassifier
+    """Every candidate against eager PyTorch fp32 on ``narratives``, through ``InProcessPipeline``."""
+    from deployments.core.in_process import InProcessPipeline
     from deployments.core.config import AppArgs
 
     args = AppArgs(model=str(checkpoint), accelerator="cpu", torch_threads=threads)
-    reference_clf = CaseClassifier.from_args(args, engine=REFERENCE[0], dtype=REFERENCE[1])
+    reference_clf = InProcessPipeline.from_args(args, engine=REFERENCE[0], dtype=REFERENCE[1])
     reference = reference_clf.classify_cases(narratives)
     rows = {}
     for engine, dtype in candidates:

@@ -24,25 +24,25 @@ CPU_CANDIDATES = [("torch", "fp32"), ("torch_compile", "fp32"), ("onnxruntime", 
 
 
 def _candidate(base, engine: str, dtype: str):
-    """``base`` (a CaseClassifier on eager PyTorch fp32) moved onto another engine, same model and settings."""
+    """``base`` (a InProcessPipeline on eager PyTorch fp32) moved onto another engine, same model and settings."""
     import torch
 
-    from deployments.core.classifier import CaseClassifier
+    from deployments.core.in_process import InProcessPipeline
     from deployments.core.engines import TorchEngine
 
     if engine == "torch_compile":
         model = torch.compile(base.backend.engine.model, dynamic=True)
         backend = dataclasses.replace(base.backend, engine=TorchEngine(model, base.device, "fp32"))
         backend.engine.name = "torch_compile"
-        return CaseClassifier(base.args, backend, base.tokenizer, base.assembler)
+        return InProcessPipeline(base.args, backend, base.tokenizer, base.assembler)
     return base.replace(engine=engine, dtype=dtype)
 
 
 def run_engines(checkpoint: Path, corpus: Corpus, threads: int, rounds: int, chunk: int = 32) -> dict:
-    from deployments.core.classifier import CaseClassifier
+    from deployments.core.in_process import InProcessPipeline
     from deployments.core.config import AppArgs
 
-    base = CaseClassifier.from_args(AppArgs(model=str(checkpoint), accelerator="cpu", engine="torch", dtype="fp32",
+    base = InProcessPipeline.from_args(AppArgs(model=str(checkpoint), accelerator="cpu", engine="torch", dtype="fp32",
                                             torch_threads=threads))
     candidates = list(CPU_CANDIDATES) + ([("torch", "bf16")] if cpu_supports_bf16() else [])
     chunks = [base.prepare(corpus.narratives[i:i + chunk])[0] for i in range(0, len(corpus.narratives), chunk)]

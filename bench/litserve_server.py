@@ -1,5 +1,5 @@
 """The peer users would pick instead: LitServe, with its own batching, around
-our exact in-process pipeline (``CaseClassifier``: same checkpoint, tokenizer,
+our exact in-process pipeline (``InProcessPipeline``: same checkpoint, tokenizer,
 normalization, windows, dtype, batched forward and routing, all from ``AppArgs``),
 so a comparison measures the serving machinery alone.
 
@@ -14,7 +14,7 @@ import argparse
 
 import litserve as ls
 
-from deployments.core.classifier import CaseClassifier
+from deployments.core.in_process import InProcessPipeline
 from deployments.core.config import AppArgs, BatchingArgs
 
 
@@ -25,7 +25,7 @@ class HelplineLitAPI(ls.LitAPI):
 
     def setup(self, device):
         # LitServe placed this worker on ``device`` ("cpu", "cuda:0", ...): the pipeline runs there.
-        self.classifier = CaseClassifier.from_args(self.args, accelerator="cpu" if device == "cpu" else "cuda")
+        self.classifier = InProcessPipeline.from_args(self.args, accelerator="cpu" if device == "cpu" else "cuda")
 
     def decode_request(self, request):
         return self.classifier.prepare([request["narrative"]])

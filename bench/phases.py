@@ -1,6 +1,6 @@
 """The measured phases, each on the same checkpoint and corpus.
 
-- bare            our pipeline in-process (``CaseClassifier``), timing its batched forward: no Ray, no HTTP;
+- bare            our pipeline in-process (``InProcessPipeline``), timing its batched forward: no Ray, no HTTP;
                   eager PyTorch fp32, the default engine, and the int8 opt-in
 - seed_recipe     the model card's recipe over HTTP
 - pipeline        our Ray Serve app over HTTP, one case a request, best concurrency (default engine, then int8)
@@ -36,7 +36,7 @@ def bare_grid(quick: bool, cuda: bool) -> list[tuple[int, int]]:
 
 
 def with_batching(classifier, max_rows: int, max_tokens: int):
-    """The same ``CaseClassifier`` (same loaded model) under other batching settings."""
+    """The same ``InProcessPipeline`` (same loaded model) under other batching settings."""
     args = classifier.args
     return classifier.replace(
         batching={**args.batching.model_dump(), "max_batch_size": max_rows, "max_batch_tokens": max_tokens},
@@ -49,15 +49,15 @@ def run_bare(checkpoint: Path, corpus: Corpus, engine: str, dtype: str, threads:
              settings: Sequence[tuple[int, int]], chunk: int = 64) -> dict:
     """Our in-process pipeline's batched forward; the best of a few batch settings.
 
-    Narratives are normalized, tokenized and windowed by the same ``CaseClassifier``
+    Narratives are normalized, tokenized and windowed by the same ``InProcessPipeline``
     before the clock starts: the figure is the model's limit, what serving can approach.
     """
     import torch
 
-    from deployments.core.classifier import CaseClassifier
+    from deployments.core.in_process import InProcessPipeline
     from deployments.core.config import AppArgs
 
-    base = CaseClassifier.from_args(AppArgs(model=str(checkpoint), engine=engine, dtype=dtype, torch_threads=threads))
+    base = InProcessPipeline.from_args(AppArgs(model=str(checkpoint), engine=engine, dtype=dtype, torch_threads=threads))
     chunks = [base.prepare(corpus.narratives[i:i + chunk])[0] for i in range(0, len(corpus.narratives), chunk)]
     with_batching(base, *settings[0]).forward(chunks[:1])  # warm up kernels
     results = []

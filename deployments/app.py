@@ -33,12 +33,12 @@ from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
 from starlette.responses import Response
 
-from deployments.core import callbacks, contract, intake
+from deployments.core import callbacks, contract, tasks
 from deployments.core.auth import ApiKeys
 from deployments.core.batching import window_count
 from deployments.core.config import AppArgs, BatchingArgs, FeedbackArgs, RoutingArgs
 from deployments.core.errors import ModelVersionMismatchError, ServiceError
-from deployments.core.inference import BatchClassifier
+from deployments.core.inference import ModelRunner
 from deployments.core.loading import load_labels, read_checkpoint_info, resolve_checkpoint
 from deployments.core.pages import Page, Pages
 from deployments.core.postprocess import CaseAssembler, concat_window_probs
@@ -49,7 +49,8 @@ from deployments.core.store.writer import RecordWriter
 from deployments.core.text import normalize_narrative
 from deployments.core.windowing import TokenWindows
 from deployments.ingress import HttpIngress, backend_error
-from deployments.intake import IntakeStore, make_consumer
+from deployments.intake.consumer import make_consumer
+from deployments.intake.producer import IntakeStore
 from deployments.metrics import ClassifierMetrics, CoalescingMetrics, IntakeDepth, RouterMetrics
 from deployments.pipeline import CaseCoalescer, CasePipeline, model_key
 
@@ -79,7 +80,7 @@ class Classifier:
 
     def __init__(self, model: str, revision: str | None, accelerator: str, engine: str, dtype: str,
                  torch_threads: int | None, windows_per_call: int):
-        self.backend = BatchClassifier.load(
+        self.backend = ModelRunner.load(
             model, revision, accelerator=accelerator, engine=engine, dtype=dtype, torch_threads=torch_threads
         )
         self.model_key = model_key(self.backend.info)
@@ -268,7 +269,7 @@ class Preprocessor:
         self.openapi = contract.build_openapi(self.args, self.labels)
         self.pages = Pages()
         self.model_ref = self.pipeline.model_ref
-        self.intake = IntakeStore(self.args.intake, intake.resolve_broker(self.args.intake))
+        self.intake = IntakeStore(self.args.intake, tasks.resolve_broker(self.args.intake))
         self.intake_depth = IntakeDepth()
         self.http = HttpIngress(
             {"classify": self.classify, "classify_batch": self.classify_batch, "health": self.health,
@@ -367,7 +368,7 @@ class Preprocessor:
             item_key = None if key is None else (key if len(narratives) == 1 and not parsed.is_batch else f"{key}#{i}")
             payload = {"narrative": narrative, "include_confidence": parsed.include_confidence,
                        "include_chunks": parsed.include_chunks, "call_id": call_id}
-            cases.append((intake.task_id_for(item_key, call_id, narrative), call_id, payload))
+            cases.append((tasks.task_id_for(item_key, call_id, narrative), call_id, payload))
         views = await self._on_intake(self.intake.submit, cases, callback_url)
         depth = await self._on_intake(self.intake.queue_depth)
         self.intake_depth.set(depth)
@@ -389,7 +390,7 @@ class Preprocessor:
             for v in views])
 
     async def _view(self, task_id: str) -> dict:
-        if not intake.is_task_id(task_id):
+        if not tasks.is_task_id(task_id):
             raise ServiceError.task_not_found()
         view = await self._on_intake(self.intake.view, task_id)
         if view is None:
@@ -403,12 +404,12 @@ class Preprocessor:
         request = contract.ClassifyRequest(narrative=parsed.narrative)
         (view,) = await self._submit([parsed.narrative], [None], request, None)
         depth = await self._on_intake(self.intake.queue_depth)
-        return contract.OpenchsTaskResponse(**intake.openchs_submitted(view["task_id"], f"{depth} cases ahead"))
+        return contract.OpenchsTaskResponse(**tasks.openchs_submitted(view["task_id"], f"{depth} cases ahead"))
 
     async def openchs_task(self, task_id: str) -> contract.OpenchsTaskStatusResponse:
         view = await self._view(task_id)
         model_info = {"model": self.model_id, "revision": self.checkpoint.revision}
-        return contract.OpenchsTaskStatusResponse(**intake.openchs_status(view, model_info))
+        return contract.OpenchsTaskStatusResponse(**tasks.openchs_status(view, model_info))
 
     async def _downstream_ready(self) -> dict:
         try:

@@ -16,10 +16,10 @@ def evaluate_checkpoint(
 
     Same normalization, tokenizer, windows, batching and aggregation as the
     Ray deployments (``AppArgs`` defaults, eager PyTorch fp32; ``max_length`` and ``overlap``
-    override the window settings), through ``CaseClassifier``, without Ray.
+    override the window settings), through ``InProcessPipeline``, without Ray.
     Returns :func:`evaluation_report` of the predictions.
     """
-    from deployments.core.classifier import CaseClassifier
+    from deployments.core.in_process import InProcessPipeline
     from deployments.core.config import AppArgs
 
     # Eager PyTorch, whose kernels training.kernels pins, so eval.json is the same on every host;
@@ -30,7 +30,7 @@ def evaluate_checkpoint(
         settings["max_length"] = max_length
     if overlap is not None:
         settings["window_overlap"] = overlap
-    classifier = CaseClassifier.from_args(AppArgs(**settings))
+    classifier = InProcessPipeline.from_args(AppArgs(**settings))
     predictions = classifier.predict_labels([ex.narrative for ex in examples], TASKS)
     gold = [{task: getattr(ex, task) for task in TASKS} for ex in examples]
     return evaluation_report(gold, predictions)

@@ -87,7 +87,7 @@ class FeedbackArgs(_Strict):
     def resolved_database_url(self) -> str:
         return self.database_url or os.environ.get(DATABASE_ENV_VAR) or f"sqlite:///{DEFAULT_DATABASE_PATH}"
 class IntakeArgs(_Strict):
-    """The asynchronous intake: /tasks/* and /classifier/* on a durable queue (deployments/intake.py)."""
+    """The asynchronous intake: /tasks/* and /classifier/* on a durable queue (deployments/intake/)."""
 
     broker_url: Optional[str] = Field(
         None, description="redis://host:port/db for broker and result store; null: CHS_BROKER_URL, else the embedded "

@@ -1,7 +1,7 @@
 """The inference engines the classifier can run the model on, and how one is chosen.
 
 Every engine takes padded token ids and a mask (rows, cols) and returns the four
-heads' logits, in ``TASKS`` order, as float32 arrays: ``BatchClassifier`` turns
+heads' logits, in ``TASKS`` order, as float32 arrays: ``ModelRunner`` turns
 them into probabilities the same way whatever ran them.
 
 - ``torch``        eager PyTorch: fp32, bf16/fp16 (autocast on CPU, half weights on CUDA), or int8

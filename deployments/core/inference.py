@@ -1,6 +1,6 @@
 """The classifier's batched forward path, without Ray.
 
-``BatchClassifier`` owns a model, on one device and one engine
+``ModelRunner`` owns a model, on one device and one engine
 (``deployments.core.engines``), and runs windows through it with the batching policy of
 ``deployments.core.batching``. The Ray replica, the
 benchmark's in-process baseline and the LitServe peer all call this same
@@ -35,7 +35,7 @@ logger = logging.getLogger("ray.serve")
 
 
 @dataclass
-class BatchClassifier:
+class ModelRunner:
     engine: Engine
     labels: LabelSet
     info: CheckpointInfo
@@ -52,7 +52,7 @@ class BatchClassifier:
         engine: str = "auto",
         dtype: str = "auto",
         torch_threads: int | None = None,
-    ) -> "BatchClassifier":
+    ) -> "ModelRunner":
         if torch_threads:
             torch.set_num_threads(torch_threads)
         path = resolve_checkpoint(model, revision)

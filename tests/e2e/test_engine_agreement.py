@@ -7,7 +7,7 @@ share of cases with all four labels that README and bench/RESULTS.md report for 
 import pytest
 
 from bench.agreement import compare, heldout_narratives
-from deployments.core.classifier import CaseClassifier
+from deployments.core.in_process import InProcessPipeline
 from deployments.core.config import AppArgs
 
 # The reported figure (README's config table, bench/RESULTS.md "Agreement": 74 of 81), as a floor.
@@ -17,7 +17,7 @@ INT8_ALL_FOUR_REPORTED = 0.91
 
 @pytest.fixture(scope="module")
 def reference(demo_checkpoint):
-    clf = CaseClassifier.from_args(AppArgs(model=str(demo_checkpoint), accelerator="cpu", engine="torch",
+    clf = InProcessPipeline.from_args(AppArgs(model=str(demo_checkpoint), accelerator="cpu", engine="torch",
                                            dtype="fp32", torch_threads=2))
     narratives = heldout_narratives(demo_checkpoint)
     return clf, narratives, clf.classify_cases(narratives)

@@ -11,7 +11,7 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
 from deployments.ingress import backend_error
 from deployments.core.errors import ServiceError
-from deployments.core.inference import BatchClassifier
+from deployments.core.inference import ModelRunner
 
 
 @pytest.mark.parametrize("status, retry_after_s, want_header", [(503, 1, "1"), (429, 2.5, "3"), (503, None, "1")])
@@ -43,9 +43,9 @@ def test_service_errors_pass_through_unchanged():
 
 
 @pytest.fixture
-def backend(tiny_checkpoint) -> BatchClassifier:
+def backend(tiny_checkpoint) -> ModelRunner:
     # Eager PyTorch, so the test can break the very weights the health check runs on.
-    return BatchClassifier.load(str(tiny_checkpoint), accelerator="cpu", engine="torch", dtype="fp32",
+    return ModelRunner.load(str(tiny_checkpoint), accelerator="cpu", engine="torch", dtype="fp32",
                                 torch_threads=1)
 
 

@@ -219,10 +219,10 @@ def test_a_case_retrying_cannot_fix_ends_failed_at_once(served, serve_session, i
     """Bad input that slipped past the ingress (put on the queue by the producer itself) fails once, no retries."""
     from deployments.core import intake
     from deployments.core.config import IntakeArgs
-    from deployments.intake import IntakeStore
+    from deployments.intake.producer import IntakeStore
 
     args = IntakeArgs(**intake_args["intake"])
-    store = IntakeStore(args, intake.resolve_broker(args))
+    store = IntakeStore(args, tasks.resolve_broker(args))
     task_id = str(uuid.uuid4())
     store.submit([(task_id, None, {"narrative": "!!!", "include_confidence": True, "include_chunks": False})])
     view = wait_done(served, [task_id])[task_id]

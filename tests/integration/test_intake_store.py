@@ -15,7 +15,7 @@ from tests.integration.test_intake import start_redis
 def store_for(request, tmp_path):
     from deployments.core import intake
     from deployments.core.config import IntakeArgs
-    from deployments.intake import IntakeStore
+    from deployments.intake.producer import IntakeStore
 
     proc = None
     broker = {"data_dir": str(tmp_path / "intake")}
@@ -25,7 +25,7 @@ def store_for(request, tmp_path):
 
     def make(**overrides) -> IntakeStore:
         args = IntakeArgs(**broker, **overrides)
-        return IntakeStore(args, intake.resolve_broker(args, env={}))
+        return IntakeStore(args, tasks.resolve_broker(args, env={}))
 
     yield make
     if proc is not None:

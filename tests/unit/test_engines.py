@@ -10,9 +10,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from deployments.core import engines, export
-from deployments.core.classifier import CaseClassifier
+from deployments.core.in_process import InProcessPipeline
 from deployments.core.config import AppArgs
-from deployments.core.inference import BatchClassifier
+from deployments.core.inference import ModelRunner
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 NARRATIVES = [
@@ -73,8 +73,8 @@ def never_load():
 @pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
 def test_an_exported_engine_answers_what_pytorch_answers(checkpoint, engine):
     args = AppArgs(model=str(checkpoint), accelerator="cpu", torch_threads=1)
-    reference = CaseClassifier.from_args(args, engine="torch", dtype="fp32")
-    exported = CaseClassifier.from_args(args, engine=engine, dtype="fp32")
+    reference = InProcessPipeline.from_args(args, engine="torch", dtype="fp32")
+    exported = InProcessPipeline.from_args(args, engine=engine, dtype="fp32")
     assert (exported.engine_name, exported.dtype_name) == (engine, "fp32")
     for want, got in zip(reference.classify_cases(NARRATIVES), exported.classify_cases(NARRATIVES)):
         assert got.labels() == want.labels()
@@ -84,7 +84,7 @@ def test_an_exported_engine_answers_what_pytorch_answers(checkpoint, engine):
 
 
 def test_the_export_is_kept_beside_the_checkpoint_and_never_redone(checkpoint):
-    first = export.onnx_model(checkpoint, "fp32", lambda: BatchClassifier.load(
+    first = export.onnx_model(checkpoint, "fp32", lambda: ModelRunner.load(
         str(checkpoint), accelerator="cpu", engine="torch").engine.model)
     assert first.parent == checkpoint / "onnx-cache" / export.content_key(checkpoint)
     manifest = json.loads((first.parent / "manifest.json").read_text())
@@ -94,7 +94,7 @@ def test_the_export_is_kept_beside_the_checkpoint_and_never_redone(checkpoint):
     int8 = export.onnx_model(checkpoint, "int8", never_load)  # made from the kept fp32 export
     assert int8.name == "model_int8.onnx" and first.stat().st_mtime_ns == stamp
     # A replica start finds both on disk: no model load for the export, no second export.
-    clf = BatchClassifier.load(str(checkpoint), accelerator="cpu", engine="onnxruntime", dtype="int8")
+    clf = ModelRunner.load(str(checkpoint), accelerator="cpu", engine="onnxruntime", dtype="int8")
     assert (clf.engine_name, clf.dtype_name) == ("onnxruntime", "int8") and first.stat().st_mtime_ns == stamp
 
 
@@ -121,13 +121,13 @@ def test_a_hub_snapshot_is_never_written_into(checkpoint, tmp_path, monkeypatch)
 def test_a_shipped_onnx_export_is_used_as_it_is(checkpoint, tmp_path):
     other = tmp_path / "other"
     shutil.copytree(checkpoint, other)
-    made = export.onnx_model(other, "fp32", lambda: BatchClassifier.load(
+    made = export.onnx_model(other, "fp32", lambda: ModelRunner.load(
         str(other), accelerator="cpu", engine="torch").engine.model)
     (checkpoint / "onnx").mkdir()
     shutil.copy(made, checkpoint / "onnx" / "model.onnx")
     assert export.onnx_model(checkpoint, "fp32", never_load) == checkpoint / "onnx" / "model.onnx"
     assert not (checkpoint / "onnx-cache").exists()
-    clf = BatchClassifier.load(str(checkpoint), accelerator="cpu", engine="onnxruntime")
+    clf = ModelRunner.load(str(checkpoint), accelerator="cpu", engine="onnxruntime")
     assert clf.engine_name == "onnxruntime" and clf.engine.path == checkpoint / "onnx" / "model.onnx"
 
 
@@ -136,7 +136,7 @@ def test_a_broken_export_falls_back_to_pytorch_with_a_warning(checkpoint, caplog
     (checkpoint / "onnx").mkdir()
     (checkpoint / "onnx" / "model.onnx").write_bytes(b"not an onnx graph")
     with caplog.at_level(logging.WARNING, logger="ray.serve"):
-        clf = BatchClassifier.load(str(checkpoint), accelerator="cpu", engine="onnxruntime", dtype=dtype)
+        clf = ModelRunner.load(str(checkpoint), accelerator="cpu", engine="onnxruntime", dtype=dtype)
     assert (clf.engine_name, clf.dtype_name) == ("torch", "fp32")
     assert any(f"engine onnxruntime {dtype} is unavailable" in r.getMessage() for r in caplog.records)
     clf.health_check()
@@ -147,14 +147,14 @@ def test_an_unwritable_cache_falls_back_to_pytorch(checkpoint, tmp_path, monkeyp
     blocker.write_text("not a folder")
     monkeypatch.setenv(export.CACHE_ENV_VAR, str(blocker))
     with caplog.at_level(logging.WARNING, logger="ray.serve"):
-        clf = BatchClassifier.load(str(checkpoint), accelerator="cpu")
+        clf = ModelRunner.load(str(checkpoint), accelerator="cpu")
     assert clf.engine_name == "torch"
     assert any("serving with eager PyTorch fp32" in r.getMessage() for r in caplog.records)
 
 
 @pytest.mark.parametrize("engine", ["torch", "onnxruntime"])
 def test_int8_serves_probabilities(checkpoint, engine):
-    clf = CaseClassifier.from_args(AppArgs(model=str(checkpoint), accelerator="cpu", engine=engine, dtype="int8",
+    clf = InProcessPipeline.from_args(AppArgs(model=str(checkpoint), accelerator="cpu", engine=engine, dtype="int8",
                                            torch_threads=1))
     assert (clf.engine_name, clf.dtype_name) == (engine, "int8")
     (probs,) = clf.forward([clf.prepare(NARRATIVES)[0]])
@@ -163,11 +163,11 @@ def test_int8_serves_probabilities(checkpoint, engine):
 
 
 def test_the_probes_catch_an_engine_that_is_not_exact(checkpoint):
-    model = BatchClassifier.load(str(checkpoint), accelerator="cpu", engine="torch").engine.model
+    model = ModelRunner.load(str(checkpoint), accelerator="cpu", engine="torch").engine.model
     reference = engines.TorchEngine(model, CPU, "fp32")
     probes = engines.probe_inputs(model.config.vocab_size, 0)
     assert engines.largest_difference(reference, reference, probes) == (0.0, True)
-    int8 = engines.TorchEngine(BatchClassifier.load(str(checkpoint), accelerator="cpu", engine="torch").engine.model,
+    int8 = engines.TorchEngine(ModelRunner.load(str(checkpoint), accelerator="cpu", engine="torch").engine.model,
                                CPU, "int8")
     gap, _ = engines.largest_difference(int8, reference, probes)
     assert gap > 0

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from deployments.core.errors import LabelHeadMismatchError, ModelUnavailableError
-from deployments.core.inference import BatchClassifier
+from deployments.core.inference import ModelRunner
 from deployments.core.loading import load_labels, load_model, resolve_checkpoint
 from deployments.core.windowing import TokenWindows
 
@@ -22,7 +22,7 @@ def test_tiny_checkpoint_has_the_hub_layout(tiny_checkpoint):
 @pytest.mark.parametrize("name, sizes", [("tiny", (8, 66, 4, 3)), ("tiny_7_65", (7, 65, 5, 3)),
                                          ("tiny_legacy", (8, 66, 4, 3))])
 def test_each_release_and_layout_loads_and_classifies(checkpoints, name, sizes):
-    clf = BatchClassifier.load(str(checkpoints[name]), accelerator="cpu", dtype="fp32")
+    clf = ModelRunner.load(str(checkpoints[name]), accelerator="cpu", dtype="fp32")
     (out,) = clf.classify([TokenWindows.from_rows([np.array([101, 2082, 102])])], max_rows=4, max_tokens=512)
     assert tuple(out[t].shape[1] for t in ("main_category", "sub_category", "intervention", "priority")) == sizes
     for p in out.values():
@@ -44,7 +44,7 @@ def test_label_head_mismatch_refuses_to_start_naming_both_numbers(tiny_checkpoin
     subs = json.loads((broken / "sub_categories.json").read_text())
     (broken / "sub_categories.json").write_text(json.dumps(subs[:-1]))
     with pytest.raises(LabelHeadMismatchError, match=r"sub_categories.json lists 65 labels .* has 66 outputs"):
-        BatchClassifier.load(str(broken), accelerator="cpu", dtype="fp32")
+        ModelRunner.load(str(broken), accelerator="cpu", dtype="fp32")
 
 
 def test_missing_local_directory_fails_with_guidance(tmp_path):

@@ -1,11 +1,11 @@
-"""CaseClassifier: the whole pipeline in process, every setting read from AppArgs. No Ray, no network."""
+"""InProcessPipeline: the whole pipeline in process, every setting read from AppArgs. No Ray, no network."""
 
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from deployments.core.classifier import CaseClassifier, CaseResult
+from deployments.core.in_process import InProcessPipeline, CaseResult
 from deployments.core.config import AppArgs
 from deployments.core.errors import ServiceError
 from deployments.core.labels import TASKS
@@ -25,8 +25,8 @@ SHORT = [
 
 
 @pytest.fixture(scope="module")
-def classifier(tiny_checkpoint) -> CaseClassifier:
-    return CaseClassifier.from_args(AppArgs(model=str(tiny_checkpoint), accelerator="cpu", dtype="fp32",
+def classifier(tiny_checkpoint) -> InProcessPipeline:
+    return InProcessPipeline.from_args(AppArgs(model=str(tiny_checkpoint), accelerator="cpu", dtype="fp32",
                                             torch_threads=1))
 
 
@@ -195,7 +195,7 @@ def test_evaluate_checkpoint_classifies_through_it(classifier, tiny_checkpoint):
 
     scored = ("main_category", "sub_category", "intervention", "priority")
     narratives = SHORT + [LONG]
-    # Gold labels set to what CaseClassifier predicts: the evaluation must score every task perfect.
+    # Gold labels set to what InProcessPipeline predicts: the evaluation must score every task perfect.
     examples = [SimpleNamespace(narrative=n, **labels)
                 for n, labels in zip(narratives, classifier.predict_labels(narratives, scored))]
     report = evaluate_checkpoint(tiny_checkpoint, examples)

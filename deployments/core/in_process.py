@@ -2,9 +2,9 @@
 
     normalize → tokenize → window → batched forward → aggregate → route
 
-``CaseClassifier`` wires the same functions the three Ray deployments call
+``InProcessPipeline`` wires the same functions the three Ray deployments call
 (``deployments/app.py``: the Preprocessor's ``prepare_cases``, the
-Classifier's ``BatchClassifier.classify``, the Router's ``CaseAssembler``),
+Classifier's ``ModelRunner.classify``, the Router's ``CaseAssembler``),
 and reads every setting from one ``AppArgs``, so a body it returns is the body
 the service's ``/classify`` answers for the same narrative and the same args.
 Offline evaluation, the benchmark's in-process phases and the LitServe peer
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from deployments.core.config import AppArgs
-from deployments.core.inference import BatchClassifier
+from deployments.core.inference import ModelRunner
 from deployments.core.labels import TASKS, LabelSet
 from deployments.core.loading import CheckpointInfo, load_tokenizer, resolve_checkpoint
 from deployments.core.postprocess import CaseAssembler, concat_window_probs
@@ -55,17 +55,17 @@ def _validated(args: AppArgs | Mapping[str, Any], overrides: Mapping[str, Any]) 
 
 
 @dataclass(frozen=True, eq=False)
-class CaseClassifier:
+class InProcessPipeline:
     args: AppArgs
-    backend: BatchClassifier
+    backend: ModelRunner
     tokenizer: NarrativeTokenizer
     assembler: CaseAssembler
 
     @classmethod
-    def from_args(cls, args: AppArgs | Mapping[str, Any], **overrides: Any) -> "CaseClassifier":
+    def from_args(cls, args: AppArgs | Mapping[str, Any], **overrides: Any) -> "InProcessPipeline":
         """Load the model ``args`` name. ``overrides`` are AppArgs fields (``dtype="fp32"``), validated with the rest."""
         args = _validated(args, overrides)
-        backend = BatchClassifier.load(
+        backend = ModelRunner.load(
             args.model, args.revision, accelerator=args.accelerator, engine=args.engine, dtype=args.dtype,
             torch_threads=args.torch_threads,
         )
@@ -77,12 +77,12 @@ class CaseClassifier:
         policy = RoutingPolicy(args.routing, labels)
         return CaseAssembler(labels, policy, args.aggregation, args.priority_aggregation)
 
-    def replace(self, **overrides: Any) -> "CaseClassifier":
+    def replace(self, **overrides: Any) -> "InProcessPipeline":
         """The same pipeline with other settings; the loaded model is kept unless a load setting changed."""
         args = _validated(self.args, overrides)
         if any(getattr(args, f) != getattr(self.args, f) for f in LOAD_FIELDS):
-            return CaseClassifier.from_args(args)
-        return CaseClassifier(args, self.backend, self.tokenizer, self._assembler(args, self.backend.labels))
+            return InProcessPipeline.from_args(args)
+        return InProcessPipeline(args, self.backend, self.tokenizer, self._assembler(args, self.backend.labels))
 
     # ------------------------------------------------------------ facts
 

@@ -89,4 +89,4 @@ class Transport(filesystem.Transport):
     Channel = Channel
 
 
-TRANSPORT_ALIASES[SCHEME] = "deployments.durable_fs:Transport"
+TRANSPORT_ALIASES[SCHEME] = "deployments.intake.fs_transport:Transport"

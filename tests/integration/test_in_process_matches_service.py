@@ -1,9 +1,9 @@
-"""For the same AppArgs and checkpoint, CaseClassifier in process answers what the served /classify answers."""
+"""For the same AppArgs and checkpoint, InProcessPipeline in process answers what the served /classify answers."""
 
 import httpx
 import pytest
 
-from deployments.core.classifier import CaseClassifier
+from deployments.core.in_process import InProcessPipeline
 from deployments.core.config import AppArgs
 
 SENTENCES = [
@@ -43,11 +43,11 @@ def assert_same_case(served: dict, local: dict, tol: float = 1e-5) -> None:
 
 def served_and_local(serve_session, **args):
     url = serve_session.deploy(**args)
-    local = CaseClassifier.from_args(AppArgs(**serve_session.args))
+    local = InProcessPipeline.from_args(AppArgs(**serve_session.args))
     return httpx.Client(base_url=url, timeout=120), local
 
 
-def check_every_narrative(client: httpx.Client, local: CaseClassifier, include_chunks: bool) -> None:
+def check_every_narrative(client: httpx.Client, local: InProcessPipeline, include_chunks: bool) -> None:
     for text in NARRATIVES:
         r = client.post("/classify", json={"narrative": text, "include_chunks": include_chunks})
         assert r.status_code == 200, r.text

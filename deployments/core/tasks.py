@@ -218,7 +218,7 @@ def task_view(record: TaskRecord, raw_state: str, raw_result: Any, finished_at: 
 # -- OpenCHS ai-service compatibility (openchlai/ai, ai_service/app/api/classifier_route.py) --------
 
 OPENCHS_STATUS = {"queued": "pending", "processing": "processing", "succeeded": "success", "failed": "failed"}
-OPENCHS_TASKS = ("main_category", "sub_category", "sub_category_2", "intervention", "priority")
+OPENCHS_LABEL_TASKS = ("main_category", "sub_category", "sub_category_2", "intervention", "priority")
 
 
 def openchs_submitted(task_id: str, estimated_time: str) -> dict:
@@ -236,7 +236,7 @@ def _label_and_confidence(value: Any) -> tuple[str, Optional[float]]:
 def openchs_result(body: dict, model_info: dict) -> dict:
     """Their ClassifierResponse fields from our /classify body (their route never asks for chunk details)."""
     labels, confidences = {}, {}
-    for task in OPENCHS_TASKS:
+    for task in OPENCHS_LABEL_TASKS:
         labels[task], confidences[task] = _label_and_confidence(body["classification"][task])
     return {
         **labels,

@@ -1,4 +1,4 @@
-"""deployments/core/intake.py: broker choice, task ids, records, state views, failure policy, OpenCHS mapping."""
+"""deployments/core/tasks.py: broker choice, task ids, records, state views, failure policy, OpenCHS mapping."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from deployments.core import contract, intake
+from deployments.core import contract, tasks
 from deployments.core.config import AppArgs, IntakeArgs
 from deployments.core.errors import LabelHeadMismatchError, ModelVersionMismatchError, ServiceError
 
@@ -15,65 +15,65 @@ SECRET = "the caller said her uncle hurts her"
 
 
 def test_the_config_url_wins_then_the_env_then_the_embedded_broker(tmp_path):
-    configured = intake.resolve_broker(IntakeArgs(broker_url="redis://cfg:6379/0"), env={"CHS_BROKER_URL": "redis://env/1"})
+    configured = tasks.resolve_broker(IntakeArgs(broker_url="redis://cfg:6379/0"), env={"CHS_BROKER_URL": "redis://env/1"})
     assert configured.broker_url == configured.backend_url == "redis://cfg:6379/0" and not configured.embedded
-    from_env = intake.resolve_broker(IntakeArgs(), env={"CHS_BROKER_URL": "redis://env:6379/1"})
+    from_env = tasks.resolve_broker(IntakeArgs(), env={"CHS_BROKER_URL": "redis://env:6379/1"})
     assert from_env.broker_url == "redis://env:6379/1"
-    embedded = intake.resolve_broker(IntakeArgs(data_dir="var/intake"), env={}, cwd=tmp_path)
+    embedded = tasks.resolve_broker(IntakeArgs(data_dir="var/intake"), env={}, cwd=tmp_path)
     assert embedded.embedded and embedded.queue_dir == tmp_path / "var/intake/queue" and embedded.queue_dir.is_dir()
     assert embedded.backend_url == f"file://{tmp_path / 'var/intake/results'}"
 
 
 def test_redis_gets_this_workloads_visibility_timeout_not_an_hour():
-    broker = intake.resolve_broker(IntakeArgs(broker_url="redis://r:6379/0", visibility_timeout_s=90), env={})
+    broker = tasks.resolve_broker(IntakeArgs(broker_url="redis://r:6379/0", visibility_timeout_s=90), env={})
     assert broker.transport_options == {"visibility_timeout": 90}
 
 
 def test_a_broker_description_never_shows_a_password():
-    broker = intake.resolve_broker(IntakeArgs(broker_url="redis://:hunter2@redis.svc:6379/0"), env={})
+    broker = tasks.resolve_broker(IntakeArgs(broker_url="redis://:hunter2@redis.svc:6379/0"), env={})
     assert "hunter2" not in broker.describe() and "redis.svc" in broker.describe()
 
 
 def test_only_redis_urls_are_brokers():
     with pytest.raises(ValueError, match="redis://"):
-        intake.resolve_broker(IntakeArgs(broker_url="amqp://x"), env={})
+        tasks.resolve_broker(IntakeArgs(broker_url="amqp://x"), env={})
 
 
 def test_task_ids_repeat_for_a_key_or_a_call_and_never_carry_the_narrative():
-    by_key = intake.task_id_for("key-1", None, SECRET)
-    assert by_key == intake.task_id_for("key-1", "other", "other text") != intake.task_id_for("key-2", None, SECRET)
-    by_call = intake.task_id_for(None, "call-7", SECRET)
-    assert by_call == intake.task_id_for(None, "call-7", SECRET) != intake.task_id_for(None, "call-7", SECRET + ".")
-    assert intake.task_id_for(None, None, SECRET) != intake.task_id_for(None, None, SECRET)
+    by_key = tasks.task_id_for("key-1", None, SECRET)
+    assert by_key == tasks.task_id_for("key-1", "other", "other text") != tasks.task_id_for("key-2", None, SECRET)
+    by_call = tasks.task_id_for(None, "call-7", SECRET)
+    assert by_call == tasks.task_id_for(None, "call-7", SECRET) != tasks.task_id_for(None, "call-7", SECRET + ".")
+    assert tasks.task_id_for(None, None, SECRET) != tasks.task_id_for(None, None, SECRET)
     for task_id in (by_key, by_call):
-        assert intake.is_task_id(task_id) and "uncle" not in task_id
-        assert "uncle" not in intake.record_key(task_id)
+        assert tasks.is_task_id(task_id) and "uncle" not in task_id
+        assert "uncle" not in tasks.record_key(task_id)
 
 
 def test_only_uuids_are_task_ids():
-    assert intake.is_task_id(str(uuid.uuid4()))
+    assert tasks.is_task_id(str(uuid.uuid4()))
     for bad in ("../../etc/passwd", "abc", "", str(uuid.uuid4()).upper()):
-        assert not intake.is_task_id(bad)
+        assert not tasks.is_task_id(bad)
 
 
 def test_a_record_holds_no_narrative_and_expires_after_its_ttl():
-    record = intake.TaskRecord.new("t1", "c1", ttl_s=10, now=1000.0)
-    assert intake.TaskRecord.loads(record.dumps()) == record
+    record = tasks.TaskRecord.new("t1", "c1", ttl_s=10, now=1000.0)
+    assert tasks.TaskRecord.loads(record.dumps()) == record
     assert set(json.loads(record.dumps())) == {"task_id", "call_id", "submitted_at", "expires_at"}
     assert not record.expired(now=1009.9) and record.expired(now=1010.0)
 
 
-RECORD = intake.TaskRecord.new("t1", "c1", ttl_s=60, now=1_700_000_000.0)
+RECORD = tasks.TaskRecord.new("t1", "c1", ttl_s=60, now=1_700_000_000.0)
 BODY = {"success": True, "chunks": 1}
 
 
 @pytest.mark.parametrize(("state", "raw", "status"), [
     ("PENDING", None, "queued"), ("RETRY", None, "queued"), ("STARTED", None, "processing"),
-    ("SUCCESS", intake.succeeded(BODY), "succeeded"), ("SUCCESS", intake.failed("empty_narrative", "x"), "failed"),
+    ("SUCCESS", tasks.succeeded(BODY), "succeeded"), ("SUCCESS", tasks.failed("empty_narrative", "x"), "failed"),
     ("FAILURE", None, "failed"),
 ])
 def test_the_queue_state_reads_as_four_statuses(state, raw, status):
-    view = intake.task_view(RECORD, state, raw, finished_at=1_700_000_005.0)
+    view = tasks.task_view(RECORD, state, raw, finished_at=1_700_000_005.0)
     assert view["status"] == status
     assert set(view) == {"task_id", "call_id", "status", "result", "error", "submitted_at", "finished_at"}
     assert view["submitted_at"] == "2023-11-14T22:13:20Z"
@@ -98,7 +98,7 @@ def test_the_queue_state_reads_as_four_statuses(state, raw, status):
     (RuntimeError(SECRET), True, "backend_error"),
 ])
 def test_only_what_retrying_can_fix_is_retried(exc, retryable, code):
-    failure = intake.failure_of(exc)
+    failure = tasks.failure_of(exc)
     assert (failure.retryable, failure.code) == (retryable, code)
     assert "uncle" not in failure.message
 
@@ -116,8 +116,8 @@ def classify_body(include_confidence: bool = True) -> dict:
 
 
 def test_openchs_status_has_their_fields_and_string_labels():
-    view = intake.task_view(RECORD, "SUCCESS", intake.succeeded(classify_body()), 1_700_000_001.0)
-    status = contract.OpenchsTaskStatusResponse(**intake.openchs_status(view, {"model": "m"})).model_dump()
+    view = tasks.task_view(RECORD, "SUCCESS", tasks.succeeded(classify_body()), 1_700_000_001.0)
+    status = contract.OpenchsTaskStatusResponse(**tasks.openchs_status(view, {"model": "m"})).model_dump()
     assert status["status"] == "success" and status["error"] is None
     result = status["result"]
     assert result["priority"] == "3" and result["main_category"] == "VANE"
@@ -127,13 +127,13 @@ def test_openchs_status_has_their_fields_and_string_labels():
 
 @pytest.mark.parametrize(("state", "theirs"), [("PENDING", "pending"), ("STARTED", "processing"), ("FAILURE", "failed")])
 def test_openchs_statuses(state, theirs):
-    status = intake.openchs_status(intake.task_view(RECORD, state, None, None), {})
+    status = tasks.openchs_status(tasks.task_view(RECORD, state, None, None), {})
     assert status["status"] == theirs and status["result"] is None
     assert (status["error"] is not None) == (theirs == "failed")
 
 
 def test_openchs_submission_points_at_their_status_route():
-    body = contract.OpenchsTaskResponse(**intake.openchs_submitted("t9", "3 cases ahead")).model_dump()
+    body = contract.OpenchsTaskResponse(**tasks.openchs_submitted("t9", "3 cases ahead")).model_dump()
     assert body["status"] == "queued" and body["status_endpoint"] == "/classifier/task/t9"
 
 

@@ -1,4 +1,4 @@
-"""deployments/durable_fs.py: the embedded broker keeps a case until it is acknowledged (real kombu, real files)."""
+"""deployments/intake/fs_transport.py: the embedded broker keeps a case until it is acknowledged (real kombu, real files)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 
 from kombu import Connection, Exchange, Queue
 
-from deployments import durable_fs
+from deployments.intake import fs_transport
 
 
 def connection(folder):
@@ -26,14 +26,14 @@ def test_a_read_case_stays_in_flight_until_acked_and_a_dead_readers_cases_come_b
             producer.publish({"i": i}, exchange=queue.exchange, routing_key="q", declare=[queue])
         simple = conn.SimpleQueue(queue)
         first = simple.get(timeout=1)
-        assert len(os.listdir(durable_fs.inflight_dir(queue_dir))) == 1
+        assert len(os.listdir(fs_transport.inflight_dir(queue_dir))) == 1
         first.ack()
-        assert os.listdir(durable_fs.inflight_dir(queue_dir)) == []
+        assert os.listdir(fs_transport.inflight_dir(queue_dir)) == []
         simple.get(timeout=1)  # taken, never acknowledged: its reader "dies" here
-        assert len(os.listdir(durable_fs.inflight_dir(queue_dir))) == 1
+        assert len(os.listdir(fs_transport.inflight_dir(queue_dir))) == 1
         assert not [n for n in os.listdir(queue_dir) if n.endswith(".q.msg")]
         # A new consumer starting after that reader was killed puts its case back on the queue.
-        assert durable_fs.recover_inflight(queue_dir) == 1
+        assert fs_transport.recover_inflight(queue_dir) == 1
         assert len([n for n in os.listdir(queue_dir) if n.endswith(".q.msg")]) == 1
-        assert os.listdir(durable_fs.inflight_dir(queue_dir)) == []
+        assert os.listdir(fs_transport.inflight_dir(queue_dir)) == []
 

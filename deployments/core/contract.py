@@ -148,9 +148,10 @@ def _no_nul(value: str) -> str:
 
 
 NoNul = AfterValidator(_no_nul)
-CallId = Annotated[str, Strict(), Field(min_length=1, max_length=128,
-                                        description="The case-management system's call id, for GET /cases/{id}."),
-                   NoNul]
+# Every call id a request carries: stored with the case (and the OpenCHS feedback), so never a NUL.
+CallId = Annotated[str, Strict(), Field(min_length=1, max_length=128), NoNul]
+# /classify's call id, described in the served document (the task and OpenCHS routes' carry no description).
+DescribedCallId = Annotated[CallId, Field(description="The case-management system's call id, for GET /cases/{id}.")]
 
 
 class ClassifyRequest(_Request):
@@ -159,7 +160,7 @@ class ClassifyRequest(_Request):
     narrative: Narrative
     include_confidence: IncludeConfidence
     include_chunks: IncludeChunks
-    call_id: Optional[CallId] = None
+    call_id: Optional[DescribedCallId] = None
 
     @property
     def narratives(self) -> list[str]:
@@ -178,7 +179,7 @@ class BatchRequest(_Request):
     ]
     include_confidence: IncludeConfidence
     include_chunks: IncludeChunks
-    call_ids: Optional[Annotated[list[Optional[CallId]], Strict()]] = Field(
+    call_ids: Optional[Annotated[list[Optional[DescribedCallId]], Strict()]] = Field(
         None, description="One call id (or null) per narrative, in order.")
 
     @model_validator(mode="after")
@@ -192,9 +193,6 @@ class BatchRequest(_Request):
         return list(self.call_ids) if self.call_ids is not None else [None] * len(self.narratives)
 
 
-CallId = Annotated[str, Strict(), Field(min_length=1, max_length=128)]
-
-
 def _check_callback(value: Optional[str], info: ValidationInfo) -> Optional[str]:
     if value is not None:
         limits = _limits(info)
@@ -205,7 +203,7 @@ def _check_callback(value: Optional[str], info: ValidationInfo) -> Optional[str]
 
 
 CallbackUrl = Annotated[
-    Optional[Annotated[str, Strict()]], AfterValidator(_check_callback),
+    Optional[Annotated[str, Strict(), NoNul]], AfterValidator(_check_callback),
     Field(default=None, description="Where the finished task (the GET /tasks/{id} body) is POSTed, signed "
                                     "with X-Helpline-Signature: sha256=<HMAC>. Only hosts on the allow-list."),
 ]
@@ -214,7 +212,7 @@ CallbackUrl = Annotated[
 class TaskClassifyRequest(ClassifyRequest):
     """POST /tasks/classify: the /classify body, plus the caller's own id for the case."""
 
-    call_id: Optional[CallId] = None
+    call_id: Optional[CallId] = None  # as /classify's; the served document gives it no description
     callback_url: CallbackUrl
 
 

@@ -219,16 +219,9 @@ class TaskClassifyRequest(ClassifyRequest):
 class TaskBatchRequest(BatchRequest):
     """POST /tasks/classify/batch: one task per narrative; call_ids, when given, one per narrative."""
 
+    # Unlike /classify/batch's, no call id may be null; BatchRequest's validator checks there is one each.
     call_ids: Optional[Annotated[list[CallId], Strict()]] = None
     callback_url: CallbackUrl
-
-    @model_validator(mode="after")
-    def _one_call_id_each(self) -> "TaskBatchRequest":
-        if self.call_ids is not None and len(self.call_ids) != len(self.narratives):
-            raise PydanticCustomError(
-                "call_ids_length", "'call_ids' has {ids} items for {narratives} narratives; give one each.",
-                {"ids": len(self.call_ids), "narratives": len(self.narratives)})
-        return self
 
 
 class OpenchsClassifyRequest(_Request):

@@ -802,9 +802,9 @@ def check_corrections(corrections: Corrections, labels: LabelSet) -> dict[str, A
 ERRORS = {
     400: "Malformed body: empty, not UTF-8, not JSON, or a narrative empty after normalization.",
     401: "Missing or wrong API key (only when API keys are configured).",
-    413: "Body, narrative or batch over its configured limit.",
-    404: "No such case (or route).",
+    404: "No such route, or no such task (never submitted, or its result expired).",
     409: "The id names several cases (a batch's request id): use the case id or call id.",
+    413: "Body, narrative or batch over its configured limit.",
     415: "Content-Type is not application/json.",
     422: "Well-formed JSON that does not match the request schema.",
     429: "Overloaded: retry after Retry-After seconds.",
@@ -815,7 +815,6 @@ ERRORS = {
 CLASSIFY_ERRORS = (400, 413, 415, 422, 429, 500, 503, 504)
 SUBMIT_ERRORS = (400, 413, 415, 422, 503)
 TASK_ERRORS = (404, 503)
-ERRORS[404] = "No such route, or no such task (never submitted, or its result expired)."
 
 
 @dataclass(frozen=True)

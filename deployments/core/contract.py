@@ -637,7 +637,7 @@ class ExportResponse(_Succeeded):
 
 
 # OpenCHS's agent-feedback routes (openchlai/ai ai_service/app/api/agent_feedback_routes.py), same field names.
-OPENCHS_TASKS = ("transcription", "classification", "ner", "summarization", "translation", "qa", "insights")
+OPENCHS_FEEDBACK_TASKS = ("transcription", "classification", "ner", "summarization", "translation", "qa", "insights")
 
 
 class OpenChsFeedbackUpdate(_Request):

@@ -49,6 +49,11 @@ class ServiceError(Exception):
                    {"WWW-Authenticate": "Bearer"})
 
     @classmethod
+    def forbidden(cls, message: str) -> "ServiceError":
+        """A valid key whose role lacks the operation's permission (``auth.ApiKeys.authorize`` words it)."""
+        return cls(403, "forbidden", message)
+
+    @classmethod
     def not_found(cls, path: str) -> "ServiceError":
         return cls(404, "not_found", f"No route {path}.")
 

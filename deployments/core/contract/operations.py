@@ -1,0 +1,141 @@
+"""The routes: ``OPERATIONS``, one ``Operation`` each (what it takes, answers and how it can fail), and
+``ERRORS``, what each error status means. The ingress dispatches on the table; the OpenAPI paths are
+built from it."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+from pydantic import BaseModel
+
+from deployments.core.contract.openchs import (
+    OpenChsCallParams,
+    OpenChsFeedback,
+    OpenChsFeedbackList,
+    OpenChsFeedbackUpdate,
+    OpenchsClassifyRequest,
+    OpenChsStatistics,
+    OpenChsStatsParams,
+    OpenchsTaskResponse,
+    OpenchsTaskStatusResponse,
+)
+from deployments.core.contract.records import CaseResponse, ExportResponse, FeedbackResponse, FeedbackStats
+from deployments.core.contract.requests import (
+    AssetParams,
+    BatchRequest,
+    CaseParams,
+    ClassifyRequest,
+    ExportParams,
+    FeedbackRequest,
+    StatsParams,
+    TaskBatchRequest,
+    TaskClassifyRequest,
+)
+from deployments.core.contract.responses import (
+    BatchResponse,
+    ClassifyResponse,
+    Health,
+    Info,
+    TaskAccepted,
+    TaskBatchAccepted,
+    TaskStatus,
+)
+
+ERRORS = {
+    400: "Malformed body: empty, not UTF-8, not JSON, or a narrative empty after normalization.",
+    401: "Missing or wrong API key (only when API keys are configured).",
+    404: "No such route, or no such task (never submitted, or its result expired).",
+    409: "The id names several cases (a batch's request id): use the case id or call id.",
+    413: "Body, narrative or batch over its configured limit.",
+    415: "Content-Type is not application/json.",
+    422: "Well-formed JSON that does not match the request schema.",
+    429: "Overloaded: retry after Retry-After seconds.",
+    500: "The classifier failed on this request.",
+    503: "Overloaded or not ready: retry after Retry-After seconds.",
+    504: "The classifier did not answer in time.",
+}
+CLASSIFY_ERRORS = (400, 413, 415, 422, 429, 500, 503, 504)
+SUBMIT_ERRORS = (400, 413, 415, 422, 503)
+TASK_ERRORS = (404, 503)
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One route: what it takes, what it answers, and how it can fail (401 unless ``public``)."""
+
+    id: str
+    method: str
+    path: str
+    summary: str
+    ok: str
+    response: Optional[type[BaseModel]]  # None: the OpenAPI document itself
+    request: Optional[type[BaseModel]] = None
+    errors: tuple[int, ...] = ()
+    public: bool = False
+    # Path ({name} in ``path``) and query parameters, validated as one model. Without one, the
+    # path's {name} segments reach the handler as keyword arguments, as strings.
+    params: Optional[type[BaseModel]] = None
+    status: int = 200
+    # False for the pages for people (HTML, CSS, JS): served, but not part of the API document.
+    documented: bool = True
+    # Request headers the handler receives, as keyword arguments (idempotency-key → idempotency_key).
+    headers: tuple[str, ...] = ()
+
+    def path_names(self) -> tuple[str, ...]:
+        return tuple(re.findall(r"{(\w+)}", self.path))
+
+    def statuses(self) -> list[int]:
+        return sorted(set(self.errors) | (set() if self.public else {401}))
+
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation("classify", "POST", "/classify", "Classify one narrative.", "Classified.",
+              ClassifyResponse, ClassifyRequest, CLASSIFY_ERRORS),
+    Operation("classify_batch", "POST", "/classify/batch", "Classify narratives in order.", "Classified.",
+              BatchResponse, BatchRequest, CLASSIFY_ERRORS),
+    Operation("health", "GET", "/health", "200 when the model is loaded and every deployment is ready.", "Ready.",
+              Health, errors=(503,), public=True),
+    Operation("info", "GET", "/info", "Model, labels and serving settings.", "Info.", Info, errors=(503,)),
+    Operation("openapi", "GET", "/openapi.json", "This document.", "OpenAPI 3 document.", None),
+    Operation("console", "GET", "/", "The console: classify a narrative, correct the labels.", "HTML page.", None,
+              public=True, documented=False),
+    Operation("docs", "GET", "/docs", "Swagger UI for /openapi.json.", "HTML page.", None, public=True,
+              documented=False),
+    Operation("docs_asset", "GET", "/docs/{name}", "Swagger UI's vendored assets.", "CSS or JavaScript.", None,
+              errors=(404,), params=AssetParams, public=True, documented=False),
+    Operation("get_case", "GET", "/cases/{id}", "What the service answered for a case (by case, call, task or "
+              "request id), with its feedback.", "The case record.", CaseResponse, errors=(404, 409, 422, 503),
+              params=CaseParams),
+    Operation("feedback", "POST", "/feedback", "A counsellor's corrections and rating for a case; a second one "
+              "for the same case replaces the first (both stay in its history).", "Stored.", FeedbackResponse,
+              FeedbackRequest, (400, 404, 409, 413, 415, 422, 503), status=201),
+    Operation("feedback_stats", "GET", "/feedback/stats", "Live accuracy per task from the feedback, also per model "
+              "version.", "Statistics.", FeedbackStats, errors=(422, 503), params=StatsParams),
+    Operation("feedback_export", "GET", "/feedback/export", "Corrections with narratives, as training examples.",
+              "Training examples.", ExportResponse, errors=(422, 503), params=ExportParams),
+    Operation("openchs_feedback_update", "POST", "/api/v1/agent-feedback/update", "OpenCHS: rate a call's "
+              "classification (1-5) with a reason.", "Updated.", OpenChsFeedback, OpenChsFeedbackUpdate,
+              (400, 404, 413, 415, 422, 503)),
+    Operation("openchs_feedback_call", "GET", "/api/v1/agent-feedback/call/{call_id}", "OpenCHS: the feedback "
+              "entries of a call.", "Feedback entries.", OpenChsFeedbackList, errors=(404, 422, 503),
+              params=OpenChsCallParams),
+    Operation("openchs_feedback_statistics", "GET", "/api/v1/agent-feedback/statistics", "OpenCHS: ratings per "
+              "task over the last days.", "Statistics.", OpenChsStatistics, errors=(422, 503),
+              params=OpenChsStatsParams),
+    Operation("tasks_classify", "POST", "/tasks/classify",
+              "Queue one narrative durably; the 202 comes once it is in the queue.", "Queued.",
+              TaskAccepted, TaskClassifyRequest, SUBMIT_ERRORS, status=202, headers=("idempotency-key",)),
+    Operation("tasks_classify_batch", "POST", "/tasks/classify/batch",
+              "Queue narratives durably, one task each, in order.", "Queued.",
+              TaskBatchAccepted, TaskBatchRequest, SUBMIT_ERRORS, status=202, headers=("idempotency-key",)),
+    Operation("task_status", "GET", "/tasks/{task_id}", "A queued task's state and, once done, its result.",
+              "The task.", TaskStatus, errors=TASK_ERRORS),
+    Operation("openchs_classify", "POST", "/classifier/classify",
+              "OpenCHS ai-service compatible: queue one narrative.", "Queued.",
+              OpenchsTaskResponse, OpenchsClassifyRequest, SUBMIT_ERRORS),
+    Operation("openchs_task", "GET", "/classifier/task/{task_id}",
+              "OpenCHS ai-service compatible: a task's state and result.", "The task.",
+              OpenchsTaskStatusResponse, errors=TASK_ERRORS),
+)

@@ -3,7 +3,7 @@
 The router deployment calls ``CaseAssembler.assemble``: it splits the
 windows back into their cases, aggregates each case's windows, picks labels,
 applies the ``RoutingPolicy`` and renders each case as the contract's
-``CaseResult`` (``deployments/core/contract.py``), dumped to the JSON body.
+``CaseResult`` (``deployments/core/contract/``), dumped to the JSON body.
 """
 
 from __future__ import annotations

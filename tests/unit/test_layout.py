@@ -8,7 +8,10 @@
   ``bench/``, and neither Ray nor torch: ``pip install`` of the clients alone
   must be enough to run them.
 * ``tests/unit/`` reaches no Ray, so the unit folder stays fast and Ray-free.
-* README.md's ``## Layout`` table lists exactly the folders there are.
+* README.md's ``## Layout`` table lists exactly the folders there are, packages inside
+  packages included.
+* Every repository path a comment, docstring or doc cites (a pytest node id ``file.py::test_name`` too)
+  exists, so a moved file cannot leave its old name behind.
 
 The source is read with ``ast``: imports inside functions, ``try`` and ``if``
 blocks count, as do ``importlib.import_module("x")`` and ``__import__("x")``
@@ -406,16 +409,37 @@ def readme_layout(readme: Path) -> list[tuple[str, str]]:
     return rows
 
 
-def folders_to_list(root: Path) -> set[str]:
-    """Top-level folders holding Python, with ``tests/`` by its subfolders, and ``deployments/core/``."""
-    wanted = {"deployments/core/"}
+def python_subfolders(folder: Path) -> list[Path]:
+    """The folders directly inside ``folder`` that hold Python, at any depth."""
+    return sorted(sub for sub in folder.iterdir()
+                  if sub.is_dir() and sub.name not in SKIP_DIRS and not sub.name.startswith(".") and python_files(sub))
+
+
+def folders_to_list(root: Path, rows: dict[str, str]) -> list[str]:
+    """The folders holding Python that the table must list, given its ``rows`` (folder: description).
+
+    Each top-level folder holding Python (``tests/`` by its subfolders) and, inside each folder the
+    table must list, each subfolder holding Python, at any depth, so that a new package such as
+    ``deployments/intake/`` needs a row. A subfolder its parent's row names in backticks (as
+    ``deployments/core/``'s names ``store/``) needs none: the parent's row describes it, and what
+    the subfolder holds.
+    """
+    wanted: list[str] = []
+
+    def walk(folder: Path, rel: str) -> None:
+        wanted.append(rel)
+        for sub in python_subfolders(folder):
+            if f"{rel}{sub.name}/" in rows or f"`{sub.name}/`" not in rows.get(rel, ""):
+                walk(sub, f"{rel}{sub.name}/")
+
     for top in sorted(p for p in root.iterdir() if p.is_dir()):
         if top.name.startswith(".") or top.name in SKIP_DIRS or top.name.endswith(".egg-info"):
             continue
         if top.name == "tests":
-            wanted |= {f"tests/{sub.name}/" for sub in top.iterdir() if sub.is_dir() and python_files(sub)}
+            for sub in python_subfolders(top):
+                walk(sub, f"tests/{sub.name}/")
         elif python_files(top):
-            wanted.add(f"{top.name}/")
+            walk(top, f"{top.name}/")
     return wanted
 
 
@@ -424,10 +448,14 @@ def layout_problems(root: Path) -> list[str]:
     if not rows:
         return ["README.md has no '## Layout' table with rows like | `deployments/` | ... |"]
     listed = [folder for folder, _ in rows]
+    described: dict[str, str] = {}
+    for folder, text in rows:
+        described[folder] = f"{described.get(folder, '')} {text}".strip()
     problems = [f"{f} is listed twice" for f in sorted({f for f in listed if listed.count(f) > 1})]
     problems += [f"{f} is listed but is not a folder" for f in listed if not (root / f).is_dir()]
     problems += [f"{f} has no description" for f, text in rows if not text]
-    problems += [f"{f} holds Python but is not listed" for f in sorted(folders_to_list(root) - set(listed))]
+    unlisted = set(folders_to_list(root, described)) - set(listed)
+    problems += [f"{f} holds Python but is not listed" for f in sorted(unlisted)]
     return problems
 
 
@@ -438,19 +466,168 @@ def test_readme_layout_matches_the_tree():
 
 def test_the_layout_check_fails_on_a_stale_table(tmp_path):
     write_tree(tmp_path, {
-        "README.md": "# x\n\n## Layout\n\n| Folder | What |\n|---|---|\n| `app/` | the app |\n"
+        "README.md": "# x\n\n## Layout\n\n| Folder | What |\n|---|---|\n| `app/` | the app, its `named/` helpers |\n"
                      "| `gone/` | removed |\n| `app/` | again |\n| `docs/` |  |\n\n## Other\n\n| `other/` | no |\n",
         "app/a.py": "", "new/b.py": "", "tests/unit/test_x.py": "", "deployments/core/c.py": "",
-        "docs/x.md": "", ".hidden/h.py": "",
+        "docs/x.md": "", ".hidden/h.py": "", "app/named/n.py": "", "app/named/deeper/d.py": "",
+        "app/inner/i.py": "", "app/inner/deeper/d.py": "", "app/static/page.html": "",
     })
-    assert readme_layout(tmp_path / "README.md") == [("app/", "the app"), ("gone/", "removed"), ("app/", "again"),
-                                                      ("docs/", "")]
+    assert readme_layout(tmp_path / "README.md") == [("app/", "the app, its `named/` helpers"), ("gone/", "removed"),
+                                                      ("app/", "again"), ("docs/", "")]
     assert layout_problems(tmp_path) == [
         "app/ is listed twice",
         "gone/ is listed but is not a folder",
         "docs/ has no description",
+        "app/inner/ holds Python but is not listed",
+        "app/inner/deeper/ holds Python but is not listed",
         "deployments/ holds Python but is not listed",
         "deployments/core/ holds Python but is not listed",
         "new/ holds Python but is not listed",
         "tests/unit/ holds Python but is not listed",
+    ]
+
+
+# ----------------------------------------------------------------------------- paths cited in prose
+
+# Python cites paths in its comments and docstrings; its other strings are code (and this file's own
+# test trees are made up), so only those two are read. Every *.md is read whole, as are these.
+CITING_PY_FOLDERS = ("deployments", "clients", "training", "bench", "tests")
+CITING_FILES = ("serve_config.yaml", "k8s/*.yaml", "k8s/Dockerfile", "Makefile", "pyproject.toml",
+                "bench/*.sh", ".ci/run")
+# Top-level names no checkout holds or that are not the project's: a token starting with one is no citation.
+NOT_ROOTS = {".git", ".venv", ".pytest_cache", "__pycache__", "build", "dist", ".whl", ".gl"}
+# Cited paths that a checkout does not hold, and need not: each is made when the project runs.
+NOT_IN_A_CHECKOUT = (
+    "models/",     # checkpoints: `make demo` builds models/demo, the tests and the benchmark build theirs
+    "var/",        # the service's runtime state: the case store, the intake's spool
+    "bench/out/",  # the benchmark's output (git-ignored)
+)
+PATH_CHARS = r"(?:[\w.*?/-]|\{[\w.,/-]*\})*"  # a {a,b} group is spelled out as each choice
+MD_LINK = re.compile(r"\]\(([^)\s#]+)(?:#[^)\s]*)?\)")
+
+
+def path_roots(root: Path) -> tuple[list[str], list[str]]:
+    """(folders, files) at the top of the checkout that a cited path may start with."""
+    entries = [p for p in root.iterdir()
+               if p.name not in NOT_ROOTS and not p.name.endswith(".egg-info")]
+    folders = {p.name for p in entries if p.is_dir()} | {r.split("/")[0] for r in NOT_IN_A_CHECKOUT}
+    return sorted(folders), sorted(p.name for p in entries if p.is_file())
+
+
+def path_token(root: Path) -> re.Pattern:
+    """A path starting at the checkout's top, not inside a longer path or URL.
+
+    Group 1 is the path; group 2 the names it is cited with, if any: ``file.py::test_x`` (pytest's
+    node id, ``::`` again for a class's test) or ``file.py:name``.
+    """
+    folders, files = path_roots(root)
+    starts = "|".join([re.escape(f) + "/" for f in folders] + [re.escape(f) + r"(?![\w-])" for f in files])
+    names = r"(?<=\.py):[A-Za-z_]\w*(?![\w:])|(?:::[\w\[\]-]+)*"
+    return re.compile(rf"(?<![\w./\\~$:@-])((?:{starts}){PATH_CHARS})({names})")
+
+
+def prose_lines(path: Path) -> Iterable[tuple[int, str]]:
+    """(line number, text) of what ``path`` says: a Python file's comments and docstrings, any other file whole."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix != ".py":
+        yield from enumerate(text.splitlines(), 1)
+        return
+    import io
+    import tokenize
+    for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+        if tok.type == tokenize.COMMENT:
+            yield tok.start[0], tok.string
+    for node in ast.walk(ast.parse(text, filename=str(path))):
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            for n, line in enumerate(node.value.value.splitlines()):
+                yield node.lineno + n, line
+
+
+def citing_files(root: Path, py_folders: Iterable[str] = CITING_PY_FOLDERS) -> list[Path]:
+    found = {p for p in root.rglob("*.md")
+             if not any(part in NOT_ROOTS or part.startswith(".") or part.endswith(".egg-info")
+                        for part in p.relative_to(root).parts[:-1])}
+    for folder in py_folders:
+        if (root / folder).is_dir():
+            found |= set(python_files(root / folder))
+    for pattern in CITING_FILES:
+        found |= set(root.glob(pattern))
+    return sorted(p for p in found if p.is_file())
+
+
+def spelled_out(pattern: str) -> list[str]:
+    """``a/{b,c}.py`` as ``a/b.py`` and ``a/c.py``."""
+    m = re.search(r"\{([^{}]*)\}", pattern)
+    if not m:
+        return [pattern]
+    return [s for choice in m.group(1).split(",")
+            for s in spelled_out(pattern[:m.start()] + choice + pattern[m.end():])]
+
+
+def cited_path_exists(root: Path, cited: str, names: str = "") -> bool:
+    for path in spelled_out(cited):
+        if any(path == r.rstrip("/") or path.startswith(r) for r in NOT_IN_A_CHECKOUT):
+            continue
+        matches = list(root.glob(path)) if any(c in path for c in "*?[") else [root / path]
+        if not any(m.exists() for m in matches):
+            return False
+        for name in filter(None, names.lstrip(":").split("::")):
+            name = name.split("[")[0]  # a parametrized test's id: the function is what must be there
+            if not any(m.is_file() and re.search(rf"\b{re.escape(name)}\b", m.read_text(encoding="utf-8"))
+                       for m in matches):
+                return False
+    return True
+
+
+def stale_citations(root: Path, py_folders: Iterable[str] = CITING_PY_FOLDERS) -> list[str]:
+    """``file:line: path`` for each cited path the checkout lacks, and ``link (target)`` for each
+    Markdown link to nothing (a link is relative to its file)."""
+    token = path_token(root)
+    stale = []
+    for path in citing_files(root, py_folders):
+        rel = path.relative_to(root)
+        for lineno, line in prose_lines(path):
+            links = list(MD_LINK.finditer(line)) if path.suffix == ".md" else []
+            for link in links:
+                target = link.group(1)
+                if "://" not in target and not target.startswith("mailto:") \
+                        and not (path.parent / target).exists():
+                    stale.append(f"{rel}:{lineno}: link ({target})")
+            for m in token.finditer(line):
+                if any(link.start(1) <= m.start() < link.end(1) for link in links):
+                    continue  # a link's target: checked above, from the linking file's folder
+                cited = m.group(1).rstrip(".,;:-")  # the sentence's punctuation, not the path's
+                if not cited_path_exists(root, cited, m.group(2)):
+                    stale.append(f"{rel}:{lineno}: {cited}{m.group(2)}")
+    return sorted(set(stale), key=lambda s: (s.split(":")[0], int(s.split(":")[1]), s))
+
+
+def test_every_cited_path_exists():
+    assert len(citing_files(ROOT)) > 100  # the files were found
+    stale = stale_citations(ROOT)
+    assert not stale, ("paths cited in comments, docstrings and docs that the checkout lacks (fix the "
+                       "citation; a path made at run time belongs in NOT_IN_A_CHECKOUT):\n" + "\n".join(stale))
+
+
+def test_the_citation_check_finds_stale_paths(tmp_path):
+    write_tree(tmp_path, {
+        "pkg/__init__.py": '''"""See pkg/gone.py and pkg/mod.py."""\nX = "pkg/made_up.py"  # pkg/also_gone.py\n''',
+        "pkg/mod.py": "def test_here():\n    pass\n",
+        "README.md": "\n".join([
+            "`pkg/mod.py::test_here`, `pkg/mod.py::test_gone`, pkg/mod.py:test_here, pkg/mod.py:Gone.",
+            "pkg/*.py, pkg/{mod,__init__}.py, pkg/{mod,nope}.py, pkg/*.txt; see pkg/, or pkg/mod.py.",
+            "models/demo, var/intake/, out/x, https://example.org/pkg/gone.py, /abs/pkg/gone.py, ~/pkg/gone",
+            "[ok](pkg/mod.py), [ok](docs/other.md#part), [gone](docs/gone.md), [web](https://example.org/x)",
+        ]),
+        "docs/other.md": "[up](../README.md) [gone](../pkg/gone.py) Makefile",
+    })
+    assert stale_citations(tmp_path, py_folders=("pkg",)) == [
+        "README.md:1: pkg/mod.py::test_gone",
+        "README.md:1: pkg/mod.py:Gone",
+        "README.md:2: pkg/*.txt",
+        "README.md:2: pkg/{mod,nope}.py",
+        "README.md:4: link (docs/gone.md)",
+        "docs/other.md:1: link (../pkg/gone.py)",
+        "pkg/__init__.py:1: pkg/gone.py",
+        "pkg/__init__.py:2: pkg/also_gone.py",
     ]

@@ -11,7 +11,7 @@ and feedback writes in worker threads, off its event loop.
 Each deployment is a thin shell: its constructor loads state, its methods are
 the request path, and the logic it calls lives in Ray-free modules. The HTTP
 contract (request and response models, the OpenAPI document) is
-``deployments/core/contract.py``; the ingress's HTTP plumbing (routing, body limits,
+``deployments/core/contract/``; the ingress's HTTP plumbing (routing, body limits,
 errors as responses) is ``deployments/ingress.py``; the metrics are declared in
 ``deployments/metrics.py``.
 """

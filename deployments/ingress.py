@@ -1,4 +1,4 @@
-"""The ingress's HTTP plumbing, on Starlette.
+"""The ingress's HTTP plumbing, on Starlette, free of Ray.
 
 ``HttpIngress`` dispatches a request to its handler through the route table
 built from ``contract.OPERATIONS``: path and method (404/405), API key (401),
@@ -9,30 +9,26 @@ validated request model and returns a contract response model.
 
 ``HttpIngress.__call__`` is the one place where a ``ServiceError``, or any
 unexpected exception, becomes a JSON response: ``contract.Error`` with the
-request id. ``backend_error`` maps what a call to another deployment can
-raise (Ray's exceptions) to ``ServiceError``.
+request id. Its Ray parts come in by injection: ``request_id_of`` (the
+Preprocessor passes Serve's request id, ``deployments/ray_errors.py``), so
+the whole of this module runs under Starlette's ``TestClient`` in unit tests.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import logging
-import math
 import re
 import uuid
-from typing import Any, Awaitable, Callable, Iterator, Mapping
+from typing import Any, Awaitable, Callable, Mapping
 
 from pydantic import BaseModel
-from ray import serve
-from ray.exceptions import RayActorError
-from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from deployments.core import contract
 from deployments.core.auth import ApiKeys
-from deployments.core.errors import ModelVersionMismatchError, ServiceError
+from deployments.core.errors import ServiceError
 from deployments.core.pages import Page
 
 logger = logging.getLogger("ray.serve")
@@ -51,33 +47,20 @@ def current_request_id() -> str:
     return _REQUEST_ID.get()
 
 
-def _causes(exc: BaseException | None) -> Iterator[BaseException]:
-    """``exc`` and what it wraps: Serve raises a replica's death upstream as a plain
-    RayServeException whose ``__cause__`` is the ActorDiedError."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        wrapped = exc.__cause__ or getattr(exc, "cause", None)  # RayTaskError.cause: the remote exception
-        exc = wrapped if isinstance(wrapped, BaseException) else None
+def header_request_id(request: Request) -> str:
+    """The caller's X-Request-ID, else a fresh one (outside Serve, which makes its own)."""
+    return request.headers.get("x-request-id") or uuid.uuid4().hex
 
 
-def backend_error(exc: BaseException) -> ServiceError:
-    """Map what a downstream call can raise to the service's error type."""
-    if isinstance(exc, ServiceError):
-        return exc
-    for cause in _causes(exc):
-        if isinstance(cause, BackPressureError):
-            # The status and delay the full deployment's backpressure_config asks for.
-            retry_after = cause.retry_after_s if cause.retry_after_s is not None else 1
-            return ServiceError.overloaded(retry_after_s=math.ceil(retry_after), status=cause.status_code)
-        if isinstance(cause, (asyncio.TimeoutError, TimeoutError)):
-            return ServiceError.timeout()
-        if isinstance(cause, (RayActorError, DeploymentUnavailableError, ReplicaUnavailableError)):
-            return ServiceError.unavailable("A model replica went away; retry.", retry_after_s=1)
-        if isinstance(cause, ModelVersionMismatchError):
-            return ServiceError.unavailable("The model is being updated; retry.", retry_after_s=1)
-    return ServiceError.backend()
+def handlers_of(*providers: object) -> dict[str, Handler]:
+    """Each operation's handler: the method named by its id, on the first provider that has one."""
+    handlers = {}
+    for op in contract.OPERATIONS:
+        found = [getattr(p, op.id) for p in providers if callable(getattr(p, op.id, None))]
+        if not found:
+            raise ValueError(f"no handler for operation '{op.id}' ({op.method} {op.path})")
+        handlers[op.id] = found[0]
+    return handlers
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -99,15 +82,6 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def request_id(request: Request) -> str:
-    """The caller's X-Request-ID, else the one Serve made for this request, else a fresh one."""
-    try:
-        rid = serve.context._get_serve_request_context().request_id
-    except Exception:
-        rid = ""
-    return request.headers.get("x-request-id") or rid or uuid.uuid4().hex
-
-
 def error_response(err: ServiceError, rid: str) -> JSONResponse:
     if err.status >= 500:
         logger.warning("request %s answered %s %s", rid, err.status, err.code)
@@ -119,7 +93,7 @@ class HttpIngress:
     """Route table, checks and rendering around the handlers of ``contract.OPERATIONS``."""
 
     def __init__(self, handlers: Mapping[str, Handler], *, api_keys: ApiKeys, max_body_bytes: int,
-                 limits: contract.Limits):
+                 limits: contract.Limits, request_id_of: Callable[[Request], str] = header_request_id):
         ids = {op.id for op in contract.OPERATIONS}
         if set(handlers) != ids:
             raise ValueError(f"handlers {sorted(handlers)} do not match the contract's operations {sorted(ids)}")
@@ -134,9 +108,10 @@ class HttpIngress:
         self.api_keys = api_keys
         self.max_body_bytes = max_body_bytes
         self.limits = limits
+        self.request_id_of = request_id_of
 
     async def __call__(self, request: Request) -> Response:
-        rid = request_id(request)
+        rid = self.request_id_of(request)
         _REQUEST_ID.set(rid)
         try:
             op, handler, path_params = self._route(request)

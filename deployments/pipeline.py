@@ -20,14 +20,18 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from deployments.core import contract
-from deployments.core.coalesce import CaseOutcome, Group, SingleCase, merge_cases, pack_groups, prepare_single
+from deployments.core.coalesce import CaseOutcome, Group, merge_cases, pack_groups
 from deployments.core.config import AppArgs, CoalescingArgs
 from deployments.core.errors import ServiceError
 from deployments.core.loading import load_labels, load_tokenizer, read_checkpoint_info, resolve_checkpoint
-from deployments.core.preprocess import CasePlan, NarrativeTokenizer, prepare_cases
-from deployments.core.text import normalize_narrative
+from deployments.core.preprocess import CasePlan, CasePreparer, NarrativeTokenizer, SingleCase
 from deployments.core.windowing import TokenWindows
-from deployments.ingress import backend_error, current_request_id
+from deployments.ingress import current_request_id
+from deployments.ray_errors import backend_error
+
+
+# The key, in each classifier result, naming the model that computed it.
+MODEL_KEY = "model"
 
 
 def model_key(info) -> str:
@@ -43,7 +47,7 @@ class CasePipeline:
     def __init__(self, args: AppArgs, classifier: DeploymentHandle, router: DeploymentHandle):
         self.args = args
         path = resolve_checkpoint(args.model, args.revision)
-        self.tokenizer = NarrativeTokenizer(load_tokenizer(path))
+        self.preparer = CasePreparer.from_args(args, NarrativeTokenizer(load_tokenizer(path)))
         self.labels = load_labels(path)
         self.checkpoint = read_checkpoint_info(path, args.model, args.revision)
         self.model_ref = contract.ModelRef(id=args.model, revision=self.checkpoint.revision)
@@ -51,32 +55,16 @@ class CasePipeline:
         self.classifier = classifier
         self.router = router
 
-    def check(self, narratives: list[str]) -> None:
-        """Raise the 400 /classify would answer for a narrative empty after normalization."""
-        prepare_cases(narratives, self.tokenizer, max_length=self.args.max_length, overlap=self.args.window_overlap,
-                      truncate=True, include_confidence=True, include_chunks=False, is_batch=len(narratives) > 1)
-
     def prepare(self, parsed: contract.ClassifyRequest | contract.BatchRequest) -> tuple[TokenWindows, list[CasePlan]]:
         """The request's windows and plans; raises the 400 or 413 the caller gets."""
-        windows, plans = prepare_cases(
-            parsed.narratives, self.tokenizer, max_length=self.args.max_length, overlap=self.args.window_overlap,
-            truncate=self.args.long_narratives == "truncate", include_confidence=parsed.include_confidence,
-            include_chunks=parsed.include_chunks, is_batch=parsed.is_batch,
-        )
-        if len(windows) > self.args.max_batch_windows:
-            raise ServiceError.too_large(
-                f"The request needs {len(windows)} model windows; the limit is {self.args.max_batch_windows}."
-            )
-        return windows, plans
+        return self.preparer.prepare(parsed.narratives, include_confidence=parsed.include_confidence,
+                                     include_chunks=parsed.include_chunks, is_batch=parsed.is_batch)
 
     def prepare_single(self, parsed: contract.ClassifyRequest) -> SingleCase:
         """A /classify request's case, with its request id taken here, in the caller's task."""
-        return prepare_single(
-            parsed.narrative, self.tokenizer, max_length=self.args.max_length, overlap=self.args.window_overlap,
-            truncate=self.args.long_narratives == "truncate", include_confidence=parsed.include_confidence,
-            include_chunks=parsed.include_chunks, max_windows=self.args.max_batch_windows, call_id=parsed.call_id,
-            request_id=current_request_id() or None, keep_narrative=self.args.feedback.keep_narratives,
-        )
+        return self.preparer.single(parsed.narrative, include_confidence=parsed.include_confidence,
+                                    include_chunks=parsed.include_chunks, call_id=parsed.call_id,
+                                    request_id=current_request_id() or None)
 
     async def classify(self, parsed: contract.ClassifyRequest | contract.BatchRequest, *,
                        task_id: str | None = None) -> list[dict]:
@@ -87,8 +75,7 @@ class CasePipeline:
             "request_ids": [current_request_id() or None] * len(plans), "task_id": task_id,
             "is_batch": parsed.is_batch,
             # The record keeps the text only when the operator turned keep_narratives on.
-            "narratives": ([normalize_narrative(n) for n in parsed.narratives]
-                           if self.args.feedback.keep_narratives else None),
+            "narratives": self.preparer.kept(parsed.narratives),
         }
         return await self.send(windows, plans, meta)
 

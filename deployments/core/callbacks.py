@@ -14,7 +14,9 @@ import json
 from typing import Iterable
 from urllib.parse import urlsplit
 
-SECRET_ENV_VAR = "CHS_CALLBACK_SECRET"
+from deployments.core.config import CALLBACK_SECRET_ENV_VAR
+
+SECRET_ENV_VAR = CALLBACK_SECRET_ENV_VAR
 SIGNATURE_HEADER = "X-Helpline-Signature"
 MAX_URL_CHARS = 2048
 

@@ -3,51 +3,19 @@
 Each /classify request's case is prepared (normalized, tokenized, windowed, checked) in its own
 caller's task, so a bad case is refused to its own caller and never joins a group. The cases of
 one group are merged into one ``TokenWindows`` and one list of plans, exactly as
-``prepare_cases`` lays out a /classify/batch request, with a ``meta`` that keeps each case's own
+``CasePreparer.prepare`` lays out a /classify/batch request, with a ``meta`` that keeps each case's own
 ids; the router's bodies come back in the same order and are handed back one per case. Cases
 that arrived together are packed into groups that each fit one classifier call.
 """
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from deployments.core.errors import ServiceError
-from deployments.core.preprocess import CasePlan, NarrativeTokenizer, prepare_cases
-from deployments.core.text import normalize_narrative
+from deployments.core.preprocess import CasePlan, SingleCase
 from deployments.core.windowing import TokenWindows
-
-
-@dataclass(frozen=True)
-class SingleCase:
-    """One request's case, ready to join a group."""
-
-    windows: TokenWindows
-    plan: CasePlan
-    call_id: Optional[str] = None
-    request_id: Optional[str] = None  # captured in the caller's task: the group runs in another
-    narrative: Optional[str] = None  # normalized; only when the operator keeps narratives
-    case_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-
-    @property
-    def n_windows(self) -> int:
-        return len(self.windows)
-
-
-def prepare_single(narrative: str, tokenizer: NarrativeTokenizer, *, max_length: int, overlap: int,
-                   truncate: bool, include_confidence: bool = True, include_chunks: bool = False,
-                   max_windows: int, call_id: Optional[str] = None, request_id: Optional[str] = None,
-                   keep_narrative: bool = False) -> SingleCase:
-    """One /classify narrative as a ``SingleCase``; raises the 400 or 413 its caller gets."""
-    windows, (plan,) = prepare_cases([narrative], tokenizer, max_length=max_length, overlap=overlap,
-                                     truncate=truncate, include_confidence=include_confidence,
-                                     include_chunks=include_chunks)
-    if len(windows) > max_windows:
-        raise ServiceError.too_large(f"The request needs {len(windows)} model windows; the limit is {max_windows}.")
-    return SingleCase(windows, plan, call_id=call_id, request_id=request_id,
-                      narrative=normalize_narrative(narrative) if keep_narrative else None)
 
 
 @dataclass(frozen=True)

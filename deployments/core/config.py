@@ -12,8 +12,43 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 DEFAULT_MODEL_ID = "openchs/cls-gbv-distilbert-v1"
+
+# Every environment variable the service reads, declared here once and listed in the README's
+# "Environment" table (tests/unit/test_config.py holds the two in step). Secrets and per-host
+# settings come this way, never from serve_config.yaml.
 MODEL_ENV_VAR = "CHS_MODEL"
 DATABASE_ENV_VAR = "CHS_DATABASE_URL"
+BROKER_ENV_VAR = "CHS_BROKER_URL"
+API_KEYS_ENV_VAR = "CHS_API_KEYS"
+API_KEYS_FILE_ENV_VAR = "CHS_API_KEYS_FILE"
+CALLBACK_SECRET_ENV_VAR = "CHS_CALLBACK_SECRET"
+ENGINE_CACHE_ENV_VAR = "CHS_ENGINE_CACHE"
+ENV_VARS = (MODEL_ENV_VAR, DATABASE_ENV_VAR, BROKER_ENV_VAR, API_KEYS_ENV_VAR, API_KEYS_FILE_ENV_VAR,
+            CALLBACK_SECRET_ENV_VAR, ENGINE_CACHE_ENV_VAR)
+
+# Each deployment's Serve options, in one place: the decorators in deployments/ apply them, and
+# serve_config.yaml (and k8s/rayservice.yaml) may override them per deployment
+# (tests/deploy/test_serve_config.py holds the YAML's values equal to these where both name one).
+# Every queue is bounded: past max_queued_requests a caller gets this status with Retry-After.
+BACKPRESSURE = {"status_code": 503, "retry_after_s": 1}
+DEPLOYMENT_OPTIONS: dict[str, dict] = {
+    "Preprocessor": {
+        "ray_actor_options": {"num_cpus": 0.25}, "max_ongoing_requests": 128, "max_queued_requests": 256,
+        "backpressure_config": BACKPRESSURE, "graceful_shutdown_timeout_s": 30, "max_constructor_retry_count": 3,
+    },
+    "Classifier": {
+        # The resources come from AppArgs (classifier_num_cpus, num_gpus): 'auto' decides GPUs at build time.
+        "ray_actor_options": {"num_cpus": 1}, "max_ongoing_requests": 64, "max_queued_requests": 256,
+        "backpressure_config": BACKPRESSURE, "health_check_period_s": 10, "health_check_timeout_s": 30,
+        "graceful_shutdown_timeout_s": 30, "max_constructor_retry_count": 3,
+    },
+    "Router": {
+        "ray_actor_options": {"num_cpus": 0.1}, "max_ongoing_requests": 256, "max_queued_requests": 512,
+        "backpressure_config": BACKPRESSURE, "graceful_shutdown_timeout_s": 30,
+    },
+    # Its concurrency and resources come from AppArgs.intake (the queue's share of the classifier).
+    "IntakeConsumer": {"num_replicas": 1, "health_check_period_s": 10, "graceful_shutdown_timeout_s": 30},
+}
 # The embedded default store: an SQLite file under the project's var/ folder (gitignored).
 DEFAULT_DATABASE_PATH = Path(__file__).resolve().parents[2] / "var" / "helpline.db"
 
@@ -140,7 +175,7 @@ class AppArgs(_Strict):
     max_batch_narratives: int = Field(256, ge=1, description="Narratives per /classify/batch request.")
     max_batch_windows: int = Field(2048, ge=1, description="Model windows per /classify/batch request.")
     windows_per_call: int = Field(
-        32, ge=1, description="Windows the ingress sends per classifier call; long work is sliced so short cases interleave."
+        16, ge=1, description="Windows the ingress sends per classifier call; long work is sliced so short cases interleave."
     )
     # Below http_options.request_timeout_s (60), so the ingress answers a retryable 504 before the proxy times out.
     backend_timeout_s: float = Field(50.0, gt=0)

@@ -5,6 +5,12 @@ Every failure a caller can see is a ``ServiceError``. The ingress
 response, the contract's ``Error`` body (``{"success": false, "error":
 {"code", "message", "request_id"}}``), so status codes and bodies cannot
 drift apart.
+
+A ``ServiceError`` raised in one replica reaches the caller in another as
+itself: it pickles by its fields (an Exception pickles by ``args``, which
+here is the formatted message alone), so Ray carries it across the hop and
+``deployments/ray_errors.py`` hands it on unchanged, as LitServe ships its
+``HTTPException`` between processes.
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ class ServiceError(Exception):
 
     def __post_init__(self) -> None:
         super().__init__(f"{self.status} {self.code}: {self.message}")
+
+    def __reduce__(self):
+        return ServiceError, (self.status, self.code, self.message, dict(self.headers))
 
     # Constructors named for the failure, so call sites read as policy.
     @classmethod
@@ -56,6 +65,14 @@ class ServiceError(Exception):
     @classmethod
     def not_found(cls, path: str) -> "ServiceError":
         return cls(404, "not_found", f"No route {path}.")
+
+    @classmethod
+    def case_not_found(cls) -> "ServiceError":
+        return cls(404, "case_not_found", "No case has this id.")
+
+    @classmethod
+    def ambiguous_case(cls) -> "ServiceError":
+        return cls(409, "ambiguous_case", "This request id names several cases (a batch); use a case id or call id.")
 
     @classmethod
     def task_not_found(cls) -> "ServiceError":

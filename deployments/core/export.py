@@ -32,6 +32,7 @@ from typing import Callable
 
 import torch
 
+from deployments.core.config import ENGINE_CACHE_ENV_VAR
 from deployments.core.labels import TASKS
 from deployments.core.loading import WEIGHT_FILES
 
@@ -39,7 +40,7 @@ logger = logging.getLogger("ray.serve")
 
 # Bump when the exported graph changes (exporter settings, fusions, the model's forward).
 EXPORT_FORMAT = "chs-onnx-2"
-CACHE_ENV_VAR = "CHS_ENGINE_CACHE"
+CACHE_ENV_VAR = ENGINE_CACHE_ENV_VAR
 SHIPPED_ONNX = Path("onnx") / "model.onnx"
 FILE_FOR = {"fp32": "model.onnx", "int8": "model_int8.onnx"}
 OPSET = 18

@@ -3,7 +3,7 @@
     normalize → tokenize → window → batched forward → aggregate → route
 
 ``InProcessPipeline`` wires the same functions the three Ray deployments call
-(``deployments/app.py``: the Preprocessor's ``prepare_cases``, the
+(``deployments/``: the Preprocessor's ``CasePreparer``, the
 Classifier's ``ModelRunner.classify``, the Router's ``CaseAssembler``),
 and reads every setting from one ``AppArgs``, so a body it returns is the body
 the service's ``/classify`` answers for the same narrative and the same args.
@@ -29,7 +29,7 @@ from deployments.core.inference import ModelRunner
 from deployments.core.labels import TASKS, LabelSet
 from deployments.core.loading import CheckpointInfo, load_tokenizer, resolve_checkpoint
 from deployments.core.postprocess import CaseAssembler, concat_window_probs
-from deployments.core.preprocess import CasePlan, NarrativeTokenizer, prepare_cases
+from deployments.core.preprocess import CasePlan, CasePreparer, NarrativeTokenizer
 from deployments.core.routing import Classification, Routing, RoutingPolicy
 from deployments.core.windowing import TokenWindows
 
@@ -60,6 +60,11 @@ class InProcessPipeline:
     backend: ModelRunner
     tokenizer: NarrativeTokenizer
     assembler: CaseAssembler
+
+    @property
+    def preparer(self) -> CasePreparer:
+        # The request limits belong to the HTTP front: none here.
+        return CasePreparer.from_args(self.args, self.tokenizer, limit_windows=False)
 
     @classmethod
     def from_args(cls, args: AppArgs | Mapping[str, Any], **overrides: Any) -> "InProcessPipeline":
@@ -114,11 +119,8 @@ class InProcessPipeline:
         """Normalize, tokenize and window, as the ingress does. Raises ``ServiceError`` for an empty narrative."""
         if isinstance(narratives, str):
             raise TypeError("narratives must be a sequence of strings, not one string")
-        return prepare_cases(
-            list(narratives), self.tokenizer, max_length=self.args.max_length, overlap=self.args.window_overlap,
-            truncate=self.args.long_narratives == "truncate", include_confidence=include_confidence,
-            include_chunks=include_chunks, is_batch=True,
-        )
+        return self.preparer.prepare(list(narratives), include_confidence=include_confidence,
+                                     include_chunks=include_chunks, is_batch=True)
 
     def forward(
         self, requests: Sequence[TokenWindows], *, on_microbatch: Callable[[int, int], None] | None = None

@@ -1,14 +1,19 @@
 """From narratives to model windows: normalize, tokenize, window. Pure.
 
 The ingress runs this on CPU, so the classifier replica only ever sees
-compact int32 token arrays.
+compact int32 token arrays. ``CasePreparer`` is the one place the app's text
+settings (max_length, window_overlap, long_narratives) and its window limit
+are applied: the ingress's pipeline, its coalescer, the intake and the
+in-process pipeline all prepare cases through it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+import uuid
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
 
+from deployments.core.config import AppArgs
 from deployments.core.errors import ServiceError
 from deployments.core.text import normalize_narrative
 from deployments.core.windowing import TokenWindows, WindowSpan, tokenize_windows
@@ -54,6 +59,15 @@ class NarrativeTokenizer:
         return [e.ids for e in self._backend.encode_batch(list(texts), add_special_tokens=False)]
 
 
+def _check_not_empty(normalized: Sequence[str], *, is_batch: bool) -> None:
+    for i, text in enumerate(normalized):
+        if not text.strip():
+            where = f"'narratives[{i}]'" if is_batch else "'narrative'"
+            raise ServiceError.empty(
+                f"{where} is empty after normalization (only letters a-z, digits and spaces are kept)."
+            )
+
+
 def prepare_cases(
     narratives: Sequence[str],
     tokenizer: NarrativeTokenizer,
@@ -66,12 +80,7 @@ def prepare_cases(
     is_batch: bool = False,
 ) -> tuple[TokenWindows, list[CasePlan]]:
     normalized = [normalize_narrative(n) for n in narratives]
-    for i, text in enumerate(normalized):
-        if not text.strip():
-            where = f"'narratives[{i}]'" if is_batch else "'narrative'"
-            raise ServiceError.empty(
-                f"{where} is empty after normalization (only letters a-z, digits and spaces are kept)."
-            )
+    _check_not_empty(normalized, is_batch=is_batch)
     rows = []
     plans = []
     for ids in tokenizer.encode(normalized):
@@ -84,3 +93,65 @@ def prepare_cases(
         rows.extend(windows)
         plans.append(CasePlan(tuple(spans), len(ids), truncated, include_confidence, include_chunks))
     return TokenWindows.from_rows(rows), plans
+
+
+@dataclass(frozen=True)
+class SingleCase:
+    """One /classify request's case, ready to join a group (``deployments/core/coalesce.py``)."""
+
+    windows: TokenWindows
+    plan: CasePlan
+    call_id: Optional[str] = None
+    request_id: Optional[str] = None  # captured in the caller's task: the group runs in another
+    narrative: Optional[str] = None  # normalized; only when the operator keeps narratives
+    case_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    @property
+    def n_windows(self) -> int:
+        return len(self.windows)
+
+
+@dataclass(frozen=True)
+class CasePreparer:
+    """Narratives to windows and plans, under the app's text settings and window limit."""
+
+    tokenizer: NarrativeTokenizer
+    max_length: int
+    overlap: int
+    truncate: bool
+    max_windows: Optional[int]  # None: no limit (offline, in one process)
+    keep_narratives: bool = False
+
+    @classmethod
+    def from_args(cls, args: AppArgs, tokenizer: NarrativeTokenizer, *, limit_windows: bool = True) -> "CasePreparer":
+        return cls(tokenizer, max_length=args.max_length, overlap=args.window_overlap,
+                   truncate=args.long_narratives == "truncate",
+                   max_windows=args.max_batch_windows if limit_windows else None,
+                   keep_narratives=args.feedback.keep_narratives)
+
+    def prepare(self, narratives: Sequence[str], *, include_confidence: bool = True, include_chunks: bool = False,
+                is_batch: bool = False) -> tuple[TokenWindows, list[CasePlan]]:
+        """The cases' windows and plans; raises the 400 (empty) or 413 (too many windows) the caller gets."""
+        windows, plans = prepare_cases(narratives, self.tokenizer, max_length=self.max_length, overlap=self.overlap,
+                                       truncate=self.truncate, include_confidence=include_confidence,
+                                       include_chunks=include_chunks, is_batch=is_batch)
+        if self.max_windows is not None and len(windows) > self.max_windows:
+            raise ServiceError.too_large(
+                f"The request needs {len(windows)} model windows; the limit is {self.max_windows}.")
+        return windows, plans
+
+    def check(self, narratives: Sequence[str]) -> None:
+        """Raise the 400 ``prepare`` would for a narrative empty after normalization (no tokenizing)."""
+        _check_not_empty([normalize_narrative(n) for n in narratives], is_batch=len(narratives) > 1)
+
+    def single(self, narrative: str, *, include_confidence: bool = True, include_chunks: bool = False,
+               call_id: Optional[str] = None, request_id: Optional[str] = None) -> SingleCase:
+        """One /classify narrative as a ``SingleCase``; raises the 400 or 413 its caller gets."""
+        windows, (plan,) = self.prepare([narrative], include_confidence=include_confidence,
+                                        include_chunks=include_chunks)
+        return SingleCase(windows, plan, call_id=call_id, request_id=request_id,
+                          narrative=self.kept([narrative])[0] if self.keep_narratives else None)
+
+    def kept(self, narratives: Sequence[str]) -> Optional[list[str]]:
+        """What the case record may keep of the text: the normalized narratives, only when the operator says so."""
+        return [normalize_narrative(n) for n in narratives] if self.keep_narratives else None

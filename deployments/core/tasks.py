@@ -27,10 +27,11 @@ from typing import Any, Literal, Mapping, Optional
 
 from pydantic import BaseModel, ConfigDict
 
+from deployments.core import config
 from deployments.core.config import IntakeArgs
 from deployments.core.errors import LabelHeadMismatchError, ModelVersionMismatchError, ServiceError
 
-BROKER_ENV_VAR = "CHS_BROKER_URL"
+BROKER_ENV_VAR = config.BROKER_ENV_VAR
 TASK_NAME = "chs.classify"
 CALLBACK_TASK_NAME = "chs.callback"
 RECORD_PREFIX = "chs-intake-task-"

@@ -28,13 +28,13 @@ from ray.serve.schema import CeleryAdapterConfig, TaskProcessorConfig
 from ray.serve.task_consumer import task_consumer, task_handler
 
 from deployments.core import callbacks, contract, tasks
-from deployments.core.config import AppArgs, IntakeArgs
+from deployments.core.config import DEPLOYMENT_OPTIONS, AppArgs, IntakeArgs
 from deployments.core.errors import LabelHeadMismatchError, ServiceError
 from deployments.intake.fs_transport import recover_inflight  # also registers the embedded broker's chsfs:// transport
 from deployments.intake.producer import IntakeStore, broker_transport_options, celery_settings, producer_app
-from deployments.ingress import backend_error
 from deployments.metrics import IntakeMetrics
 from deployments.pipeline import CasePipeline
+from deployments.ray_errors import backend_error
 
 logger = logging.getLogger("ray.serve")
 
@@ -54,8 +54,8 @@ class _LoopThread:
 class IntakeConsumer:
     """Takes queued cases and classifies them through the Classifier and Router handles."""
 
-    def __init__(self, classifier: DeploymentHandle, router: DeploymentHandle, args: dict):
-        self.args = AppArgs(**args)
+    def __init__(self, classifier: DeploymentHandle, router: DeploymentHandle, args: AppArgs):
+        self.args = args
         self.pipeline = CasePipeline(self.args, classifier, router)
         self.limits = contract.Limits.of(self.args)
         self.loop = _LoopThread()
@@ -170,11 +170,9 @@ def make_consumer(args: AppArgs) -> serve.Deployment:
     return serve.deployment(
         consumer_cls,
         name="IntakeConsumer",
-        num_replicas=1,
+        **DEPLOYMENT_OPTIONS["IntakeConsumer"],
         # The Celery worker's thread count: the queue's bounded share of the classifier.
         max_ongoing_requests=args.intake.consumer_concurrency,
         ray_actor_options={"num_cpus": args.intake.consumer_num_cpus,
                            "resources": dict(args.intake.consumer_resources)},
-        health_check_period_s=10,
-        graceful_shutdown_timeout_s=30,
     )

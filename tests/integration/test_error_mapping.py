@@ -1,4 +1,4 @@
-"""Failure mapping and the classifier's health check, without Ray actors."""
+"""Failure mapping and the classifier's health check, without Ray actors (one test uses a real one)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
-from deployments.ingress import backend_error
+from deployments.ray_errors import backend_error
 from deployments.core.errors import ServiceError
 from deployments.core.inference import ModelRunner
 
@@ -40,6 +40,44 @@ def test_backend_failures_map_to_one_error_type(exc, status, code):
 def test_service_errors_pass_through_unchanged():
     original = ServiceError.too_large("x")
     assert backend_error(original) is original
+
+
+@pytest.mark.parametrize("err", [ServiceError.too_large("x"), ServiceError.case_not_found(),
+                                 ServiceError.unauthorized(), ServiceError.overloaded(3, status=429)])
+def test_a_service_error_survives_pickling_and_ray_s_wrapper(err):
+    # What a replica raises reaches the caller's replica pickled, inside a RayTaskError.
+    import pickle
+
+    from ray.exceptions import RayTaskError
+
+    copied = pickle.loads(pickle.dumps(err))
+    assert (copied.status, copied.code, copied.message, copied.headers) == (err.status, err.code, err.message,
+                                                                            err.headers)
+    wrapped = RayTaskError("call_store", "traceback", copied).as_instanceof_cause()
+    for exc in (copied, wrapped):
+        mapped = backend_error(exc)
+        assert type(mapped) is ServiceError
+        assert (mapped.status, mapped.code, mapped.message, mapped.headers) == (err.status, err.code, err.message,
+                                                                                err.headers)
+
+
+def test_a_service_error_raised_in_a_real_actor_comes_back_as_itself(serve_session):
+    # A real Ray actor in the test session's cluster: the case store's 404 crosses the hop as an error.
+    import ray
+
+    from deployments.core.store.repository import CaseNotFound
+
+    @ray.remote(num_cpus=0)
+    class Store:
+        def get_case(self, ref):
+            raise CaseNotFound(ref)
+
+    store = Store.remote()
+    with pytest.raises(Exception) as caught:
+        ray.get(store.get_case.remote("nope"))
+    err = backend_error(caught.value)
+    assert (err.status, err.code, err.message) == (404, "case_not_found", "No case has this id.")
+    ray.kill(store)
 
 
 @pytest.fixture

@@ -12,12 +12,12 @@ import hashlib
 import numpy as np
 import pytest
 
-from deployments.core.coalesce import CaseOutcome, merge_cases, pack_groups, prepare_single
+from deployments.core.coalesce import CaseOutcome, merge_cases, pack_groups
 from deployments.core.config import RoutingArgs
 from deployments.core.errors import ServiceError
 from deployments.core.labels import BUNDLED_LABELS_DIR, TASKS, LabelSet
 from deployments.core.postprocess import CaseAssembler
-from deployments.core.preprocess import NarrativeTokenizer, prepare_cases
+from deployments.core.preprocess import CasePreparer, NarrativeTokenizer, prepare_cases
 from deployments.core.routing import RoutingPolicy
 from deployments.core.windowing import TokenWindows
 
@@ -67,9 +67,14 @@ def route(assembler, windows, plans, meta) -> list[dict]:
     return [{**body, "case_id": case_id} for (body, _, _), case_id in zip(bodies, meta["case_ids"])]
 
 
+def preparer(tokenizer, keep_narratives: bool = False) -> CasePreparer:
+    return CasePreparer(tokenizer, max_length=SETTINGS["max_length"], overlap=SETTINGS["overlap"],
+                        truncate=SETTINGS["truncate"], max_windows=MAX_WINDOWS, keep_narratives=keep_narratives)
+
+
 def prepare(tokenizer, i: int, text: str | None = None):
-    return prepare_single(text if text is not None else narrative(i), tokenizer, **SETTINGS, max_windows=MAX_WINDOWS,
-                          call_id=f"call-{i}", request_id=f"req-{i}")
+    return preparer(tokenizer).single(text if text is not None else narrative(i), call_id=f"call-{i}",
+                                      request_id=f"req-{i}")
 
 
 def alone(assembler, case) -> dict:
@@ -137,8 +142,7 @@ def test_cases_that_arrived_together_are_packed_in_order_into_groups_of_one_call
 
 
 def test_narratives_are_kept_per_case_only_when_asked(tokenizer):
-    kept = [prepare_single(f"Call {i}: a CHILD is hungry!", tokenizer, **SETTINGS, max_windows=MAX_WINDOWS,
-                           keep_narrative=True) for i in range(3)]
+    kept = [preparer(tokenizer, keep_narratives=True).single(f"Call {i}: a CHILD is hungry!") for i in range(3)]
     assert merge_cases(kept).meta["narratives"] == [f"call {i} a child is hungry" for i in range(3)]
     assert merge_cases([prepare(tokenizer, 0)]).meta["narratives"] is None
 

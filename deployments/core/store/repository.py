@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from deployments.core.errors import ServiceError
 from deployments.core.labels import TASKS
 from deployments.core.store.stats import StatRow, agreement, feedback_stats
 from deployments.core.store.tables import Case, Feedback, FeedbackHistory
@@ -34,12 +35,20 @@ PREDICTED_TASKS = ("main_category", "sub_category", "sub_category_2", "intervent
 MIGRATION_LOCK = 0x43485331  # pg_advisory_xact_lock key: one replica migrates at a time
 
 
-class CaseNotFound(LookupError):
-    pass
+class CaseNotFound(ServiceError):
+    """No case has this id: the caller's 404."""
+
+    def __init__(self, ref: str | None = None):
+        err = ServiceError.case_not_found()
+        super().__init__(err.status, err.code, err.message)
 
 
-class AmbiguousCase(LookupError):
-    """A request id that names several cases (a batch): ask by case id or call id."""
+class AmbiguousCase(ServiceError):
+    """A request id that names several cases (a batch): ask by case id or call id. The caller's 409."""
+
+    def __init__(self, ref: str | None = None):
+        err = ServiceError.ambiguous_case()
+        super().__init__(err.status, err.code, err.message)
 
 
 def utcnow() -> datetime:

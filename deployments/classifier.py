@@ -1,0 +1,58 @@
+"""The Classifier deployment: the model replica, dynamically batched, GPU-pinned when there is one.
+
+Token windows in (int32 arrays from the Preprocessor), per-task probabilities out. The model and
+its engine are ``deployments/core/inference.py``'s ``ModelRunner``; this shell batches the calls
+of every ingress replica and the intake's consumer, and takes its batching live through
+``reconfigure``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from ray import serve
+
+from deployments.core.batching import window_count
+from deployments.core.config import DEPLOYMENT_OPTIONS, AppArgs, BatchingArgs
+from deployments.core.inference import ModelRunner
+from deployments.core.windowing import TokenWindows
+from deployments.metrics import ClassifierMetrics
+from deployments.pipeline import MODEL_KEY, model_key
+
+
+@serve.deployment(name="Classifier", **DEPLOYMENT_OPTIONS["Classifier"])
+class Classifier:
+    """The model replica: dynamically batched windows in, per-task probabilities out."""
+
+    def __init__(self, args: AppArgs):
+        self.backend = ModelRunner.load(args.model, args.revision, accelerator=args.accelerator, engine=args.engine,
+                                        dtype=args.dtype, torch_threads=args.torch_threads)
+        self.model_key = model_key(self.backend.info)
+        self.windows_per_call = args.windows_per_call
+        self.batching = args.batching
+        self.metrics = ClassifierMetrics()
+
+    def reconfigure(self, user_config: dict) -> None:
+        self.batching = BatchingArgs(**user_config)
+        # Ray refuses a call larger than a batch; never go below what the ingress sends.
+        self.classify.set_max_batch_size(max(self.batching.max_batch_size, self.windows_per_call))
+        self.classify.set_batch_wait_timeout_s(self.batching.batch_wait_timeout_s)
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, batch_size_fn=window_count)
+    async def classify(self, requests: list[TokenWindows]) -> list[dict]:
+        # In a worker thread, so the event loop keeps queueing the next batch meanwhile.
+        probs = await asyncio.to_thread(
+            self.backend.classify,
+            requests,
+            max_rows=self.batching.max_batch_size,
+            max_tokens=self.batching.max_batch_tokens,
+            on_microbatch=self.metrics.record_forward,
+        )
+        return [{**p, MODEL_KEY: self.model_key} for p in probs]
+
+    def check_health(self) -> None:
+        self.backend.health_check()
+
+    def describe(self) -> dict:
+        return {"device": str(self.backend.device), "engine": self.backend.engine_name,
+                "dtype": self.backend.dtype_name}

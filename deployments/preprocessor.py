@@ -1,0 +1,130 @@
+"""The Preprocessor deployment: the HTTP ingress.
+
+Every request enters here. ``HttpIngress`` (``deployments/ingress.py``, Ray-free) routes, checks
+and renders it; the handler of each ``contract.OPERATIONS`` entry is the method named by the
+operation's id, on this class or on one of the handler objects it composes:
+
+- classify: ``/classify`` (coalesced, ``deployments/pipeline.py``) and ``/classify/batch``, here;
+- the case store's routes: ``CaseStoreHandlers`` (``deployments/store_handlers.py``);
+- the durable intake's routes: ``IntakeHandlers`` (``deployments/intake/handlers.py``);
+- health, info, the OpenAPI document and the pages for people, here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+from starlette.requests import Request
+from starlette.responses import Response
+
+from deployments.core import contract, tasks
+from deployments.core.auth import ApiKeys
+from deployments.core.config import CALLBACK_SECRET_ENV_VAR, DEPLOYMENT_OPTIONS, AppArgs
+from deployments.core.errors import ServiceError
+from deployments.core.pages import Page, Pages
+from deployments.ingress import HttpIngress, handlers_of
+from deployments.intake.handlers import IntakeHandlers
+from deployments.intake.producer import IntakeStore
+from deployments.metrics import CoalescingMetrics, IntakeDepth
+from deployments.pipeline import CaseCoalescer, CasePipeline
+from deployments.ray_errors import serve_request_id
+from deployments.store_handlers import CaseStoreHandlers
+
+# What /health names; each must answer for a 200.
+HEALTH_PARTS = ("Preprocessor", "Classifier", "Router", "IntakeQueue")
+
+
+@serve.deployment(name="Preprocessor", **DEPLOYMENT_OPTIONS["Preprocessor"])
+class Preprocessor:
+    """HTTP ingress: validate, normalize, tokenize, window; hand token ids to the classifier."""
+
+    def __init__(self, classifier: DeploymentHandle, router: DeploymentHandle, args: AppArgs,
+                 consumer: DeploymentHandle | None = None):
+        self.args = args
+        self.consumer = consumer  # bound so it deploys with the app; it takes its work from the queue
+        self.classifier = classifier
+        self.router = router
+        self.pipeline = CasePipeline(args, classifier, router)
+        self.coalescer = CaseCoalescer(self.pipeline, args.coalescing, CoalescingMetrics().record_group)
+        self.labels = self.pipeline.labels
+        self.checkpoint = self.pipeline.checkpoint
+        self.document = contract.build_openapi(args, self.labels)
+        self.pages = Pages()
+        self.store_handlers = CaseStoreHandlers(router, self.labels, args.backend_timeout_s)
+        self.intake = IntakeHandlers(
+            IntakeStore(args.intake, tasks.resolve_broker(args.intake)), self.pipeline.preparer,
+            model_info={"model": args.model, "revision": self.checkpoint.revision}, on_depth=IntakeDepth().set)
+        self.http = HttpIngress(
+            handlers_of(self, self.store_handlers, self.intake),
+            api_keys=ApiKeys.from_env(), max_body_bytes=args.max_body_bytes,
+            limits=contract.Limits.of(args, callback_secret=os.environ.get(CALLBACK_SECRET_ENV_VAR)),
+            request_id_of=serve_request_id,
+        )
+
+    async def __call__(self, request: Request) -> Response:
+        return await self.http(request)
+
+    async def classify(self, parsed: contract.ClassifyRequest) -> contract.ClassifyResponse:
+        return await self.coalescer.classify_one(parsed)
+
+    async def classify_batch(self, parsed: contract.BatchRequest) -> contract.BatchResponse:
+        started = time.perf_counter()
+        results = await self.pipeline.classify(parsed)
+        return contract.BatchResponse(success=True, results=results, model=self.pipeline.model_ref,
+                                      processing_time_seconds=round(time.perf_counter() - started, 6))
+
+    async def console(self) -> Page:
+        return self.pages.console
+
+    async def docs(self) -> Page:
+        return self.pages.docs
+
+    async def docs_asset(self, params: contract.AssetParams) -> Page:
+        return self.pages.asset(params.name)
+
+    async def openapi(self) -> dict:
+        return self.document
+
+    async def _downstream_ready(self) -> dict:
+        try:
+            described, _ = await asyncio.wait_for(
+                asyncio.gather(self.classifier.describe.remote(), self.router.ready.remote()), 10
+            )
+        except Exception:
+            raise ServiceError.unavailable("The classifier or router is not ready.") from None
+        return described
+
+    async def health(self) -> contract.Health:
+        await self._downstream_ready()
+        await self.intake.ping()
+        return contract.Health(status="healthy", model=self.args.model,
+                               deployments={part: "ready" for part in HEALTH_PARTS})
+
+    async def info(self) -> contract.Info:
+        described = await self._downstream_ready()
+        ck, args = self.checkpoint, self.args
+        return contract.Info(
+            model=contract.ModelInfo(id=ck.model_id, revision=ck.revision, untrained=ck.untrained, note=ck.note or None,
+                                     evaluation=ck.evaluation),
+            labels=contract.Labels(**self.labels.to_json()),
+            max_length=args.max_length,
+            window_overlap=args.window_overlap,
+            aggregation=args.aggregation,
+            priority_aggregation=args.priority_aggregation,
+            long_narratives=args.long_narratives,
+            device=described["device"],
+            engine=described["engine"],
+            dtype=described["dtype"],
+            limits=contract.InfoLimits(
+                max_narrative_chars=args.max_narrative_chars,
+                max_body_bytes=args.max_body_bytes,
+                max_batch_narratives=args.max_batch_narratives,
+                max_batch_windows=args.max_batch_windows,
+            ),
+            auth="api_key" if self.http.api_keys.enabled else "none",
+            taxonomy=dict(self.labels.sub_to_main) if self.labels.sub_to_main else None,
+        )

@@ -1,0 +1,65 @@
+"""The ingress's handlers of the case-store routes: case reads, feedback, stats, export, OpenCHS's agent feedback.
+
+Each handler validates what only the ingress knows (the served labels), calls the Router's
+``call_store`` with the ``CaseStore`` method's name, and shapes the contract's response. A
+``ServiceError`` the store raised (404, 409) arrives here as itself (``deployments/ray_errors.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+from typing import Any
+
+from ray.serve.handle import DeploymentHandle
+
+from deployments.core import contract
+from deployments.core.errors import ServiceError
+from deployments.core.labels import LabelSet
+from deployments.core.text import normalize_narrative
+from deployments.ray_errors import backend_error
+
+
+class CaseStoreHandlers:
+    def __init__(self, router: DeploymentHandle, labels: LabelSet, timeout_s: float):
+        self.router = router
+        self.labels = labels
+        self.timeout_s = timeout_s
+
+    async def _store(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await asyncio.wait_for(self.router.call_store.remote(method, *args, **kwargs), self.timeout_s)
+        except Exception as exc:
+            raise backend_error(exc) from None
+
+    async def get_case(self, params: contract.CaseParams) -> contract.CaseResponse:
+        return contract.CaseResponse(success=True, case=await self._store("get_case", params.id))
+
+    async def feedback(self, body: contract.FeedbackRequest) -> contract.FeedbackResponse:
+        corrections = contract.check_corrections(body.corrections, self.labels)
+        stored = await self._store(
+            "put_feedback", body.case_id, corrections=corrections, rating=body.rating, reason=body.reason,
+            reviewer=body.reviewer,
+            narrative=normalize_narrative(body.narrative) if body.narrative is not None else None)
+        return contract.FeedbackResponse(success=True, feedback=stored)
+
+    async def feedback_stats(self, params: contract.StatsParams) -> contract.FeedbackStats:
+        return contract.FeedbackStats(success=True, **await self._store("stats", params.days, params.model))
+
+    async def feedback_export(self, params: contract.ExportParams) -> contract.ExportResponse:
+        since = datetime.combine(params.since, datetime.min.time(), tzinfo=timezone.utc)
+        exported = await self._store("export", since, params.model)
+        return contract.ExportResponse(success=True, since=since.isoformat(), examples=exported.examples,
+                                       skipped_without_narrative=exported.skipped_without_narrative)
+
+    async def openchs_feedback_update(self, body: contract.OpenChsFeedbackUpdate) -> contract.OpenChsFeedback:
+        return contract.OpenChsFeedback(**await self._store("openchs_update", body.call_id, body.feedback, body.reason))
+
+    async def openchs_feedback_call(self, params: contract.OpenChsCallParams) -> contract.OpenChsFeedbackList:
+        entries = await self._store("openchs_call", params.call_id, params.task)
+        if not entries:
+            raise ServiceError(404, "not_found", "No feedback for this call.")
+        return contract.OpenChsFeedbackList(entries)
+
+    async def openchs_feedback_statistics(self, params: contract.OpenChsStatsParams) -> contract.OpenChsStatistics:
+        return contract.OpenChsStatistics(**await self._store("openchs_statistics", params.days, params.task))

@@ -115,8 +115,8 @@ class HttpIngress:
         _REQUEST_ID.set(rid)
         try:
             op, handler, path_params = self._route(request)
-            if not op.public and not self.api_keys.allows(request.headers.get("authorization")):
-                raise ServiceError.unauthorized()
+            if not op.public:
+                self.api_keys.authorize(request.headers.get("authorization"), op.permission)
             inputs, keywords = [], {}
             if op.request is not None:
                 inputs.append(await self._parse(request, op.request))

@@ -27,10 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, NamedTuple
 
+from deployments.core.config import API_KEYS_ENV_VAR, API_KEYS_FILE_ENV_VAR
 from deployments.core.errors import ServiceError
 
-KEYS_ENV = "CHS_API_KEYS"
-KEYS_FILE_ENV = "CHS_API_KEYS_FILE"
+KEYS_ENV = API_KEYS_ENV_VAR
+KEYS_FILE_ENV = API_KEYS_FILE_ENV_VAR
 
 
 class Permission:
@@ -183,15 +184,15 @@ class ApiKeys:
                 found = principal
         return found
 
-    def authorize(self, authorization: str | None, permission: str) -> Principal:
-        """The caller, if its key's role has ``permission``; else ServiceError 401 (no valid key) or 403."""
-        holders = roles_with(permission)  # an unknown permission is a bug: ValueError, even when open
+    def authorize(self, authorization: str | None, permission: str | None) -> Principal:
+        """The caller, if its key's role has ``permission`` (None: any valid key); else ServiceError 401 or 403."""
+        holders = roles_with(permission) if permission is not None else []  # an unknown one is a bug: ValueError
         if not self.enabled:
             return ANONYMOUS
         principal = self.authenticate(authorization)
         if principal is None:
             raise ServiceError.unauthorized()
-        if permission not in principal.permissions:
+        if permission is not None and permission not in principal.permissions:
             raise ServiceError.forbidden(
                 f"This route needs the {permission!r} permission, which {_roles_have(holders)}; "
                 f"this key's role is {principal.role}.")

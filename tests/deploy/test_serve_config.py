@@ -25,3 +25,48 @@ def test_serve_config_batching_is_not_starved():
     classifier = next(d for d in app["deployments"] if d["name"] == "Classifier")
     assert classifier["max_ongoing_requests"] >= 2 * app["args"]["batching"]["max_batch_size"]
     assert "ray_actor_options" not in classifier, "the classifier's resources come from AppArgs (see config.py)"
+
+
+def _yaml_app() -> dict:
+    (app,) = yaml.safe_load((ROOT / "serve_config.yaml").read_text())["applications"]
+    return app
+
+
+def test_the_decorators_apply_the_one_declaration_of_deployment_options():
+    from deployments.classifier import Classifier
+    from deployments.core.config import DEPLOYMENT_OPTIONS
+    from deployments.preprocessor import Preprocessor
+    from deployments.router import Router
+
+    for deployment in (Preprocessor, Classifier, Router):
+        declared = DEPLOYMENT_OPTIONS[deployment.name]
+        config = deployment._deployment_config
+        for key, value in declared.items():
+            if key == "ray_actor_options":
+                assert deployment.ray_actor_options == value, deployment.name
+            elif key == "backpressure_config":
+                assert config.backpressure_config.model_dump(exclude_none=True) == value, deployment.name
+            else:
+                assert getattr(config, key) == value, (deployment.name, key)
+
+
+def test_serve_config_yaml_agrees_with_the_code_where_both_name_an_option():
+    from deployments.core.config import DEPLOYMENT_OPTIONS
+
+    for deployment in _yaml_app()["deployments"]:
+        declared = DEPLOYMENT_OPTIONS[deployment["name"]]
+        for key, value in deployment.items():
+            if key in declared:
+                assert value == declared[key], (deployment["name"], key)
+        # What only the YAML sets is a deploy-time choice of replicas, never another default.
+        assert set(deployment) - set(declared) <= {"name", "num_replicas", "autoscaling_config"}, deployment["name"]
+
+
+# Args serve_config.yaml sets to other values than AppArgs' defaults, on purpose.
+YAML_OVERRIDES = {"torch_threads": "two threads per classifier replica, the cores of the smallest node"}
+
+
+def test_serve_config_yaml_args_are_the_defaults_but_for_named_overrides():
+    from_yaml, defaults = AppArgs(**_yaml_app()["args"]), AppArgs()
+    differ = {name for name in AppArgs.model_fields if getattr(from_yaml, name) != getattr(defaults, name)}
+    assert differ == set(YAML_OVERRIDES)

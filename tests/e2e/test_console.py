@@ -4,7 +4,7 @@ The page classifies the model card's bullying narrative with the trained demo
 model, shows "Advice and Counselling", sends a correction of the sub category,
 and the correction is counted in /feedback/stats. /docs renders Swagger UI from
 vendored assets. CHS_CONSOLE_SCREENSHOT=docs/console.png saves the README's
-screenshot.
+screenshot, which shows no path of the machine that took it.
 """
 
 from __future__ import annotations
@@ -12,9 +12,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
+from pathlib import Path
 
 import httpx
 import pytest
+
+# An absolute path on a server or a build machine, as a page might show one (a model's id, say).
+MACHINE_PATH = re.compile(r"(?<![\w.~-])/(?:tmp|work|home|root|Users|var|srv|opt|mnt)/")
 
 BULLYING = ("A 12-year-old student reports being bullied at school. Classmates are calling names and excluding "
             "from activities. The student feels sad and does not want to go to school anymore.")
@@ -74,6 +79,10 @@ def test_the_console_classifies_and_sends_a_correction(serve_session, demo_check
     browser.find_element(By.ID, "send-feedback").click()
     wait.until(seen.text_to_be_present_in_element((By.ID, "feedback-msg"), "Feedback saved"))
     assert "corrected sub_category" in browser.find_element(By.ID, "feedback-msg").text
+    # What the page shows, the header's model id included, names no path of this machine.
+    shown = browser.find_element(By.TAG_NAME, "body").text
+    here = (str(Path(__file__).resolve().parents[2]), tempfile.gettempdir(), os.path.expanduser("~"))
+    assert not MACHINE_PATH.search(shown) and not any(p in shown for p in here if p != "/"), shown
     shot = os.environ.get("CHS_CONSOLE_SCREENSHOT") or str(tmp_path / "console.png")
     assert browser.save_screenshot(shot)
 

@@ -56,9 +56,9 @@ class CasePipeline:
         self.router = router
 
     def prepare(self, parsed: contract.ClassifyRequest | contract.BatchRequest) -> tuple[TokenWindows, list[CasePlan]]:
-        """The request's windows and plans; raises the 400 or 413 the caller gets."""
+        """The request's windows and plans; raises the 413 the caller gets."""
         return self.preparer.prepare(parsed.narratives, include_confidence=parsed.include_confidence,
-                                     include_chunks=parsed.include_chunks, is_batch=parsed.is_batch)
+                                     include_chunks=parsed.include_chunks)
 
     def prepare_single(self, parsed: contract.ClassifyRequest) -> SingleCase:
         """A /classify request's case, with its request id taken here, in the caller's task."""

@@ -56,7 +56,7 @@ class Preprocessor:
         self.pages = Pages()
         self.store_handlers = CaseStoreHandlers(router, self.labels, args.backend_timeout_s)
         self.intake = IntakeHandlers(
-            IntakeStore(args.intake, tasks.resolve_broker(args.intake)), self.pipeline.preparer,
+            IntakeStore(args.intake, tasks.resolve_broker(args.intake)),
             model_info={"model": args.model, "revision": self.checkpoint.revision}, on_depth=IntakeDepth().set)
         self.http = HttpIngress(
             handlers_of(self, self.store_handlers, self.intake),

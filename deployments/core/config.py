@@ -48,6 +48,12 @@ DEPLOYMENT_OPTIONS: dict[str, dict] = {
     },
     # Its concurrency and resources come from AppArgs.intake (the queue's share of the classifier).
     "IntakeConsumer": {"num_replicas": 1, "health_check_period_s": 10, "graceful_shutdown_timeout_s": 30},
+    # Deployed only when AppArgs.translation.model is set; its CPUs come from AppArgs.translation.num_cpus.
+    "Translator": {
+        "ray_actor_options": {"num_cpus": 1}, "max_ongoing_requests": 64, "max_queued_requests": 256,
+        "backpressure_config": BACKPRESSURE, "health_check_period_s": 10, "health_check_timeout_s": 30,
+        "graceful_shutdown_timeout_s": 30, "max_constructor_retry_count": 3,
+    },
 }
 # The embedded default store: an SQLite file under the project's var/ folder (gitignored).
 DEFAULT_DATABASE_PATH = Path(__file__).resolve().parents[2] / "var" / "helpline.db"
@@ -94,17 +100,60 @@ class RoutingArgs(_Strict):
     """Routing policy, as data."""
 
     review_threshold: float = Field(0.60, ge=0, le=1, description="Any task under this confidence needs a human.")
+    review_thresholds: dict[Literal["main_category", "sub_category", "intervention", "priority"], float] = Field(
+        default_factory=dict, description="Per task, a threshold other than review_threshold (0 turns review by "
+        "confidence off for that task). Empty: review_threshold for every task.")
     escalate_priority: Optional[int] = Field(None, description="Priority that escalates; default: the top level.")
     critical_sub_categories: list[str] = Field(default_factory=lambda: list(DEFAULT_CRITICAL_SUB_CATEGORIES))
     queues: dict[str, str] = Field(
         default_factory=dict, description="Main category → queue name; unlisted categories get a slug of their name."
     )
     default_queue: str = "general"
+    min_words: int = Field(
+        8, ge=0, description="A narrative of fewer words goes to review as too short to judge (OpenCHS's own "
+        "evaluation found short texts the weakest); 0 turns this off.")
     taxonomy_mismatch: Literal["review", "off"] = Field(
         "review",
         description="'review': a sub category whose parent (the checkpoint's sub_to_main.json) is not the "
         "predicted main category sends the case to human review, with a reason naming both.",
     )
+
+
+class LanguageArgs(_Strict):
+    """What the model reads: a narrative identified as another language goes to review, saying which."""
+
+    model_languages: list[str] = Field(
+        default_factory=lambda: ["en"], min_length=1,
+        description="ISO 639-1 codes of the languages the model was trained on.")
+
+
+class LexiconArgs(_Strict):
+    """The safety lexicon (data/lexicon/): phrases that escalate a case whatever the model says."""
+
+    bundled: bool = Field(True, description="Use the bundled files (data/lexicon/*.yaml).")
+    files: list[str] = Field(default_factory=list,
+                             description="More lexicon files (a country's own), added to the bundled ones or, with "
+                             "bundled false, used alone.")
+
+
+class TranslationArgs(_Strict):
+    """Machine translation into the model's language before the classifier (deployments/translator.py).
+
+    Off by default: the demo ships no translation model. A narrative identified as one of
+    ``languages`` is translated, and the response says so; English never passes through it.
+    """
+
+    model: Optional[str] = Field(
+        None, description="Hub repo id (e.g. OpenCHS's sw→en 'openchs/sw-en-opus-mt-mul-en-v1') or local directory "
+        "of a seq2seq (MarianMT) checkpoint; null: translation is off.")
+    revision: Optional[str] = None
+    languages: list[str] = Field(
+        default_factory=lambda: ["sw"], description="ISO 639-1 codes of the source languages it translates; a "
+        "narrative in another language goes to review untranslated.")
+    max_batch_size: int = Field(16, ge=1, description="Narratives per @serve.batch call (user_config, live).")
+    batch_wait_timeout_s: float = Field(0.01, ge=0, description="How long a batch waits to fill (user_config, live).")
+    num_beams: int = Field(1, ge=1, description="Beam width; 1 is greedy, the fastest (user_config, live).")
+    num_cpus: float = Field(1.0, gt=0, description="CPUs per translator replica.")
 
 
 class FeedbackArgs(_Strict):
@@ -205,6 +254,9 @@ class AppArgs(_Strict):
     batching: BatchingArgs = Field(default_factory=BatchingArgs)
     coalescing: CoalescingArgs = Field(default_factory=CoalescingArgs)
     routing: RoutingArgs = Field(default_factory=RoutingArgs)
+    language: LanguageArgs = Field(default_factory=LanguageArgs)
+    lexicon: LexiconArgs = Field(default_factory=LexiconArgs)
+    translation: TranslationArgs = Field(default_factory=TranslationArgs)
     feedback: FeedbackArgs = Field(default_factory=FeedbackArgs)
     intake: IntakeArgs = Field(default_factory=IntakeArgs)
 

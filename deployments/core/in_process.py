@@ -60,11 +60,8 @@ class InProcessPipeline:
     backend: ModelRunner
     tokenizer: NarrativeTokenizer
     assembler: CaseAssembler
-
-    @property
-    def preparer(self) -> CasePreparer:
-        # The request limits belong to the HTTP front: none here.
-        return CasePreparer.from_args(self.args, self.tokenizer, limit_windows=False)
+    # As the ingress prepares and screens cases; the request limits belong to the HTTP front: none here.
+    preparer: CasePreparer
 
     @classmethod
     def from_args(cls, args: AppArgs | Mapping[str, Any], **overrides: Any) -> "InProcessPipeline":
@@ -75,7 +72,8 @@ class InProcessPipeline:
             torch_threads=args.torch_threads,
         )
         tokenizer = NarrativeTokenizer(load_tokenizer(resolve_checkpoint(args.model, args.revision)))
-        return cls(args, backend, tokenizer, cls._assembler(args, backend.labels))
+        return cls(args, backend, tokenizer, cls._assembler(args, backend.labels),
+                   CasePreparer.from_args(args, tokenizer, limit_windows=False))
 
     @staticmethod
     def _assembler(args: AppArgs, labels: LabelSet) -> CaseAssembler:
@@ -87,7 +85,8 @@ class InProcessPipeline:
         args = _validated(self.args, overrides)
         if any(getattr(args, f) != getattr(self.args, f) for f in LOAD_FIELDS):
             return InProcessPipeline.from_args(args)
-        return InProcessPipeline(args, self.backend, self.tokenizer, self._assembler(args, self.backend.labels))
+        return InProcessPipeline(args, self.backend, self.tokenizer, self._assembler(args, self.backend.labels),
+                                 CasePreparer.from_args(args, self.tokenizer, limit_windows=False))
 
     # ------------------------------------------------------------ facts
 
@@ -116,11 +115,11 @@ class InProcessPipeline:
     def prepare(
         self, narratives: Sequence[str], *, include_confidence: bool = True, include_chunks: bool = False
     ) -> tuple[TokenWindows, list[CasePlan]]:
-        """Normalize, tokenize and window, as the ingress does. Raises ``ServiceError`` for an empty narrative."""
+        """Normalize, tokenize and window, as the ingress does."""
         if isinstance(narratives, str):
             raise TypeError("narratives must be a sequence of strings, not one string")
         return self.preparer.prepare(list(narratives), include_confidence=include_confidence,
-                                     include_chunks=include_chunks, is_batch=True)
+                                     include_chunks=include_chunks)
 
     def forward(
         self, requests: Sequence[TokenWindows], *, on_microbatch: Callable[[int, int], None] | None = None

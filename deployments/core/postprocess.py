@@ -8,7 +8,6 @@ applies the ``RoutingPolicy`` and renders each case as the contract's
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -18,6 +17,9 @@ from deployments.core.aggregation import aggregate_windows
 from deployments.core.labels import TASKS, LabelSet
 from deployments.core.preprocess import CasePlan
 from deployments.core.routing import Classification, Prediction, Routing, RoutingPolicy, classify_probabilities
+
+# What a plan made without language identification reports (InProcessPipeline callers may skip it).
+UNDETERMINED = {"code": "und", "name": "Undetermined", "confidence": 0.0}
 
 RESULT_TASKS = ("main_category", "sub_category", "sub_category_2", "intervention", "priority")
 
@@ -95,12 +97,15 @@ class CaseAssembler:
                 case, plan.token_counts(), self.labels.priority, self.aggregation, self.priority_aggregation
             )
             classification = classify_probabilities(probs, self.labels)
-            routing = self.policy.decide(classification)
+            routing = self.policy.decide(classification, plan.signals, case["priority"])
 
             def render(include_confidence: bool, include_chunks: bool) -> dict:
                 return contract.CaseResult(
                     classification=render_classification(classification, include_confidence, self.labels),
-                    routing=contract.Routing(**asdict(routing)),
+                    routing=contract.Routing(queue=routing.queue, escalate=routing.escalate,
+                                             human_review=routing.human_review, reasons=routing.reasons,
+                                             signals=[s.to_json() for s in routing.signals]),
+                    language=plan.language or UNDETERMINED,
                     chunks=plan.n_windows,
                     truncated=plan.truncated,
                     tokens=plan.n_tokens,

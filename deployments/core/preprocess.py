@@ -15,19 +15,23 @@ from typing import Optional, Sequence
 
 from deployments.core.config import AppArgs
 from deployments.core.errors import ServiceError
+from deployments.core.screening import NarrativeScreen
+from deployments.core.signals import Signal
 from deployments.core.text import normalize_narrative
 from deployments.core.windowing import TokenWindows, WindowSpan, tokenize_windows
 
 
 @dataclass(frozen=True)
 class CasePlan:
-    """How one narrative was cut: what the router needs to put it back together."""
+    """How one narrative was cut, and what the ingress found in its text: what the router needs."""
 
     spans: tuple[WindowSpan, ...]
     n_tokens: int
     truncated: bool
     include_confidence: bool = True
     include_chunks: bool = False
+    language: Optional[dict] = None  # {"code", "name", "confidence"}
+    signals: tuple[Signal, ...] = ()  # found in the text: lexicon phrases, language, length
 
     @property
     def n_windows(self) -> int:
@@ -59,15 +63,6 @@ class NarrativeTokenizer:
         return [e.ids for e in self._backend.encode_batch(list(texts), add_special_tokens=False)]
 
 
-def _check_not_empty(normalized: Sequence[str], *, is_batch: bool) -> None:
-    for i, text in enumerate(normalized):
-        if not text.strip():
-            where = f"'narratives[{i}]'" if is_batch else "'narrative'"
-            raise ServiceError.empty(
-                f"{where} is empty after normalization (only letters a-z, digits and spaces are kept)."
-            )
-
-
 def prepare_cases(
     narratives: Sequence[str],
     tokenizer: NarrativeTokenizer,
@@ -77,13 +72,13 @@ def prepare_cases(
     truncate: bool = False,
     include_confidence: bool = True,
     include_chunks: bool = False,
-    is_batch: bool = False,
+    screen: Optional[NarrativeScreen] = None,
 ) -> tuple[TokenWindows, list[CasePlan]]:
+    """``screen``: what to look for in each narrative as sent (language, lexicon, length) besides the model."""
     normalized = [normalize_narrative(n) for n in narratives]
-    _check_not_empty(normalized, is_batch=is_batch)
     rows = []
     plans = []
-    for ids in tokenizer.encode(normalized):
+    for narrative, text, ids in zip(narratives, normalized, tokenizer.encode(normalized)):
         windows, spans = tokenize_windows(
             ids, cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id, max_length=max_length, overlap=overlap
         )
@@ -91,7 +86,10 @@ def prepare_cases(
         if truncated:
             windows, spans = windows[:1], spans[:1]
         rows.extend(windows)
-        plans.append(CasePlan(tuple(spans), len(ids), truncated, include_confidence, include_chunks))
+        found = screen.screen(narrative, text) if screen is not None else None
+        plans.append(CasePlan(tuple(spans), len(ids), truncated, include_confidence, include_chunks,
+                              language=found.language.to_json() if found else None,
+                              signals=found.signals if found else ()))
     return TokenWindows.from_rows(rows), plans
 
 
@@ -121,28 +119,25 @@ class CasePreparer:
     truncate: bool
     max_windows: Optional[int]  # None: no limit (offline, in one process)
     keep_narratives: bool = False
+    screen: Optional[NarrativeScreen] = None
 
     @classmethod
     def from_args(cls, args: AppArgs, tokenizer: NarrativeTokenizer, *, limit_windows: bool = True) -> "CasePreparer":
         return cls(tokenizer, max_length=args.max_length, overlap=args.window_overlap,
                    truncate=args.long_narratives == "truncate",
                    max_windows=args.max_batch_windows if limit_windows else None,
-                   keep_narratives=args.feedback.keep_narratives)
+                   keep_narratives=args.feedback.keep_narratives, screen=NarrativeScreen.from_args(args))
 
-    def prepare(self, narratives: Sequence[str], *, include_confidence: bool = True, include_chunks: bool = False,
-                is_batch: bool = False) -> tuple[TokenWindows, list[CasePlan]]:
-        """The cases' windows and plans; raises the 400 (empty) or 413 (too many windows) the caller gets."""
+    def prepare(self, narratives: Sequence[str], *, include_confidence: bool = True,
+                include_chunks: bool = False) -> tuple[TokenWindows, list[CasePlan]]:
+        """The cases' windows and plans; raises the 413 (too many windows) the caller gets."""
         windows, plans = prepare_cases(narratives, self.tokenizer, max_length=self.max_length, overlap=self.overlap,
                                        truncate=self.truncate, include_confidence=include_confidence,
-                                       include_chunks=include_chunks, is_batch=is_batch)
+                                       include_chunks=include_chunks, screen=self.screen)
         if self.max_windows is not None and len(windows) > self.max_windows:
             raise ServiceError.too_large(
                 f"The request needs {len(windows)} model windows; the limit is {self.max_windows}.")
         return windows, plans
-
-    def check(self, narratives: Sequence[str]) -> None:
-        """Raise the 400 ``prepare`` would for a narrative empty after normalization (no tokenizing)."""
-        _check_not_empty([normalize_narrative(n) for n in narratives], is_batch=len(narratives) > 1)
 
     def single(self, narrative: str, *, include_confidence: bool = True, include_chunks: bool = False,
                call_id: Optional[str] = None, request_id: Optional[str] = None) -> SingleCase:

@@ -3,18 +3,24 @@
 The policy is data (``RoutingArgs``): which queue each main category goes to,
 which sub categories are critical, and the confidence under which a human
 must look. ``RoutingPolicy`` has no Ray in it and is unit-tested directly.
+
+The decision is made of ``Signal`` s (``deployments/core/signals.py``): what the
+model said (the escalation priority, a critical sub category, a confidence under
+its threshold, heads that contradict the taxonomy) and what the ingress found in
+the text (passed in as ``text_signals``). Each signal gives one reason.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
 from deployments.core.config import RoutingArgs
 from deployments.core.labels import PRIORITY_NAMES, TASKS, LabelSet
+from deployments.core.signals import Signal
 
 
 @dataclass(frozen=True)
@@ -40,7 +46,11 @@ class Routing:
     queue: str
     escalate: bool
     human_review: bool
-    reasons: list[str] = field(default_factory=list)
+    signals: list[Signal] = field(default_factory=list)
+
+    @property
+    def reasons(self) -> list[str]:
+        return [s.reason for s in self.signals]
 
 
 def queue_slug(main_category: str) -> str:
@@ -73,34 +83,41 @@ class RoutingPolicy:
         self.critical = frozenset(config.critical_sub_categories)
         self.queues = {main: config.queues.get(main, queue_slug(main)) for main in labels.main_category}
 
-    def decide(self, c: Classification) -> Routing:
-        reasons = []
-        escalate = False
+    def threshold(self, task: str) -> float:
+        return self.config.review_thresholds.get(task, self.config.review_threshold)
+
+    def decide(self, c: Classification, text_signals: Sequence[Signal] = (),
+               window_priority: Optional[np.ndarray] = None) -> Routing:
+        """``window_priority``: each window's priority probabilities, to name the window behind an escalation."""
+        signals = []
         if c.priority.label == self.escalate_priority:
-            escalate = True
             name = PRIORITY_NAMES.get(int(c.priority.label), str(c.priority.label))
-            reasons.append(f"Priority is {c.priority.label} ({name}), the escalation level.")
+            window = None
+            if window_priority is not None and len(window_priority):
+                column = list(self.labels.priority).index(c.priority.label)
+                window = int(np.argmax(np.asarray(window_priority)[:, column]))
+            where = f" (window {window} reads it most strongly)" if window is not None and len(window_priority) > 1 else ""
+            signals.append(Signal("model", "priority", f"Priority is {c.priority.label} ({name}), the escalation "
+                                  f"level{where}.", escalate=True, review=True, window=window))
         if c.sub_category.label in self.critical:
-            escalate = True
-            reasons.append(f"Sub category '{c.sub_category.label}' is on the critical list.")
-        low = [
-            task
-            for task in TASKS
-            if c.for_task(task).confidence < self.config.review_threshold
-        ]
-        for task in low:
-            reasons.append(
-                f"Confidence in {task.replace('_', ' ')} is {c.for_task(task).confidence:.2f}, "
-                f"under the review threshold {self.config.review_threshold:.2f}."
-            )
+            signals.append(Signal("model", "critical_sub_category",
+                                  f"Sub category '{c.sub_category.label}' is on the critical list.", escalate=True,
+                                  review=True))
+        for task in TASKS:
+            threshold = self.threshold(task)
+            if c.for_task(task).confidence < threshold:
+                signals.append(Signal("threshold", task, f"Confidence in {task.replace('_', ' ')} is "
+                                      f"{c.for_task(task).confidence:.2f}, under the review threshold "
+                                      f"{threshold:.2f}.", review=True))
         mismatch = self._taxonomy_mismatch(c)
         if mismatch:
-            reasons.append(mismatch)
-        human_review = escalate or bool(low) or bool(mismatch)
-        if escalate:
-            reasons.append("Escalated cases always get human review.")
+            signals.append(Signal("taxonomy", "sub_category_parent", mismatch, review=True))
+        signals.extend(text_signals)
         queue = self.queues.get(str(c.main_category.label), self.config.default_queue)
-        return Routing(queue=queue, escalate=escalate, human_review=human_review, reasons=reasons)
+        escalate = any(s.escalate for s in signals)
+        # Escalated cases always get human review.
+        human_review = escalate or any(s.review for s in signals)
+        return Routing(queue=queue, escalate=escalate, human_review=human_review, signals=signals)
 
     def _taxonomy_mismatch(self, c: Classification) -> str | None:
         """The model card's "sub-category confusion": two heads that contradict the taxonomy need a human."""

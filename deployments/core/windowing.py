@@ -34,7 +34,8 @@ def window_spans(n_tokens: int, max_length: int, overlap: int) -> list[WindowSpa
     if not 0 <= overlap < content:
         raise ValueError(f"overlap must be in [0, {content}), got {overlap}")
     if n_tokens <= 0:
-        return []
+        # Nothing left after normalization: one window of [CLS] [SEP], as the card's recipe reads "".
+        return [WindowSpan(0, 0)]
     step = content - overlap
     spans = []
     start = 0

@@ -1,7 +1,7 @@
 """The ingress's handlers of the intake routes: /tasks/* and OpenCHS's /classifier/*. Ray-free.
 
-A case is checked here (the 400 ``/classify`` would give is refused now, never queued to fail
-later), then put on the durable queue through ``IntakeStore``, whose blocking calls run in a
+A case is validated by the contract here (what ``/classify`` would refuse is refused now, never
+queued to fail later), then put on the durable queue through ``IntakeStore``, whose blocking calls run in a
 worker thread; a broker that cannot be reached is a 503.
 """
 
@@ -13,17 +13,14 @@ from typing import Callable, Optional
 
 from deployments.core import contract, tasks
 from deployments.core.errors import ServiceError
-from deployments.core.preprocess import CasePreparer
 from deployments.intake.producer import IntakeStore
 
 logger = logging.getLogger("ray.serve")
 
 
 class IntakeHandlers:
-    def __init__(self, store: IntakeStore, preparer: CasePreparer, model_info: dict,
-                 on_depth: Callable[[int], None]):
+    def __init__(self, store: IntakeStore, model_info: dict, on_depth: Callable[[int], None]):
         self.store = store
-        self.preparer = preparer
         self.model_info = model_info  # what OpenCHS's task status names as the model
         self.on_depth = on_depth  # told the queue's depth at each submit
 
@@ -42,7 +39,6 @@ class IntakeHandlers:
 
     async def _submit(self, narratives: list[str], call_ids: list, parsed, key: Optional[str],
                       callback_url: Optional[str] = None) -> list[dict]:
-        self.preparer.check(narratives)
         cases = []
         for i, (narrative, call_id) in enumerate(zip(narratives, call_ids)):
             item_key = None if key is None else (key if len(narratives) == 1 and not parsed.is_batch else f"{key}#{i}")

@@ -24,7 +24,9 @@ WINDOWS_PER_CALL = 4
 SHORT = [f"{FALLBACK_NARRATIVES[i % len(FALLBACK_NARRATIVES)]} This is call number {i}." for i in range(21)]
 TWO_WINDOWS = " ".join([FALLBACK_NARRATIVES[1]] * 25)  # grouped: within windows_per_call
 LONG = " ".join([FALLBACK_NARRATIVES[0]] * 90)  # over windows_per_call: sent alone
-INVALID = "?!... ;; --"  # nothing left after normalization: 400
+# Over the request's window limit (MAX_WINDOWS): refused with 413 in its own caller's task, never grouped.
+INVALID = " ".join([FALLBACK_NARRATIVES[0]] * 200)  # 13 windows
+MAX_WINDOWS = 8  # LONG needs 6
 NARRATIVES = SHORT[:10] + [TWO_WINDOWS, INVALID, LONG] + SHORT[10:]
 BAD = NARRATIVES.index(INVALID)
 
@@ -51,7 +53,7 @@ def assert_same_answer(got: dict, alone: dict) -> None:
 
 def test_concurrent_singles_are_coalesced_and_each_answered_as_if_alone(serve_session, tiny_checkpoint):
     url = serve_session.deploy(model=str(tiny_checkpoint), windows_per_call=WINDOWS_PER_CALL,
-                               coalescing={"max_cases": MAX_CASES, "wait_timeout_s": 0.25})
+                               max_batch_windows=MAX_WINDOWS, coalescing={"max_cases": MAX_CASES, "wait_timeout_s": 0.25})
     metrics_url = serve_session.metrics_url
     n = len(NARRATIVES)
     with httpx.Client(base_url=url, timeout=60) as http:
@@ -85,9 +87,9 @@ def test_concurrent_singles_are_coalesced_and_each_answered_as_if_alone(serve_se
         assert delta(before, after, "ray_chs_coalesced_group_size_bucket", le=str(float(WINDOWS_PER_CALL))) == groups
 
         bad = responses[BAD]
-        assert bad.status_code == 400, bad.text
+        assert bad.status_code == 413, bad.text
         assert bad.json()["success"] is False
-        assert bad.json()["error"]["code"] == "empty_narrative"
+        assert bad.json()["error"]["code"] == "payload_too_large"
         assert bad.json()["error"]["request_id"] == rid(BAD) == bad.headers["x-request-id"]
 
         answered = {i: r for i, r in enumerate(responses) if i != BAD}

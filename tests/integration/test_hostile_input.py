@@ -206,15 +206,30 @@ def test_batch_not_matching_the_schema(http, payload):
     assert_error(post_raw(http, "/classify/batch", json.dumps(payload).encode()), 422)
 
 
-@pytest.mark.parametrize("narrative", ["", "   ", "\n\t", "!!! ??? ...", "-- // ** ++", "\u3002\uff01", "\U0001F622\U0001F622"])
-def test_empty_after_normalization(http, narrative):
+@pytest.mark.parametrize("narrative", ["", "   ", "\n\t"])
+def test_a_blank_narrative_is_400(http, narrative):
     assert_error(post_raw(http, "/classify", json.dumps({"narrative": narrative}).encode()), 400, "empty_narrative")
 
 
-def test_batch_with_one_empty_narrative_names_it(http):
+@pytest.mark.parametrize("narrative", ["!!! ??? ...", "-- // ** ++", "\u3002\uff01", "\U0001F622\U0001F622",
+                                       "\u041c\u0430\u043c\u0430 \u0431\u044c\u0451\u0442"])
+def test_a_narrative_that_normalizes_to_nothing_is_classified_and_reviewed(http, narrative):
+    # As the card's recipe would read it: one window of [CLS] [SEP]; a human must look, and is told why.
+    r = post_raw(http, "/classify", json.dumps({"narrative": narrative}).encode())
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["routing"]["human_review"] is True and body["tokens"] == 0 and body["chunks"] == 1
+    (signal,) = [s for s in body["routing"]["signals"] if s["category"] == "nothing_to_read"]
+    assert signal["source"] == "length"
+    assert any("nothing the model can read" in reason for reason in body["routing"]["reasons"])
+
+
+def test_a_batch_with_one_unreadable_narrative_reviews_that_one(http):
     r = post_raw(http, "/classify/batch", json.dumps({"narratives": [NARRATIVE, "?!", NARRATIVE]}).encode())
-    error = assert_error(r, 400, "empty_narrative")
-    assert "narratives[1]" in error["message"]
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert [res["tokens"] == 0 for res in results] == [False, True, False]
+    assert results[1]["routing"]["human_review"] is True
 
 
 def test_empty_batch(http):

@@ -13,7 +13,7 @@ from tests.integration.test_intake import start_redis
 
 @pytest.fixture(params=["embedded", "redis"])
 def store_for(request, tmp_path):
-    from deployments.core import intake
+    from deployments.core import tasks
     from deployments.core.config import IntakeArgs
     from deployments.intake.producer import IntakeStore
 

@@ -43,7 +43,7 @@ def store(tmp_path):
 
 
 def test_the_schema_is_migrated_and_the_file_is_in_wal_mode(store, tmp_path):
-    assert store.revision() == "0001"
+    assert store.revision() == "0002"
     with sqlite3.connect(tmp_path / "var" / "helpline.db") as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}

@@ -163,12 +163,15 @@ def test_response_keys_in_the_documented_order():
     prediction = {"label": "x", "confidence": 0.5}
     tasks = ("main_category", "sub_category", "sub_category_2", "intervention")
     case = {"classification": {t: prediction for t in tasks} | {"priority": {"label": 2, "confidence": 0.1234567}},
-            "routing": {"queue": "q", "escalate": False, "human_review": True, "reasons": ["r"]},
+            "routing": {"queue": "q", "escalate": False, "human_review": True, "reasons": ["r"],
+                        "signals": [{"source": "threshold", "category": "priority", "text": None, "start": None,
+                                     "end": None, "window": None}]},
+            "language": {"code": "en", "name": "English", "confidence": 0.99},
             "chunks": 1, "truncated": False, "tokens": 3}
     body = contract.ClassifyResponse(success=True, **case, case_id="c-1", model=contract.ModelRef(id="m", revision=None),
                                      processing_time_seconds=0.1).model_dump()
-    assert list(body) == ["success", "classification", "routing", "chunks", "truncated", "tokens", "case_id",
-                          "model", "processing_time_seconds"]
+    assert list(body) == ["success", "classification", "routing", "language", "chunks", "truncated", "tokens",
+                          "case_id", "model", "processing_time_seconds"]
     assert body["classification"]["priority"] == {"label": 2, "confidence": 0.123457}
     assert body["model"] == {"id": "m", "revision": None}
 

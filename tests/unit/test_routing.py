@@ -114,3 +114,48 @@ def test_a_mismatch_adds_to_an_escalation_rather_than_replacing_it():
 def test_unknown_taxonomy_value_is_refused():
     with pytest.raises(ValueError):
         RoutingArgs(taxonomy_mismatch="maybe")
+
+
+# -- signals: the evidence behind each reason ----------------------------------------------------------
+
+
+def test_every_reason_comes_from_one_signal():
+    _, r = decide(probs_for("Advice and Counselling", "Sexual Abuse", "Counselling", 3, 0.5))
+    assert len(r.reasons) == len(r.signals) and r.reasons == [s.reason for s in r.signals]
+    assert {s.source for s in r.signals} == {"model", "threshold", "taxonomy"}
+    assert r.escalate and r.human_review
+
+
+def test_a_text_signal_escalates_a_case_the_model_finds_routine():
+    from deployments.core.signals import Signal
+
+    policy = RoutingPolicy(RoutingArgs(), LABELS)
+    c = classify_probabilities(probs_for("Advice and Counselling", "Bullying", "Counselling", 1, 0.95), LABELS)
+    assert not policy.decide(c).escalate
+    phrase = Signal("lexicon", "suicide_self_harm", "A phrase of suicide or self-harm at characters 3-20.",
+                    escalate=True, review=True, text="wants to die", start=3, end=20)
+    r = policy.decide(c, [phrase])
+    assert r.escalate and r.human_review and r.signals == [phrase]
+    assert phrase.recorded()["text"] is None and phrase.to_json()["text"] == "wants to die"
+
+
+def test_the_window_that_drove_an_escalation_is_named():
+    policy = RoutingPolicy(RoutingArgs(), LABELS)
+    c = classify_probabilities(probs_for("VANE", "Physical Violence", "Referral", 3, 0.95), LABELS)
+    windows = np.array([[0.8, 0.15, 0.05], [0.1, 0.2, 0.7], [0.3, 0.3, 0.4]])  # priorities 1, 2, 3
+    (model,) = [s for s in policy.decide(c, window_priority=windows).signals if s.category == "priority"]
+    assert model.source == "model" and model.window == 1 and "window 1" in model.reason
+
+
+def test_per_task_review_thresholds_default_to_review_threshold():
+    probs = probs_for("Advice and Counselling", "Bullying", "Counselling", 2, 0.7)
+    _, default = decide(probs)
+    assert not default.human_review
+    _, stricter = decide(probs, review_thresholds={"priority": 0.8})
+    assert stricter.human_review and [s.category for s in stricter.signals] == ["priority"]
+    assert "under the review threshold 0.80" in stricter.reasons[0]
+    _, off = decide(probs, review_threshold=0.9, review_thresholds={"main_category": 0.0, "sub_category": 0.0,
+                                                                    "intervention": 0.0, "priority": 0.0})
+    assert not off.human_review
+    with pytest.raises(ValueError):
+        RoutingArgs(review_thresholds={"queue": 0.5})

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from deployments.core.windowing import TokenWindows, tokenize_windows, window_spans
+from deployments.core.windowing import WindowSpan, TokenWindows, tokenize_windows, window_spans
 
 
 @pytest.mark.parametrize("n", [1, 5, 509, 510, 511, 1000, 1020, 5000])
@@ -34,8 +34,8 @@ def test_edge_lengths():
     # One more token needs a second window.
     spans = window_spans(511, 512, 128)
     assert len(spans) == 2 and spans[1].end == 511
-    # Nothing left after normalization: no window at all (the API answers 400 before this).
-    assert window_spans(0, 512, 128) == []
+    # Nothing left after normalization: one window of [CLS] [SEP] alone, as the card's recipe reads "".
+    assert window_spans(0, 512, 128) == [WindowSpan(0, 0)]
 
 
 def test_bad_overlap_is_refused():

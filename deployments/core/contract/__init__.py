@@ -105,6 +105,7 @@ from deployments.core.contract.responses import (
     Info,
     InfoLimits,
     Labels,
+    Language,
     ModelInfo,
     ModelRef,
     Prediction,
@@ -112,6 +113,7 @@ from deployments.core.contract.responses import (
     PriorityPrediction,
     ProcessingTime,
     Routing,
+    Signal,
     SubCategoryPrediction,
     TaskAccepted,
     TaskBatchAccepted,
@@ -154,8 +156,8 @@ __all__ = [
     "ExportParams", "FeedbackRequest", "StatsParams", "TaskBatchRequest", "TaskClassifyRequest", "check_corrections",
     # responses
     "BARE", "SUB_PARENT", "BatchResponse", "CaseId", "CaseResult", "ChunkDetail", "Classification", "ClassifiedCase",
-    "ClassifyResponse", "Error", "ErrorDetail", "Health", "Info", "InfoLimits", "Labels", "ModelInfo", "ModelRef",
-    "Prediction", "PriorityLabel", "PriorityPrediction", "ProcessingTime", "Routing", "SubCategoryPrediction",
+    "ClassifyResponse", "Error", "ErrorDetail", "Health", "Info", "InfoLimits", "Labels", "Language", "ModelInfo", "ModelRef",
+    "Prediction", "PriorityLabel", "PriorityPrediction", "ProcessingTime", "Routing", "Signal", "SubCategoryPrediction",
     "TaskAccepted", "TaskBatchAccepted", "TaskError", "TaskRef", "TaskStatus", "TaskStatusName",
     # records
     "CaseRecord", "CaseResponse", "Confusion", "ExportResponse", "FeedbackResponse", "FeedbackStats", "HistoryEntry",

@@ -70,6 +70,8 @@ class CaseRecord(_Body):
     classification: dict[Literal["main_category", "sub_category", "sub_category_2", "intervention", "priority"],
                          RecordedPrediction]
     routing: Routing
+    language: Optional[str] = Field(description="The narrative's language code (null for cases recorded before "
+                                                "language identification).")
     chunks: int
     tokens: int
     truncated: bool

@@ -59,11 +59,22 @@ class Classification(_Body):
     priority: Union[PriorityPrediction, PriorityLabel] = Field(description=BARE)
 
 
+class Signal(_Body):
+    source: Literal["lexicon", "model", "language", "taxonomy", "threshold", "length"]
+    category: str = Field(description="What it found: a lexicon category, a task, 'priority', a language code...")
+    text: Optional[str] = Field(description="The matched words as they appear in the narrative sent (lexicon only; "
+                                            "never kept in the case record).")
+    start: Optional[int] = Field(ge=0, description="Character offset of the match in the narrative sent.")
+    end: Optional[int] = Field(ge=0, description="End (exclusive) of the match in the narrative sent.")
+    window: Optional[int] = Field(ge=0, description="The model window that drove an escalation (source 'model').")
+
+
 class Routing(_Body):
     queue: str
     escalate: bool
     human_review: bool
-    reasons: list[str]
+    reasons: list[str] = Field(description="One plain-words reason per signal, in order.")
+    signals: list[Signal] = Field(description="The evidence behind escalate and human_review.")
 
 
 class ChunkDetail(_Body):
@@ -72,9 +83,16 @@ class ChunkDetail(_Body):
     classification: Classification
 
 
+class Language(_Body):
+    code: str = Field(description="ISO 639-1 code ('en', 'sw', ...); 'und' when the text has no letters to judge.")
+    name: str
+    confidence: float = Field(ge=0, le=1)
+
+
 class CaseResult(_Body):
     classification: Classification
     routing: Routing
+    language: Language = Field(description="The narrative's language, as identified before the model read it.")
     chunks: int = Field(ge=1, description="Model windows the narrative was read in.")
     truncated: bool = Field(description="True only when long_narratives is 'truncate' and text was cut.")
     tokens: int = Field(ge=0)

@@ -335,7 +335,8 @@ def case_dict(case: Case) -> dict:
         "classification": {task: {"label": getattr(case, task), "confidence": getattr(case, f"{task}_confidence")}
                            for task in PREDICTED_TASKS},
         "routing": {"queue": case.queue, "escalate": case.escalate, "human_review": case.human_review,
-                    "reasons": list(case.reasons)},
+                    "reasons": list(case.reasons), "signals": list(case.signals or [])},
+        "language": case.language,
         "chunks": case.chunks, "tokens": case.tokens, "truncated": case.truncated,
         "chunk_details": list(case.chunk_details), "narrative_stored": case.narrative is not None,
     }
@@ -354,7 +355,10 @@ def case_row(*, case_id: str, request_id: Optional[str], call_id: Optional[str],
         row[f"{task}_confidence"] = float(c[task]["confidence"])
     r = result["routing"]
     row.update(queue=r["queue"], escalate=bool(r["escalate"]), human_review=bool(r["human_review"]),
-               reasons=list(r["reasons"]), chunks=int(result["chunks"]), tokens=int(result["tokens"]),
+               reasons=list(r["reasons"]),
+               # The record keeps where the evidence is, never the words found there.
+               signals=[{**s, "text": None} for s in r.get("signals") or []],
+               language=(result.get("language") or {}).get("code"), chunks=int(result["chunks"]), tokens=int(result["tokens"]),
                truncated=bool(result["truncated"]),
                chunk_details=[{"index": d["index"], "token_span": list(d["token_span"]),
                                "classification": {t: {"label": d["classification"][t]["label"],

@@ -43,6 +43,9 @@ class Case(Base):
     escalate: Mapped[bool] = mapped_column(Boolean)
     human_review: Mapped[bool] = mapped_column(Boolean)
     reasons: Mapped[list[str]] = mapped_column(JSON)
+    # The evidence of each reason: source, category, offsets, window; never the matched words.
+    signals: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    language: Mapped[Optional[str]] = mapped_column(String(16))  # the narrative's language code
     chunks: Mapped[int] = mapped_column(Integer)
     tokens: Mapped[int] = mapped_column(Integer)
     truncated: Mapped[bool] = mapped_column(Boolean)

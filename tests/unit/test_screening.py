@@ -49,3 +49,20 @@ def test_the_models_languages_are_configured():
     both = NarrativeScreen.from_args(AppArgs(language={"model_languages": ["en", "sw"]}))
     narrative = "Mama yangu hanipi chakula na ananifungia ndani ya chumba kila siku nikirudi kutoka shuleni."
     assert not [s for s in both.screen(narrative).signals if s.source == "language"]
+
+
+@pytest.mark.parametrize("narrative, code, reviewed_for_language", [
+    ("A girl of fourteen called to say her father beats her mother every night and she cannot sleep.", "en", False),
+    ("Mtoto wa miaka tisa anasema mama yake wa kambo anampiga kila siku na hapewi chakula cha jioni.", "sw", True),
+    ("Msee, huyu dem ameniambia mathe yake anamchapa kila siku, ako na stress mob na hataki kuenda home.", "sw", True),
+    ("My neighbour's boy is only nine and his father leaves him alone at night, pole sana, the mama is away.",
+     "en", False),
+    ("Une fille de douze ans dit que son oncle la frappe tous les soirs et qu'elle a peur de rentrer.", "fr", True),
+])
+def test_each_language_gets_its_field_and_its_reason(screen, narrative, code, reviewed_for_language):
+    got = screen.screen(narrative)
+    assert got.language.code == code and 0 < got.language.confidence <= 1
+    language = [s for s in got.signals if s.source == "language"]
+    assert bool(language) == reviewed_for_language
+    if language:
+        assert language[0].category == code and got.language.name in language[0].reason and language[0].review

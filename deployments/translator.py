@@ -38,7 +38,8 @@ class Translator:
         if not self.settings.model:
             raise ValueError("the Translator deployment needs translation.model; leave it out when translation is off")
         self.backend = TranslationModel.load(self.settings.model, self.settings.revision, device="cpu",
-                                             num_beams=self.settings.num_beams)
+                                             num_beams=self.settings.num_beams,
+                                             torch_threads=max(1, int(self.settings.num_cpus)))
         self._apply(self.settings)
 
     def _apply(self, settings: TranslationArgs) -> None:
@@ -51,7 +52,8 @@ class Translator:
         """Batch size, batch wait and beam width, live; anything else is refused (the model needs a redeploy)."""
         unknown = set(user_config) - set(LIVE_SETTINGS)
         if unknown:
-            raise ValueError(f"Translator user_config takes {', '.join(LIVE_SETTINGS)}, not {', '.join(sorted(unknown))}")
+            raise ValueError(f"Translator user_config takes {', '.join(LIVE_SETTINGS)}, "
+                             f"not {', '.join(sorted(unknown))}")
         self._apply(TranslationArgs.model_validate({**self.settings.model_dump(), **user_config}))
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)

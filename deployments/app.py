@@ -22,6 +22,7 @@ from deployments.core.config import AppArgs
 from deployments.intake.consumer import make_consumer
 from deployments.preprocessor import Preprocessor
 from deployments.router import Router
+from deployments.translator import bind_translator
 
 logger = logging.getLogger("ray.serve")
 
@@ -34,7 +35,8 @@ def _cluster_has_gpus() -> bool:
 
 
 def build_app(args: AppArgs) -> serve.Application:
-    """Compose Preprocessor → Classifier → Router (and the intake's consumer) from one validated ``AppArgs``."""
+    """Compose Preprocessor → Classifier → Router (the intake's consumer, and the Translator when
+    ``translation.model`` is set) from one validated ``AppArgs``."""
     if isinstance(args, dict):
         args = AppArgs(**args)
     # CHS_MODEL is read once, here, so every deployment serves the same model.
@@ -48,10 +50,11 @@ def build_app(args: AppArgs) -> serve.Application:
         user_config=args.batching.model_dump(),
     ).bind(args)
     router = Router.bind(args)
+    translator = bind_translator(args)  # None unless translation.model is set
     # An ingress replica being replaced (a redeploy, a scale-down) keeps running until its last
     # request is answered: it must outlive backend_timeout_s, or Serve force-kills it mid-request
     # and the proxy answers a bare 500 (seen when a new Router took 30 s to start on a busy node).
     ingress = Preprocessor.options(graceful_shutdown_timeout_s=max(30.0, args.backend_timeout_s + 15))
     # The queue's consumer: an ingress-less deployment beside the others, calling the same handles.
-    consumer = make_consumer(args).bind(classifier, router, args)
-    return ingress.bind(classifier, router, args, consumer)
+    consumer = make_consumer(args).bind(classifier, router, args, translator)
+    return ingress.bind(classifier, router, args, consumer, translator)

@@ -24,7 +24,7 @@ from deployments.core.coalesce import CaseOutcome, Group, merge_cases, pack_grou
 from deployments.core.config import AppArgs, CoalescingArgs
 from deployments.core.errors import ServiceError
 from deployments.core.loading import load_labels, load_tokenizer, read_checkpoint_info, resolve_checkpoint
-from deployments.core.preprocess import CasePlan, CasePreparer, NarrativeTokenizer, SingleCase
+from deployments.core.preprocess import CasePlan, CasePreparer, NarrativeTokenizer, SingleCase, Translated
 from deployments.core.windowing import TokenWindows
 from deployments.ingress import current_request_id
 from deployments.ray_errors import backend_error
@@ -44,8 +44,10 @@ def model_key(info) -> str:
 
 
 class CasePipeline:
-    def __init__(self, args: AppArgs, classifier: DeploymentHandle, router: DeploymentHandle):
+    def __init__(self, args: AppArgs, classifier: DeploymentHandle, router: DeploymentHandle,
+                 translator: DeploymentHandle | None = None):
         self.args = args
+        self.translator = translator  # None: translation is off (translation.model null)
         path = resolve_checkpoint(args.model, args.revision)
         self.preparer = CasePreparer.from_args(args, NarrativeTokenizer(load_tokenizer(path)))
         self.labels = load_labels(path)
@@ -55,21 +57,44 @@ class CasePipeline:
         self.classifier = classifier
         self.router = router
 
-    def prepare(self, parsed: contract.ClassifyRequest | contract.BatchRequest) -> tuple[TokenWindows, list[CasePlan]]:
+    async def translations(self, narratives: list[str]) -> list[Translated | None]:
+        """The English the model reads for each narrative in a language the Translator takes; None for the rest.
+
+        English narratives (and every other language not in ``translation.languages``) never reach it.
+        """
+        if self.translator is None:
+            return [None] * len(narratives)
+        languages = [self.preparer.language_of(n) for n in narratives]
+        todo = [i for i, code in enumerate(languages) if code in self.args.translation.languages]
+        if not todo:
+            return [None] * len(narratives)
+        try:
+            texts = await asyncio.wait_for(asyncio.gather(*(self.translator.translate.remote(narratives[i])
+                                                            for i in todo)), self.args.backend_timeout_s)
+        except Exception as exc:
+            raise backend_error(exc) from None
+        out: list[Translated | None] = [None] * len(narratives)
+        for i, text in zip(todo, texts):
+            out[i] = Translated(text, languages[i], self.args.translation.model)
+        return out
+
+    async def prepare(self, parsed: contract.ClassifyRequest | contract.BatchRequest) -> tuple[TokenWindows, list[CasePlan]]:
         """The request's windows and plans; raises the 413 the caller gets."""
         return self.preparer.prepare(parsed.narratives, include_confidence=parsed.include_confidence,
-                                     include_chunks=parsed.include_chunks)
+                                     include_chunks=parsed.include_chunks,
+                                     translations=await self.translations(parsed.narratives))
 
-    def prepare_single(self, parsed: contract.ClassifyRequest) -> SingleCase:
+    async def prepare_single(self, parsed: contract.ClassifyRequest) -> SingleCase:
         """A /classify request's case, with its request id taken here, in the caller's task."""
+        (translation,) = await self.translations([parsed.narrative])
         return self.preparer.single(parsed.narrative, include_confidence=parsed.include_confidence,
                                     include_chunks=parsed.include_chunks, call_id=parsed.call_id,
-                                    request_id=current_request_id() or None)
+                                    request_id=current_request_id() or None, translation=translation)
 
     async def classify(self, parsed: contract.ClassifyRequest | contract.BatchRequest, *,
                        task_id: str | None = None) -> list[dict]:
         """The case bodies, in order; the Router records each case (``task_id`` for a queued one)."""
-        windows, plans = self.prepare(parsed)
+        windows, plans = await self.prepare(parsed)
         meta = {
             "case_ids": [str(uuid.uuid4()) for _ in plans], "call_ids": parsed.call_id_list(),
             "request_ids": [current_request_id() or None] * len(plans), "task_id": task_id,
@@ -143,7 +168,7 @@ class CaseCoalescer:
     async def classify_one(self, parsed: contract.ClassifyRequest) -> contract.ClassifyResponse:
         """Exactly the /classify response body, as ``CasePipeline.classify_one`` answers it."""
         started = time.perf_counter()
-        case = self.pipeline.prepare_single(parsed)  # a bad case is refused here, to its own caller only
+        case = await self.pipeline.prepare_single(parsed)  # a bad case is refused here, to its own caller only
         if self.enabled and case.n_windows <= self.pipeline.args.windows_per_call:
             body = (await self._classify_group(case)).result()
         else:

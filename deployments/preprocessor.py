@@ -43,12 +43,13 @@ class Preprocessor:
     """HTTP ingress: validate, normalize, tokenize, window; hand token ids to the classifier."""
 
     def __init__(self, classifier: DeploymentHandle, router: DeploymentHandle, args: AppArgs,
-                 consumer: DeploymentHandle | None = None):
+                 consumer: DeploymentHandle | None = None, translator: DeploymentHandle | None = None):
         self.args = args
         self.consumer = consumer  # bound so it deploys with the app; it takes its work from the queue
         self.classifier = classifier
         self.router = router
-        self.pipeline = CasePipeline(args, classifier, router)
+        self.translator = translator
+        self.pipeline = CasePipeline(args, classifier, router, translator)
         self.coalescer = CaseCoalescer(self.pipeline, args.coalescing, CoalescingMetrics().record_group)
         self.labels = self.pipeline.labels
         self.checkpoint = self.pipeline.checkpoint
@@ -90,19 +91,21 @@ class Preprocessor:
         return self.document
 
     async def _downstream_ready(self) -> dict:
+        calls = [self.classifier.describe.remote(), self.router.ready.remote()]
+        if self.translator is not None:
+            calls.append(self.translator.describe.remote())
         try:
-            described, _ = await asyncio.wait_for(
-                asyncio.gather(self.classifier.describe.remote(), self.router.ready.remote()), 10
-            )
+            described, *_ = await asyncio.wait_for(asyncio.gather(*calls), 10)
         except Exception:
-            raise ServiceError.unavailable("The classifier or router is not ready.") from None
+            raise ServiceError.unavailable("The classifier, router or translator is not ready.") from None
         return described
 
     async def health(self) -> contract.Health:
         await self._downstream_ready()
         await self.intake.ping()
+        parts = HEALTH_PARTS + (("Translator",) if self.translator is not None else ())
         return contract.Health(status="healthy", model=self.args.model,
-                               deployments={part: "ready" for part in HEALTH_PARTS})
+                               deployments={part: "ready" for part in parts})
 
     async def info(self) -> contract.Info:
         described = await self._downstream_ready()

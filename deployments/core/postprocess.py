@@ -106,6 +106,7 @@ class CaseAssembler:
                                              human_review=routing.human_review, reasons=routing.reasons,
                                              signals=[s.to_json() for s in routing.signals]),
                     language=plan.language or UNDETERMINED,
+                    translation=plan.translation,
                     chunks=plan.n_windows,
                     truncated=plan.truncated,
                     tokens=plan.n_tokens,

@@ -32,6 +32,7 @@ class CasePlan:
     include_chunks: bool = False
     language: Optional[dict] = None  # {"code", "name", "confidence"}
     signals: tuple[Signal, ...] = ()  # found in the text: lexicon phrases, language, length
+    translation: Optional[dict] = None  # {"source_language", "model"} when the model read a translation
 
     @property
     def n_windows(self) -> int:
@@ -73,12 +74,15 @@ def prepare_cases(
     include_confidence: bool = True,
     include_chunks: bool = False,
     screen: Optional[NarrativeScreen] = None,
+    translations: Optional[Sequence[Optional[Translated]]] = None,
 ) -> tuple[TokenWindows, list[CasePlan]]:
-    """``screen``: what to look for in each narrative as sent (language, lexicon, length) besides the model."""
-    normalized = [normalize_narrative(n) for n in narratives]
+    """``screen``: what to look for in each narrative as sent (language, lexicon, length) besides the model.
+    ``translations``: per narrative, the English the model reads instead, or None (screening reads the original)."""
+    translations = list(translations) if translations is not None else [None] * len(narratives)
+    normalized = [normalize_narrative(t.text if t is not None else n) for n, t in zip(narratives, translations)]
     rows = []
     plans = []
-    for narrative, text, ids in zip(narratives, normalized, tokenizer.encode(normalized)):
+    for narrative, translated, text, ids in zip(narratives, translations, normalized, tokenizer.encode(normalized)):
         windows, spans = tokenize_windows(
             ids, cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id, max_length=max_length, overlap=overlap
         )
@@ -86,11 +90,24 @@ def prepare_cases(
         if truncated:
             windows, spans = windows[:1], spans[:1]
         rows.extend(windows)
-        found = screen.screen(narrative, text) if screen is not None else None
+        found = screen.screen(narrative, text if translated is None else None) if screen is not None else None
         plans.append(CasePlan(tuple(spans), len(ids), truncated, include_confidence, include_chunks,
                               language=found.language.to_json() if found else None,
-                              signals=found.signals if found else ()))
+                              signals=found.signals if found else (),
+                              translation=translated.describe() if translated is not None else None))
     return TokenWindows.from_rows(rows), plans
+
+
+@dataclass(frozen=True)
+class Translated:
+    """What the model reads instead of a narrative: its machine translation into English."""
+
+    text: str
+    source_language: str
+    model: str
+
+    def describe(self) -> dict:
+        return {"source_language": self.source_language, "model": self.model}
 
 
 @dataclass(frozen=True)
@@ -128,24 +145,29 @@ class CasePreparer:
                    max_windows=args.max_batch_windows if limit_windows else None,
                    keep_narratives=args.feedback.keep_narratives, screen=NarrativeScreen.from_args(args))
 
-    def prepare(self, narratives: Sequence[str], *, include_confidence: bool = True,
-                include_chunks: bool = False) -> tuple[TokenWindows, list[CasePlan]]:
+    def prepare(self, narratives: Sequence[str], *, include_confidence: bool = True, include_chunks: bool = False,
+                translations: Optional[Sequence[Optional[Translated]]] = None) -> tuple[TokenWindows, list[CasePlan]]:
         """The cases' windows and plans; raises the 413 (too many windows) the caller gets."""
         windows, plans = prepare_cases(narratives, self.tokenizer, max_length=self.max_length, overlap=self.overlap,
                                        truncate=self.truncate, include_confidence=include_confidence,
-                                       include_chunks=include_chunks, screen=self.screen)
+                                       include_chunks=include_chunks, screen=self.screen, translations=translations)
         if self.max_windows is not None and len(windows) > self.max_windows:
             raise ServiceError.too_large(
                 f"The request needs {len(windows)} model windows; the limit is {self.max_windows}.")
         return windows, plans
 
     def single(self, narrative: str, *, include_confidence: bool = True, include_chunks: bool = False,
-               call_id: Optional[str] = None, request_id: Optional[str] = None) -> SingleCase:
-        """One /classify narrative as a ``SingleCase``; raises the 400 or 413 its caller gets."""
+               call_id: Optional[str] = None, request_id: Optional[str] = None,
+               translation: Optional[Translated] = None) -> SingleCase:
+        """One /classify narrative as a ``SingleCase``; raises the 413 its caller gets."""
         windows, (plan,) = self.prepare([narrative], include_confidence=include_confidence,
-                                        include_chunks=include_chunks)
+                                        include_chunks=include_chunks, translations=[translation])
         return SingleCase(windows, plan, call_id=call_id, request_id=request_id,
                           narrative=self.kept([narrative])[0] if self.keep_narratives else None)
+
+    def language_of(self, narrative: str) -> Optional[str]:
+        """The narrative's language code, for the choice to translate it (None without a screen)."""
+        return self.screen.identifier.identify(narrative).code if self.screen is not None else None
 
     def kept(self, narratives: Sequence[str]) -> Optional[list[str]]:
         """What the case record may keep of the text: the normalized narratives, only when the operator says so."""

@@ -54,9 +54,10 @@ class _LoopThread:
 class IntakeConsumer:
     """Takes queued cases and classifies them through the Classifier and Router handles."""
 
-    def __init__(self, classifier: DeploymentHandle, router: DeploymentHandle, args: AppArgs):
+    def __init__(self, classifier: DeploymentHandle, router: DeploymentHandle, args: AppArgs,
+                 translator: DeploymentHandle | None = None):
         self.args = args
-        self.pipeline = CasePipeline(self.args, classifier, router)
+        self.pipeline = CasePipeline(self.args, classifier, router, translator)
         self.limits = contract.Limits.of(self.args)
         self.loop = _LoopThread()
         self.metrics = IntakeMetrics()

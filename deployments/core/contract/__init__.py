@@ -114,6 +114,7 @@ from deployments.core.contract.responses import (
     ProcessingTime,
     Routing,
     Signal,
+    Translation,
     SubCategoryPrediction,
     TaskAccepted,
     TaskBatchAccepted,
@@ -157,7 +158,7 @@ __all__ = [
     # responses
     "BARE", "SUB_PARENT", "BatchResponse", "CaseId", "CaseResult", "ChunkDetail", "Classification", "ClassifiedCase",
     "ClassifyResponse", "Error", "ErrorDetail", "Health", "Info", "InfoLimits", "Labels", "Language", "ModelInfo", "ModelRef",
-    "Prediction", "PriorityLabel", "PriorityPrediction", "ProcessingTime", "Routing", "Signal", "SubCategoryPrediction",
+    "Prediction", "PriorityLabel", "PriorityPrediction", "ProcessingTime", "Routing", "Signal", "Translation", "SubCategoryPrediction",
     "TaskAccepted", "TaskBatchAccepted", "TaskError", "TaskRef", "TaskStatus", "TaskStatusName",
     # records
     "CaseRecord", "CaseResponse", "Confusion", "ExportResponse", "FeedbackResponse", "FeedbackStats", "HistoryEntry",

@@ -89,10 +89,17 @@ class Language(_Body):
     confidence: float = Field(ge=0, le=1)
 
 
+class Translation(_Body):
+    source_language: str = Field(description="The narrative's language, which the Translator read.")
+    model: str = Field(description="The translation model; the classifier read its English.")
+
+
 class CaseResult(_Body):
     classification: Classification
     routing: Routing
     language: Language = Field(description="The narrative's language, as identified before the model read it.")
+    # Present when the classifier read a machine translation of the narrative (translation.model).
+    translation: Optional[Translation] = _omitted()
     chunks: int = Field(ge=1, description="Model windows the narrative was read in.")
     truncated: bool = Field(description="True only when long_narratives is 'truncate' and text was cut.")
     tokens: int = Field(ge=0)

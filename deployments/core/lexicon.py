@@ -1,11 +1,15 @@
 """The safety lexicon: phrases that escalate a case whatever the model says. Pure.
 
 The phrases are data (``data/lexicon/``, one file per language: ``en.yaml``, ``sw.yaml``,
-``sheng.yaml``; its README.md describes the format). ``Lexicon.load`` reads and checks them once
-and compiles every entry of every file into one regular expression; ``Lexicon.match`` then finds
-the phrases in a narrative *as the caller sent it* (case-insensitive, tolerant of punctuation and
-extra spaces between words), so each match's ``start``/``end`` are character offsets into that
-string and ``narrative[start:end] == text``.
+``sheng.yaml``; its README.md describes the format). ``Lexicon.load`` reads, checks and compiles
+them once; ``Lexicon.match`` then finds the phrases in a narrative *as the caller sent it*
+(case-insensitive, tolerant of punctuation and extra spaces between words), so each match's
+``start``/``end`` are character offsets into that string and ``narrative[start:end] == text``.
+Every file is matched against every narrative: callers switch language mid-sentence.
+
+A pattern runs only where the literal words any match of it must hold occur (its anchors, found
+at load: ``deployments/core/lexicon_anchors.py``), so a narrative costs a dict lookup per distinct
+word and a few short regex searches, not a few hundred regexes over the whole text.
 
 A pattern is a Python regular expression with four conveniences, expanded at load:
 
@@ -25,6 +29,7 @@ Nothing here logs: a narrative, or the words matched in it, never leave the call
 
 from __future__ import annotations
 
+import functools
 import heapq
 import json
 import re
@@ -32,9 +37,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, NamedTuple, Optional, Sequence, Union
 
-from deployments.core.lexicon_anchors import AnchorIndex, anchors, searchable, windows
-
 import yaml
+
+from deployments.core.lexicon_anchors import AnchorIndex, anchors, occurrences, searchable, windows, word_start
 
 CATEGORIES: tuple[str, ...] = (
     "suicide_self_harm",
@@ -53,9 +58,9 @@ LEXICON_SUFFIXES = (".yaml", ".yml", ".json")
 
 # How far either side of a match an exclusion pattern is looked for (characters).
 EXCLUSION_WINDOW = 120
-# How far either side of an anchor a pattern's match is looked for (characters): a pattern spans a
-# dozen words at most, so a match reaching further than this from its anchor word is not found.
-MATCH_WINDOW = 200
+# How far either side of an anchor a pattern's match is looked for (characters), for the rare
+# pattern with no bound on the words it spans (the others' windows are counted in words).
+MATCH_WINDOW = 150
 MAX_GAP_WORDS = 8
 
 _SEP = r"[\W_]+"
@@ -101,6 +106,8 @@ class _Compiled(NamedTuple):
     regex: re.Pattern
     primary: frozenset  # anchors: one of these occurs in every match; the windows are cut around them
     checks: tuple[frozenset, ...]  # more such sets, each of which must occur too (a cheap filter)
+    first_word: bool  # the primary anchors are in the match's first word: try it only where such a word starts
+    words: Optional[int]  # the most word gaps a match spans (None: no bound): the windows' size
 
 
 class Lexicon:
@@ -117,8 +124,7 @@ class Lexicon:
         self._patterns: list[_Compiled] = []
         for index, expanded in enumerate(patterns):
             for source in expanded:
-                self._patterns.append(_Compiled(index, re.compile(_bounded(source), re.IGNORECASE),
-                                                *anchors(_bounded(source))))
+                self._patterns.append(_Compiled(index, _regex(_bounded(source)), *anchors(_bounded(source))))
         by_anchor: dict[str, list[int]] = {}
         for k, p in enumerate(self._patterns):
             for anchor in p.primary:
@@ -189,18 +195,19 @@ class Lexicon:
 
     # ------------------------------------------------------------------ matching
 
-    def match(self, text: str) -> list[LexiconMatch]:
+    def match(self, text: str, *, exhaustive: bool = False) -> list[LexiconMatch]:
         """The lexicon's phrases in ``text``: non-overlapping, by start, offsets into ``text`` itself.
 
         Where two matches overlap, the one that starts first wins, then the longer, then the entry
         loaded first. A match an exclusion overlaps is dropped and its pattern tried again from the
-        next character.
+        next character. ``exhaustive`` runs every pattern over the whole text, skipping the anchors
+        (``deployments/core/lexicon_anchors.py``): slower, the same result; for tests.
         """
         if not text:
             return []
         n = len(text)
         lowered = text.lower()
-        aligned = len(lowered) == n  # a few characters lower to two (İ); then no windows, whole-text search
+        aligned = len(lowered) == n and not exhaustive  # İ lowers to two characters: then no windows
         padded = searchable(lowered)
         present = self._index.present(padded)
         candidates = set(self._unanchored)
@@ -208,11 +215,25 @@ class Lexicon:
         for anchor in present:
             candidates.update(by_anchor.get(anchor, ()))
         heap: list[tuple[int, int, int, int, int, int]] = []  # (start, -end, entry, pattern, lo, hi)
-        for k in sorted(candidates):
+        spots: dict[str, list[int]] = {}
+        for k in (range(len(self._patterns)) if exhaustive else sorted(candidates)):
             p = self._patterns[k]
-            if any(present.isdisjoint(s) for s in p.checks):
+            if not exhaustive and any(present.isdisjoint(s) for s in p.checks):
                 continue
-            spans = windows(padded, p.primary, n, MATCH_WINDOW) if (aligned and p.primary) else [(0, n)]
+            if aligned and p.first_word:
+                starts = set()
+                for anchor in p.primary & present:
+                    found = spots.get(anchor)
+                    if found is None:
+                        found = spots[anchor] = occurrences(padded, anchor)
+                    starts.update(word_start(text, i) for i in found)
+                for start in sorted(starts):
+                    m = p.regex.match(text, start)
+                    if m is not None:
+                        heap.append((m.start(), -m.end(), p.entry, k, start, n))
+                continue
+            spans = (windows(padded, p.primary & present, n, p.words, MATCH_WINDOW, spots)
+                     if aligned and p.primary else [(0, n)])
             for lo, hi in spans:
                 m = p.regex.search(text, lo, hi)
                 while m is not None:
@@ -372,9 +393,15 @@ def _bounded(alternation: str) -> str:
     return r"(?<!\w)(?:" + alternation + r")(?!\w)"
 
 
+@functools.lru_cache(maxsize=4096)
+def _regex(source: str) -> re.Pattern:
+    """Compiled once per process: a lexicon loaded again (a test, a second replica's screen) reuses it."""
+    return re.compile(source, re.IGNORECASE)
+
+
 def _compile_one(expanded: str, where: str) -> re.Pattern:
     try:
-        pattern = re.compile(expanded, re.IGNORECASE)
+        pattern = _regex(_bounded(expanded))
     except re.error as err:
         raise ValueError(f"{where}: does not compile: {err}") from None
     if pattern.groups:

@@ -1,41 +1,47 @@
 """Anchors: the literal strings every match of a lexicon pattern must contain. Pure.
 
 Running a few hundred regular expressions over every word of a long narrative costs milliseconds
-in Python's regex engine; looking for a few hundred short strings with ``str in str`` costs
-microseconds. So ``deployments/core/lexicon.py`` reads each pattern once, at load, for its
-anchors, and runs the pattern only around where they occur.
+in Python's regex engine; finding which of a few hundred short strings a narrative holds costs a
+dict lookup per distinct word. So ``deployments/core/lexicon.py`` reads each pattern once, at
+load, for its anchors, and runs the pattern only where they occur.
 
 An anchor is lowercase, and may start or end with a space, meaning the anchor starts or ends a
 word: ``" end"`` for ``end(?:s|ed|ing)? ...`` (words starting "end"), ``"baka "`` for the
 Swahili ``...bak(?:a|e|wa|we)`` (words ending "baka"). They are looked for in the narrative
-lowered, with every character that is not a letter, digit or apostrophe turned into a space
+lowered, with every character that is not a letter or digit turned into a space
 (``searchable``), so the spaces line up with the word boundaries the patterns require.
 
-``anchors(pattern)`` returns the best set of anchors (one of them occurs in every match: the
-windows are cut around it) and up to two more such sets (all must occur, or the pattern cannot
-match: a cheap filter).
+``anchors(pattern)`` gives the primary set (one of its anchors occurs in every match), up to
+``CHECKS`` more such sets (each must occur, or the pattern cannot match: a filter that costs
+nothing more), whether the primary anchors lie in the match's first word (then the pattern is
+tried only at the start of each word holding one) and the most word gaps a match spans (the size
+of the window searched around an anchor otherwise). Nothing here changes what matches: the tests
+compare with running every pattern over the whole text.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+import functools
+import re
+from typing import NamedTuple, Optional
 
 try:  # Python 3.11+
     from re import _parser as _sre
 except ImportError:  # pragma: no cover - Python 3.10
     import sre_parse as _sre  # type: ignore[no-redef]
 
-import re
-
-APOSTROPHES = "'\u2019\u2018`"
-MAX_SET = 24
+MAX_SET = 128
+MIN_LETTERS = 3
 MAX_LITERAL = 24
-CHECKS = 2
+CHECKS = 8
+# A match tried at a word's start costs a small part of a search over a window: the first word's
+# anchors are preferred even when this many times more frequent than the best ones.
+FIRST_WORD_FACTOR = 16
 
-# Lowercase, and every character outside letters, digits and apostrophes (Latin-1 and general
-# punctuation) made a space: one character for one, so offsets stay those of the narrative.
+# Every character outside letters and digits (Latin-1 and general punctuation) made a space, as the
+# patterns' word separator [\W_]+ sees it: one character for one, so offsets stay the narrative's.
 SEARCHABLE = {c: " " for c in list(range(0x250)) + list(range(0x2000, 0x2070)) + [0x3000, 0xFEFF]
-              if not chr(c).isalnum() and chr(c) not in APOSTROPHES}
+              if not chr(c).isalnum()}
 
 # The most frequent words of helpline narratives (English from this project's synthetic corpus,
 # Swahili and Sheng function words added), most frequent first: an anchor that occurs in them is a
@@ -79,17 +85,56 @@ def searchable(lowered: str) -> str:
     return " " + lowered.translate(SEARCHABLE) + " "
 
 
-def anchors(expanded: str) -> tuple[frozenset, tuple[frozenset, ...]]:
-    """(primary, checks) for a pattern (as compiled, with IGNORECASE): see the module's docstring."""
+class Anchors(NamedTuple):
+    primary: frozenset  # one of these occurs in every match
+    checks: tuple[frozenset, ...]  # more such sets: each must occur too (a cheap filter)
+    first_word: bool  # the primary anchors lie in the match's first word: it starts where that word does
+    words: Optional[int]  # the most word gaps a match (with its lookarounds) spans; None: no bound
+
+
+@functools.lru_cache(maxsize=4096)
+def anchors(expanded: str) -> Anchors:
+    """A pattern's anchors (the pattern as compiled, with IGNORECASE): see the module's docstring."""
     try:
         parsed = _sre.parse(expanded, re.IGNORECASE)
     except re.error:  # pragma: no cover - compiled before, so this does not happen
-        return frozenset(), ()
-    _, required = _sequence(list(parsed), True, True)
-    sets = sorted({_shrink(s) for s in required if s and all(a.strip() for a in s)}, key=_score, reverse=True)
+        return Anchors(frozenset(), (), False, None)
+    try:
+        return _anchors(list(parsed))
+    finally:
+        _MEMO.clear()
+
+
+def _anchors(items: list) -> Anchors:
+    _, required = _sequence(items, True, True)
+    sets = _usable(required)
     if not sets:
-        return frozenset(), ()
-    return sets[0], tuple(sets[1:1 + CHECKS])
+        return Anchors(frozenset(), (), False, None)
+    # The anchors of the pattern's first word, if good enough, are the best primary: the match is
+    # tried only at the start of each word holding one, not searched for around it.
+    cut = next((i for i, item in enumerate(items) if not _word_only(*item)), len(items))
+    after = items[cut] if cut < len(items) else None
+    edge_after = after is None or (_edge_at(*after, True) and not _may_be_empty(*after))
+    first = _usable(_sequence(items[:cut], True, edge_after)[1])
+    first_word = bool(first) and _score(first[0]) >= FIRST_WORD_FACTOR * _score(sets[0])
+    primary = first[0] if first_word else sets[0]
+    # A check is looked up for every narrative the primary anchors let through: keep it cheap, with
+    # anchors at a word's edge (dict lookups), or a single one inside words (one ``in``).
+    cheap = [s for s in sets if s != primary and (len(s) == 1 or all(a[:1] == " " or a[-1:] == " " for a in s))]
+    return Anchors(primary, tuple(cheap[:CHECKS]), first_word, _gaps(items))
+
+
+def _usable(required: list[Decorated]) -> list[Decorated]:
+    """The sets worth looking for, best first. An anchor of one or two letters filters nothing."""
+    return sorted({_shrink(s) for s in required if s and all(_letters(a) >= MIN_LETTERS for a in s)},
+                  key=_score, reverse=True)
+
+
+def word_start(text: str, i: int) -> int:
+    """Where the word holding ``text[i]`` starts, as the regex ``\\w`` sees words."""
+    while i > 0 and (text[i - 1].isalnum() or text[i - 1] == "_"):
+        i -= 1
+    return i
 
 
 class AnchorIndex:
@@ -97,21 +142,21 @@ class AnchorIndex:
 
     A narrative of 2,000 words has a few hundred distinct words; each is looked up in three dicts
     (whole words, word starts, word ends: by their first or last three letters). Anchors inside
-    words (no edge) and of fewer than three letters are looked for with ``in``.
+    words (no edge) are looked for with ``in``. Every anchor has at least three letters.
     """
 
     def __init__(self, all_anchors):
-        self.whole: dict[str, list[str]] = {}
+        self.whole: dict[str, str] = {}
         self.starts: dict[str, list[tuple[str, str]]] = {}
         self.ends: dict[str, list[tuple[str, str]]] = {}
         self.inner: list[tuple[str, str]] = []
         for a in sorted(set(all_anchors)):
             core, initial, final = a.strip(), a[:1] == " ", a[-1:] == " "
             if initial and final:
-                self.whole.setdefault(core, []).append(a)
-            elif initial and len(core) >= 3:
+                self.whole[core] = a
+            elif initial:
                 self.starts.setdefault(core[:3], []).append((core, a))
-            elif final and len(core) >= 3:
+            elif final:
                 self.ends.setdefault(core[-3:], []).append((core, a))
             else:
                 self.inner.append((core, a))
@@ -119,10 +164,8 @@ class AnchorIndex:
     def present(self, padded: str) -> set[str]:
         """The anchors ``padded`` (``searchable(...)``) holds."""
         words = set(padded.split())
-        found: set[str] = set()
         whole, starts, ends = self.whole, self.starts, self.ends
-        for w in words & whole.keys():
-            found.update(whole[w])
+        found = {" " + w + " " for w in words & whole.keys()}
         for w in words:
             for core, a in starts.get(w[:3], ()):
                 if w.startswith(core):
@@ -136,26 +179,57 @@ class AnchorIndex:
         return found
 
 
-def windows(padded: str, anchor_set, n: int, radius: int) -> list[tuple[int, int]]:
-    """Stretches of the narrative around every occurrence of the anchors, merged, ending at word ends.
+def occurrences(padded: str, anchor: str) -> list[int]:
+    """Where the anchor occurs, as indexes into the narrative (``padded``'s index less one)."""
+    core, initial, final = anchor.strip(), anchor[:1] == " ", anchor[-1:] == " "
+    size = len(core)
+    spots = []
+    i = padded.find(core)
+    while i >= 0:
+        if (not initial or padded[i - 1] == " ") and (not final or padded[i + size] == " "):
+            spots.append(i - 1)
+        i = padded.find(core, i + size)
+    return spots
 
-    ``padded`` is ``searchable(lowered)``: its index i is the narrative's index i - 1.
+
+def windows(padded: str, anchor_set, n: int, words: Optional[int], radius: int, cache: dict) -> list[tuple[int, int]]:
+    """Stretches of the narrative around every occurrence of the anchors, merged.
+
+    With ``words`` (the most word gaps a match spans), each stretch runs from ``words`` words
+    before the anchor's word to ``words`` after it; else ``radius`` characters each side, out to a
+    word's end. ``padded`` is ``searchable(lowered)``; ``cache`` keeps each anchor's occurrences.
     """
     spots: list[int] = []
     for anchor in anchor_set:
-        core, initial, final = anchor.strip(), anchor[:1] == " ", anchor[-1:] == " "
-        size = len(core)
-        i = padded.find(core)
-        while i >= 0:
-            if (not initial or padded[i - 1] == " ") and (not final or padded[i + size] == " "):
-                spots.append(i - 1)
-            i = padded.find(core, i + size)
+        found = cache.get(anchor)
+        if found is None:
+            found = cache[anchor] = occurrences(padded, anchor)
+        spots.extend(found)
     spots.sort()
     found: list[tuple[int, int]] = []
+    size = len(padded)
     for spot in spots:
-        lo, hi = max(0, spot - radius), min(n, spot + radius)
-        while hi < n and padded[hi + 1] != " ":
-            hi += 1
+        if words is None:
+            lo, hi = max(0, spot - radius), min(n, spot + radius)
+            while hi < n and padded[hi + 1] != " ":
+                hi += 1
+        else:  # padded index = narrative index + 1; words are the runs between spaces
+            p = padded.rfind(" ", 0, spot + 1) + 1
+            for _ in range(words):
+                q = p - 1
+                while q > 0 and padded[q] == " ":
+                    q -= 1
+                if q <= 0:
+                    break
+                p = padded.rfind(" ", 0, q) + 1
+            e = padded.find(" ", spot + 1)
+            for _ in range(words):
+                while e < size and padded[e] == " ":
+                    e += 1
+                if e >= size:
+                    break
+                e = padded.find(" ", e)
+            lo, hi = max(0, p - 1), min(n, e - 1) if e >= 0 else n
         if found and lo <= found[-1][1]:
             found[-1] = (found[-1][0], max(found[-1][1], hi))
         else:
@@ -182,24 +256,35 @@ def _rate(anchor: str) -> float:
 
 
 def _shrink(strings: Decorated) -> Decorated:
-    """Fewer strings to look for: where several share a long enough start (or all an end), that alone.
+    """The set without anchors another of its anchors already implies.
 
-    {"swallow", "swallowed", "drank", "drink"} becomes {"swallow", "drank", "drink"}: a text holding
-    one of the first holds one of the second.
+    "baka " (a word ending in baka) implies "nibaka "; " kill" (a word starting with kill) implies
+    " killed "; "keket" (anywhere) implies "keketwa ". A text holding one of the removed holds one
+    of the kept.
     """
-    if len(strings) == 1:
-        return strings
-    suffix = _common_prefix([s[::-1] for s in strings])[::-1]
-    if _letters(suffix) >= 4:
-        return frozenset([suffix])
+    def implied_by(big: str, small: str) -> bool:
+        if big == small:
+            return False
+        core, initial, final = small.strip(), small[:1] == " ", small[-1:] == " "
+        if initial and final:
+            return False
+        if initial:
+            return big.startswith(" " + core)
+        if final:
+            return big.endswith(core + " ")
+        return core in big
+    kept = [a for a in strings if not any(implied_by(a, b) for b in strings)]
+    # Anchors inside words cost a text search each: those sharing an end of 4+ letters become that end
+    # ("kudump", "mdump", "wadump" become "dump").
+    inner = [a for a in kept if a.strip() == a]
     groups: dict[str, list[str]] = {}
-    for s in strings:
-        groups.setdefault(s[:4], []).append(s)
-    shrunk: set[str] = set()
+    for a in inner:
+        groups.setdefault(a[-4:], []).append(a)
     for group in groups.values():
-        common = _common_prefix(group)
-        shrunk.update([common] if len(group) > 1 and _letters(common) >= 4 else group)
-    return frozenset(shrunk)
+        common = _common_prefix([a[::-1] for a in group])[::-1]
+        if len(group) > 1 and len(common) >= 4:
+            kept = [a for a in kept if a not in group] + [common]
+    return frozenset(kept)
 
 
 def _common_prefix(strings: list[str]) -> str:
@@ -213,7 +298,7 @@ def _common_prefix(strings: list[str]) -> str:
 def _char(code: int) -> Optional[str]:
     """A literal character as the searchable text has it, or None where that is a space."""
     c = chr(code).lower()
-    return c if (c.isalnum() or c in APOSTROPHES) else None
+    return c if c.isalnum() else None
 
 
 def _is_word_assert(op, av) -> bool:
@@ -224,22 +309,125 @@ def _is_word_assert(op, av) -> bool:
             and list(sub[0][1]) == [(_sre.CATEGORY, _sre.CATEGORY_WORD)])
 
 
-def _is_boundary(op, av) -> bool:
-    """Whether the item guarantees a word edge where it stands (it asserts or consumes a non-word character)."""
+def _is_repeat(op) -> bool:
+    return op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT) or op is getattr(_sre, "POSSESSIVE_REPEAT", None)
+
+
+def _edge_item(op, av) -> bool:
+    """A zero-width item that asserts a word edge: ``\\b``, ``(?<!\\w)``, ``(?!\\w)``, start or end."""
     if op is _sre.AT:
-        return av is _sre.AT_BOUNDARY or av in (_sre.AT_BEGINNING, _sre.AT_END, _sre.AT_BEGINNING_STRING,
-                                                _sre.AT_END_STRING)
-    if _is_word_assert(op, av):
+        return av in (_sre.AT_BOUNDARY, _sre.AT_BEGINNING, _sre.AT_END, _sre.AT_BEGINNING_STRING, _sre.AT_END_STRING)
+    return _is_word_assert(op, av)
+
+
+# Parsed patterns nest deeply (macros inside macros); what each node can do is asked many times.
+# Keyed by the node's identity, for the one ``anchors`` call that holds the parse.
+_MEMO: dict = {}
+
+
+def _edge_at(op, av, first: bool) -> bool:
+    key = ("edge", id(av), op, first)
+    if key not in _MEMO:
+        _MEMO[key] = _edge_at_uncached(op, av, first)
+    return _MEMO[key]
+
+
+def _may_be_empty(op, av) -> bool:
+    key = ("empty", id(av), op)
+    if key not in _MEMO:
+        _MEMO[key] = _may_be_empty_uncached(op, av)
+    return _MEMO[key]
+
+
+def _word_only(op, av) -> bool:
+    key = ("word", id(av), op)
+    if key not in _MEMO:
+        _MEMO[key] = _word_only_uncached(op, av)
+    return _MEMO[key]
+
+
+def _parts(op, av) -> Optional[list[list]]:
+    """The item's alternatives as item lists (one for a group or a repeat), or None for a leaf."""
+    if op is _sre.SUBPATTERN:
+        return [list(av[-1])]
+    if op is getattr(_sre, "ATOMIC_GROUP", None):
+        return [list(av)]
+    if op is _sre.BRANCH:
+        return [list(alt) for alt in av[1]]
+    if _is_repeat(op):
+        return [list(av[2])]
+    return None
+
+
+def _edge_at_uncached(op, av, first: bool) -> bool:
+    """Whether whatever the item consumes starts (``first``) or ends with a non-word character."""
+    if _edge_item(op, av):
         return True
     if op is _sre.LITERAL:
         return _char(av) is None
     if op is _sre.IN:
         return _nonword_class(av)
-    if op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT) or op is getattr(_sre, "POSSESSIVE_REPEAT", None):
-        low, _, sub = av
-        sub = list(sub)
-        return low >= 1 and len(sub) == 1 and _is_boundary(*sub[0])
-    return False
+    parts = _parts(op, av)
+    if not parts:
+        return False
+    for items in parts:
+        consuming = [it for it in items if not _zero_width(it[0])]
+        if not consuming or not _edge_at(*(consuming[0] if first else consuming[-1]), first):
+            return False
+    return True
+
+
+def _gaps(items: list) -> Optional[int]:
+    """The most runs of non-word characters (word gaps) the items can consume, lookarounds included."""
+    total = 0
+    for op, av in items:
+        if op in (_sre.ASSERT, _sre.ASSERT_NOT):
+            n = _gaps(list(av[1]))
+        elif op is _sre.AT:
+            n = 0
+        elif op is _sre.LITERAL:
+            n = 0 if _char(av) is not None else 1
+        elif op is _sre.IN:
+            n = 0 if _word_only(op, av) else 1
+        elif _is_repeat(op):
+            low, high, sub = av
+            sub = list(sub)
+            if len(sub) == 1 and sub[0][0] in (_sre.IN, _sre.LITERAL) and _gaps(sub) == 1:
+                n = 1  # a run of separators is one gap
+            else:
+                inner = _gaps(sub)
+                n = None if inner is None else 0 if inner == 0 else None if high == _sre.MAXREPEAT else inner * high
+        elif _parts(op, av) is not None:
+            counts = [_gaps(part) for part in _parts(op, av)]
+            n = None if any(c is None for c in counts) else max(counts)
+        else:  # ., [^x] and the like: a character that may be a separator
+            n = 1
+        if n is None:
+            return None
+        total += n
+    return total
+
+
+def _word_only_uncached(op, av) -> bool:
+    """Whether the item only ever consumes word characters (so it stays inside one word)."""
+    if _zero_width(op):
+        return True
+    if op is _sre.LITERAL:
+        return _char(av) is not None
+    if op is _sre.IN:
+        return all((k is _sre.LITERAL and _char(v) is not None) or (k is _sre.CATEGORY and v is _sre.CATEGORY_WORD)
+                   or (k is _sre.RANGE and all(_char(c) for c in range(v[0], v[1] + 1))) for k, v in av)
+    parts = _parts(op, av)
+    return bool(parts) and all(_word_only(*it) for items in parts for it in items)
+
+
+def _may_be_empty_uncached(op, av) -> bool:
+    if _zero_width(op):
+        return True
+    if _is_repeat(op):
+        return av[0] == 0 or all(_may_be_empty(*it) for it in av[2])
+    parts = _parts(op, av)
+    return bool(parts) and any(all(_may_be_empty(*it) for it in items) for items in parts)
 
 
 def _nonword_class(av) -> bool:
@@ -265,16 +453,25 @@ def _sequence(items: list, start_b: bool, end_b: bool) -> tuple[Optional[frozens
     ``start_b``/``end_b``: whether a word edge is guaranteed right before/after the sequence.
     """
     n = len(items)
-    edge = [False] * (n + 1)  # edge[p]: a word edge between items p-1 and p
-    edge[0], edge[n] = start_b, end_b
-    for p in range(1, n):
-        edge[p] = _is_boundary(*items[p - 1]) or _is_boundary(*items[p])
-    for p in range(1, n + 1):  # zero-width items stand where their neighbours do
-        if _zero_width(items[p - 1][0]):
-            edge[p] = edge[p] or edge[p - 1]
+    left = [start_b] + [False] * n  # left[p]: what items before p consumed ends with a non-word character
+    for p in range(1, n + 1):
+        op, av = items[p - 1]
+        if _edge_item(op, av):
+            left[p] = True
+        elif _may_be_empty(op, av):
+            left[p] = left[p - 1] and (_zero_width(op) or _edge_at(op, av, False))
+        else:
+            left[p] = _edge_at(op, av, False)
+    right = [False] * n + [end_b]  # right[p]: what items from p on consume starts with one
     for p in range(n - 1, -1, -1):
-        if _zero_width(items[p][0]):
-            edge[p] = edge[p] or edge[p + 1]
+        op, av = items[p]
+        if _edge_item(op, av):
+            right[p] = True
+        elif _may_be_empty(op, av):
+            right[p] = right[p + 1] and (_zero_width(op) or _edge_at(op, av, True))
+        else:
+            right[p] = _edge_at(op, av, True)
+    edge = [a or b for a, b in zip(left, right)]  # edge[p]: a word edge between items p-1 and p
 
     required: list[Decorated] = []
     whole: Optional[frozenset] = frozenset([""])
@@ -315,8 +512,11 @@ def _item(op, av, start_b: bool, end_b: bool) -> tuple[Optional[frozenset], list
         for kind, value in av:
             if kind is _sre.LITERAL and _char(value) is not None:
                 chars.add(_char(value))
-            elif kind is _sre.RANGE and value[1] - value[0] < 8 and all(_char(c) for c in range(value[0], value[1] + 1)):
-                chars.update(_char(c) for c in range(value[0], value[1] + 1))
+            elif kind is _sre.RANGE and value[1] - value[0] < 8:
+                span = [_char(c) for c in range(value[0], value[1] + 1)]
+                if not all(span):
+                    return None, []
+                chars.update(span)
             else:
                 return None, []
         return (frozenset(chars), []) if len(chars) <= 8 else (None, [])
@@ -344,7 +544,7 @@ def _item(op, av, start_b: bool, end_b: bool) -> tuple[Optional[frozenset], list
         low, high, sub = av
         once = low == high == 1
         finite, required = _sequence(list(sub), start_b and once, end_b and once)
-        if low == 0:
-            return None, []
+        if low == 0:  # optional: no anchor of its own, but "x(?:y)?" still spells {x, xy}
+            return (finite | {""} if high == 1 and finite is not None else None), []
         return (finite if once else None), required
     return None, []

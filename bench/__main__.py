@@ -18,6 +18,9 @@ Phases, all on the same checkpoint (``base``: the real model's size) and corpus:
 7. int8_agreement  the int8 opt-in's agreement on the demo model's held-out set (models/demo,
                    built if absent)
 
+and, always, what screening a narrative costs per case on the corpus (language, the safety lexicon,
+length: ``lexicon_ms_per_case_*``, ``screening_ms_per_case_*``).
+
 It writes FILE.json and a markdown table beside it (FILE.md). Timings live
 here, never in pass/fail tests. The parts: ``servers`` (start and stop what is
 measured), ``drivers`` (closed-loop HTTP load), ``phases``, ``agreement``,
@@ -36,7 +39,7 @@ from typing import Sequence
 
 import yaml
 
-from bench import agreement, engines
+from bench import agreement, engines, lexicon
 from bench.common import DEFAULT_CHECKPOINT, DEFAULT_DEMO, ROOT, say
 from bench.corpus import make_corpus
 from bench.phases import PHASES, measure
@@ -139,6 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ensure_demo(args.demo_checkpoint)
     measure(result, phases, args.checkpoint, corpus, args.engine, args.dtype, args.threads, args.quick, out_dir,
             demo=args.demo_checkpoint, app_args=args.app_args)
+    # The ingress's screen of each narrative before the model (deployments/core/screening.py), in process.
+    result.update(lexicon.screening_cost(corpus.narratives))
     add_ratios(result, time.monotonic() - started)
     md = write(result, args.out)
     print(markdown(result))

@@ -106,6 +106,21 @@ def coverage(lexicon: Lexicon, seed: int) -> str:
     return "\n".join(lines)
 
 
+def screening_cost(narratives: Sequence[str]) -> dict:
+    """What ``python -m bench`` reports: the lexicon alone and the whole screen (language, lexicon,
+    length) per case on the bench corpus, median and p99 in ms."""
+    from deployments.core.config import AppArgs
+    from deployments.core.screening import NarrativeScreen
+
+    screen = NarrativeScreen.from_args(AppArgs())
+    out = {}
+    for key, run in (("lexicon", screen.lexicon.match), ("screening", screen.screen)):
+        ms = sorted(min(timeit.repeat(lambda: run(t), number=1, repeat=3)) * 1000 for t in narratives)
+        out[f"{key}_ms_per_case_median"] = round(statistics.median(ms), 4)
+        out[f"{key}_ms_per_case_p99"] = round(ms[min(len(ms) - 1, int(0.99 * len(ms)))], 4)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.lexicon", description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", type=int, default=100, help="100-word narratives to time (default 100)")

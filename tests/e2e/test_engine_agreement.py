@@ -10,9 +10,10 @@ from bench.agreement import compare, heldout_narratives
 from deployments.core.in_process import InProcessPipeline
 from deployments.core.config import AppArgs
 
-# The reported figure (README's config table, bench/RESULTS.md "Agreement": 74 of 81), as a floor.
-# It holds for the default batching only: int8 scales activations per micro-batch.
-INT8_ALL_FOUR_REPORTED = 0.91
+# The reported figures (README's config table, bench/RESULTS.md "Agreement"), the lower as a floor:
+# 74 of 81 on a 2-core AVX2 EPYC, 73 of 81 (0.901) on a 2-core AMX Xeon, whose VNNI int8 kernels
+# round differently. They hold for the default batching only: int8 scales activations per micro-batch.
+INT8_ALL_FOUR_REPORTED = 0.90
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """The service's own metrics, scraped from Ray's real Prometheus endpoint.
 
 Ray exports a replica's metrics to its metrics agent every
-``metrics_report_interval_ms`` (10 s by default), so the test first waits for
+``metrics_report_interval_ms`` (10 s by default, 2 s in the test session), so the test first waits for
 the counters to settle (nothing in flight from earlier tests), then sends
 known requests and polls, with a bounded wait, until the deltas arrive; the
 deltas must then equal what the responses say exactly.
@@ -30,11 +30,12 @@ from clients import HelplineClient, HelplineError
 from clients.loadtest import FALLBACK_NARRATIVES
 from deployments.metrics import SIZE_BUCKETS
 from deployments.core.labels import TASKS  # the model's four heads: chs_confidence's 'task' tag
+from tests.conftest import METRICS_REPORT_INTERVAL_S
 
 APP = "helpline"
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-REPORT_INTERVAL_S = 10.0  # Ray's default metrics_report_interval_ms
+REPORT_INTERVAL_S = METRICS_REPORT_INTERVAL_S  # the session cluster's metrics_report_interval_ms
 
 
 def scrape(url: str) -> dict:

@@ -36,7 +36,7 @@ TESTS_DEMO = REPO_ROOT / "models" / "demo-e2e"  # built when models/demo is ther
 
 def reusable_demo(path: Path) -> bool:
     """A finished demo build of today's recipe and training text, with pinned kernels and the bundled labels."""
-    from training.demo import DemoRecipe, training_examples
+    from training.demo import VOICES_PATH, DemoRecipe, training_examples
     from training.kernels import PINNED_KERNELS
 
     try:
@@ -44,7 +44,10 @@ def reusable_demo(path: Path) -> bool:
         built_with = config.get("chs_training", {})
         recipe = {k: v for k, v in asdict(DemoRecipe()).items() if k not in ("examples", "threads")}
         return (
-            config.get("chs_size") == "demo"
+            # Built after its training text last changed: make's rule for models/demo, which the
+            # recipe and the example count alone cannot see (an edited voice keeps the count).
+            (path / "config.json").stat().st_mtime >= VOICES_PATH.stat().st_mtime
+            and config.get("chs_size") == "demo"
             and config.get("chs_untrained") is False
             and all(built_with.get(k) == v for k, v in recipe.items())
             and (path / "eval.json").is_file()

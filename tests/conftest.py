@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,11 +40,112 @@ METRICS_REPORT_INTERVAL_S = 2.0
 TEST_KINDS = ("unit", "integration", "e2e", "deploy")
 
 
+def kind_of(item) -> str:
+    try:
+        return Path(str(item.fspath)).relative_to(REPO_ROOT / "tests").parts[0]
+    except ValueError:
+        return ""
+
+
+# -- one deploy per served app ---------------------------------------------------------------------
+#
+# A deploy (four replicas starting: torch, transformers, the engine's compile) costs tens of seconds
+# on 2 cores, and ServeSession.deploy redeploys whenever a test asks for other AppArgs. So tests that
+# serve the same app run one after another: each test's apps come from ``@pytest.mark.app(name, ...)``
+# (the apps it deploys, in order) or from the fixtures it uses (FIXTURE_APPS). Order never changes
+# what a test proves (each deploys what it needs); it only decides how often the app is replaced.
+FIXTURE_APPS = {"served_with_keys": "api-keys", "served_tiny": "tiny"}
+# Within a kind these groups come first: the e2e tests end on the keyed app and the integration
+# tests carry on with it.
+LEADING_APPS = {"integration": ("api-keys",)}
+
+
+def apps_of(item) -> tuple[str, ...]:
+    marker = item.get_closest_marker("app")
+    if marker is not None:
+        return tuple(marker.args)
+    for fixture, app in FIXTURE_APPS.items():
+        if fixture in item.fixturenames:
+            return (app,)
+    return ()
+
+
+def order_by_app(items: list, leading: tuple[str, ...] = ()) -> list:
+    """Tests of one app together, at the place of the first of them (``leading`` apps first). A test
+    that moves on to another app runs last in its group: a group that ends on app B runs just before
+    B's group, and after it comes B's. Tests of no app keep their places. Deterministic: it depends
+    only on the collected order."""
+    groups: dict[str, list] = {}
+    for item in items:
+        apps = apps_of(item)
+        if apps:
+            groups.setdefault(apps[0], []).append(item)
+    for name, members in groups.items():  # a stable sort: the ones that end elsewhere last
+        members.sort(key=lambda item: apps_of(item)[-1] != name)
+    ends_on = {name: apps_of(members[-1])[-1] for name, members in groups.items()}
+    out: list = []
+    emitted: set[str] = set()
+
+    def emit(name: str) -> None:
+        if name not in groups or name in emitted:
+            return
+        emitted.add(name)
+        for before in groups:  # a group that ends on this app, not yet run: right before it
+            if before not in emitted and ends_on[before] == name:
+                emitted.add(before)
+                out.extend(groups[before])
+        out.extend(groups[name])
+        emit(ends_on[name])
+
+    for name in leading:
+        emit(name)
+    for item in items:
+        apps = apps_of(item)
+        if not apps:
+            out.append(item)
+        else:
+            emit(apps[0])
+    return out
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own grouping by parametrized fixtures
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        kind = Path(str(item.fspath)).relative_to(REPO_ROOT / "tests").parts[0]
+        kind = kind_of(item)
         if kind in TEST_KINDS:
             item.add_marker(getattr(pytest.mark, kind))
+    ordered, start = [], 0
+    for end in range(1, len(items) + 1):  # each run of one kind, as collected
+        if end == len(items) or kind_of(items[end]) != kind_of(items[start]):
+            kind = kind_of(items[start])
+            ordered += order_by_app(items[start:end], LEADING_APPS.get(kind, ()))
+            start = end
+    items[:] = ordered
+
+
+# Every real (re)deploy of the session's app: (test node id, seconds, what made it differ). Deploys
+# are the suite's main cost on 2 cores; the summary line shows when a change adds some.
+DEPLOYS: list[tuple[str, float, str]] = []
+_RUNNING_TEST = {"nodeid": ""}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    _RUNNING_TEST["nodeid"] = item.nodeid
+
+
+def record_deploy(seconds: float, what: str) -> None:
+    DEPLOYS.append((_RUNNING_TEST["nodeid"], seconds, what))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if DEPLOYS:
+        total = sum(s for _, s, _ in DEPLOYS)
+        terminalreporter.write_line(f"served app: {len(DEPLOYS)} deploys, {total:.0f}s in all"
+                                    + ("" if os.environ.get("CHS_TEST_LIST_DEPLOYS") != "1" else ":"))
+        if os.environ.get("CHS_TEST_LIST_DEPLOYS") == "1":
+            for nodeid, seconds, what in DEPLOYS:
+                terminalreporter.write_line(f"  {seconds:6.1f}s  {nodeid}  {what}")
 
 
 def free_port() -> int:
@@ -147,6 +250,7 @@ class ServeSession:
         args["feedback"] = {"database_url": self.database_url, **args.get("feedback", {})}
         key = json.dumps([args, env or {}, logging_config or {}], sort_keys=True, default=str)
         if key != self.current:
+            started = time.monotonic()
             if self.current is not None:
                 serve.delete(APP_NAME)
             app = build_app(AppArgs(**args))
@@ -154,6 +258,7 @@ class ServeSession:
                 app = with_ingress_env(app, env)
             serve.run(app, name=APP_NAME, route_prefix="/", logging_config=logging_config)
             self.current, self.args = key, args
+            record_deploy(time.monotonic() - started, key)
         return self.url
 
     def undeploy(self) -> None:
@@ -193,6 +298,22 @@ def served_tiny(serve_session, tiny_checkpoint) -> str:
     Function-scoped but cheap: it redeploys only when another test changed the app.
     """
     return serve_session.deploy(model=str(tiny_checkpoint))
+
+
+# The session's API keys: random, so a search of the logs for them proves something.
+API_KEYS = (f"key-{uuid.uuid4().hex}", f"key-{uuid.uuid4().hex}")
+
+
+@pytest.fixture
+def served_with_keys(serve_session, tiny_checkpoint) -> str:
+    """Base URL of the tiny checkpoint's app that asks for one of API_KEYS (CHS_API_KEYS in the
+    ingress's environment): one app for every test of API keys, e2e and integration."""
+    return serve_session.deploy(model=str(tiny_checkpoint), env={"CHS_API_KEYS": ",".join(API_KEYS)})
+
+
+# Request limits smaller than the defaults, in one app for the tests of such limits (which each
+# send only what is within the other limit).
+SMALL_LIMITS = {"max_batch_narratives": 4, "max_narrative_chars": 5000}
 
 
 @pytest.fixture

@@ -77,3 +77,11 @@ def demo_checkpoint() -> Path:
     assert build.returncode == 0, build.stderr[-4000:]
     assert reusable_demo(out), f"the build at {out} is not a finished demo checkpoint"
     return Path(os.path.relpath(out))
+
+
+@pytest.fixture(scope="session")
+def demo_app(demo_checkpoint, tmp_path_factory) -> dict:
+    """ServeSession.deploy's arguments for the demo model: one app for every e2e test of it, with a
+    case store of its own, so the console's feedback counts are the e2e tests' alone."""
+    database = tmp_path_factory.mktemp("demo-store") / "helpline.db"
+    return {"model": str(demo_checkpoint), "feedback": {"database_url": f"sqlite:///{database}"}}

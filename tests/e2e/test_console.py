@@ -46,13 +46,13 @@ def browser():
         driver.quit()
 
 
-def test_the_console_classifies_and_sends_a_correction(serve_session, demo_checkpoint, browser, tmp_path):
+@pytest.mark.app("demo")
+def test_the_console_classifies_and_sends_a_correction(serve_session, demo_app, browser, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as seen
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
-    url = serve_session.deploy(model=str(demo_checkpoint),
-                               feedback={"database_url": f"sqlite:///{tmp_path / 'helpline.db'}"})
+    url = serve_session.deploy(**demo_app)
     with httpx.Client(base_url=url, timeout=60) as http:
         page = http.get("/")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
@@ -101,15 +101,14 @@ def test_the_console_classifies_and_sends_a_correction(serve_session, demo_check
     assert {"/classify", "/feedback", "/feedback/stats"} <= paths
 
 
-def test_the_console_asks_for_the_api_key_and_keeps_it_for_the_tab(serve_session, tiny_checkpoint, browser,
-                                                                   tmp_path):
+def test_the_console_asks_for_the_api_key_and_keeps_it_for_the_tab(served_with_keys, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as seen
     from selenium.webdriver.support.ui import WebDriverWait
 
-    key = "console-key-" + os.urandom(6).hex()
-    url = serve_session.deploy(model=str(tiny_checkpoint), env={"CHS_API_KEYS": key},
-                               feedback={"database_url": f"sqlite:///{tmp_path / 'helpline.db'}"})
+    from tests.conftest import API_KEYS
+
+    key, url = API_KEYS[0], served_with_keys
     wait = WebDriverWait(browser, 120)
     browser.get(url + "/")
     wait.until(seen.visibility_of_element_located((By.ID, "key-section")))

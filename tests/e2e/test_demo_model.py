@@ -16,7 +16,7 @@ from training.corpus import load_heldout
 from training.demo import DEMO_NOTE
 from clients.scoring import TASKS, evaluation_report
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.app("demo")]
 
 # The model card's two widget examples, verbatim (openchs/cls-gbv-distilbert-v1, README front matter).
 CARD_SCHOOL_BULLYING = (
@@ -39,8 +39,8 @@ OPENING_HOURS = "Hello, I would like to know what time the helpline opens and wh
 
 
 @pytest.fixture(scope="module")
-def demo(serve_session, demo_checkpoint):
-    url = serve_session.deploy(model=str(demo_checkpoint))
+def demo(serve_session, demo_app):
+    url = serve_session.deploy(**demo_app)
     with httpx.Client(base_url=url, timeout=120) as client:
         yield client
 

@@ -67,6 +67,9 @@ def serve_deploy(serve_session, app: dict, *, wait: bool = True, timeout_s: floa
     from ray import serve
     from ray.serve.schema import ServeDeploySchema
 
+    from tests.conftest import record_deploy
+
+    started = time.monotonic()
     if serve_session.current is not None and not serve_session.current.startswith(KEY_PREFIX):
         serve_session.undeploy()
     config = ServeDeploySchema.model_validate(
@@ -78,6 +81,7 @@ def serve_deploy(serve_session, app: dict, *, wait: bool = True, timeout_s: floa
     serve_session.args = dict(app["args"])
     if wait:
         wait_running(serve_session, timeout_s=timeout_s)
+    record_deploy(time.monotonic() - started, serve_session.current if wait else serve_session.current + " (no wait)")
     return serve_session.url
 
 

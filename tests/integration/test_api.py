@@ -130,6 +130,7 @@ def test_unknown_route_and_method(http):
     assert r.status_code == 405 and r.headers["allow"] == "POST"
 
 
+@pytest.mark.app("tiny-7-65")
 def test_another_release_serves(serve_session, checkpoints):
     url = serve_session.deploy(model=str(checkpoints["tiny_7_65"]))
     import httpx

@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import API_KEYS
+
 NARRATIVE = "A 12-year-old girl says her stepfather beats her at home and she is afraid to go back."
 JSON = {"content-type": "application/json"}
 PROTECTED = [("POST", "/classify", {"narrative": NARRATIVE}), ("POST", "/classify/batch", {"narratives": [NARRATIVE]}),
@@ -105,17 +107,13 @@ def check_api_keys(url: str, keys: list[str], session_dir: Path) -> None:
             assert_no_secret(r, key)
 
 
-def test_api_keys_from_env(serve_session, tiny_checkpoint):
-    keys = [f"env-key-{uuid.uuid4().hex}", f"env-key-{uuid.uuid4().hex}"]
-    url = serve_session.deploy(model=str(tiny_checkpoint), env={"CHS_API_KEYS": ",".join(keys)})
-    try:
-        check_api_keys(url, keys, serve_session.session_dir)
-        time.sleep(2)  # let every process flush what it logged about those requests
-        for key in keys:
-            hits = [h for h in files_containing(serve_session.session_dir, key) if RUNTIME_ENV_AGENT_LOG not in h]
-            assert not hits, f"an API key reached {hits}"
-    finally:
-        serve_session.undeploy()
+def test_api_keys_from_env(serve_session, served_with_keys):
+    keys = list(API_KEYS)  # the session's keyed app, shared with the other tests of keys
+    check_api_keys(served_with_keys, keys, serve_session.session_dir)
+    time.sleep(2)  # let every process flush what it logged about those requests
+    for key in keys:
+        hits = [h for h in files_containing(serve_session.session_dir, key) if RUNTIME_ENV_AGENT_LOG not in h]
+        assert not hits, f"an API key reached {hits}"
 
 
 def test_api_keys_from_file_never_reach_any_log(serve_session, tiny_checkpoint, tmp_path):
@@ -164,6 +162,7 @@ def test_a_client_request_id_is_echoed(http, payload, status):
 # -- no narrative in any log ------------------------------------------------------------------
 
 
+@pytest.mark.app("tiny", "backend-timeout")
 def test_no_narrative_text_reaches_any_log(serve_session, tiny_checkpoint):
     """Narratives carry a unique marker; requests carry another one, as their X-Request-ID.
 

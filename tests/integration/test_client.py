@@ -9,7 +9,7 @@ import pytest
 
 from clients import AsyncHelplineClient, ClassifyResult, HelplineClient, HelplineError, RetryPolicy
 from clients.loadtest import FALLBACK_NARRATIVES
-from tests.conftest import free_port
+from tests.conftest import API_KEYS, SMALL_LIMITS, free_port
 
 NARRATIVES = list(FALLBACK_NARRATIVES)
 
@@ -110,8 +110,9 @@ def test_unreachable_server_is_retried_then_raises():
     assert client.stats.retries == 2 and client.stats.requests == 3
 
 
+@pytest.mark.app("small-limits")
 def test_batch_is_split_to_the_server_limit_and_keeps_order(serve_session, tiny_checkpoint):
-    url = serve_session.deploy(model=str(tiny_checkpoint), max_batch_narratives=4)
+    url = serve_session.deploy(model=str(tiny_checkpoint), **SMALL_LIMITS)  # max_batch_narratives=4
     narratives = NARRATIVES  # 10: batches of 4, 4, 2
     log = RequestLog()
     with client_for(url, log) as client:
@@ -130,8 +131,9 @@ def test_batch_is_split_to_the_server_limit_and_keeps_order(serve_session, tiny_
     assert client.stats.retries == 0
 
 
+@pytest.mark.app("small-limits")
 def test_async_client_matches_the_sync_one(serve_session, tiny_checkpoint):
-    url = serve_session.deploy(model=str(tiny_checkpoint), max_batch_narratives=4)
+    url = serve_session.deploy(model=str(tiny_checkpoint), **SMALL_LIMITS)
 
     async def go():
         async with AsyncHelplineClient(url) as client:
@@ -154,8 +156,8 @@ def test_async_client_matches_the_sync_one(serve_session, tiny_checkpoint):
     assert bad.status == 400 and stats.retries == 0
 
 
-def test_api_key(serve_session, tiny_checkpoint, monkeypatch):
-    url = serve_session.deploy(model=str(tiny_checkpoint), env={"CHS_API_KEYS": "key-one,key-two"})
+def test_api_key(served_with_keys, monkeypatch):
+    url = served_with_keys  # its keys: API_KEYS
     monkeypatch.delenv("CHS_API_KEY", raising=False)
     log = RequestLog()
     with client_for(url, log) as anonymous:
@@ -164,13 +166,13 @@ def test_api_key(serve_session, tiny_checkpoint, monkeypatch):
             anonymous.classify(NARRATIVES[0])
     assert (denied.value.status, denied.value.code) == (401, "unauthorized")
     assert log.paths() == ["/health", "/classify"]  # 401 is not retried
-    with HelplineClient(url, api_key="key-two") as keyed:
+    with HelplineClient(url, api_key=API_KEYS[1]) as keyed:
         assert keyed.info().auth == "api_key"
         assert keyed.classify(NARRATIVES[0]).main_category.label
     with HelplineClient(url, api_key="wrong") as wrong:
         with pytest.raises(HelplineError) as bad_key:
             wrong.classify(NARRATIVES[0])
     assert bad_key.value.status == 401
-    monkeypatch.setenv("CHS_API_KEY", "key-one")
+    monkeypatch.setenv("CHS_API_KEY", API_KEYS[0])
     with HelplineClient(url) as from_env:
         assert from_env.classify_batch(NARRATIVES[:2])[1].routing.queue

@@ -39,11 +39,13 @@ def test_int8_serves_and_says_so(serve_session, checkpoint):
             assert 0 < case["classification"][task]["confidence"] <= 1
 
 
-def test_the_default_engine_answers_what_eager_pytorch_answers(serve_session, checkpoint):
-    info, exported, _ = answers(serve_session.deploy(model=str(checkpoint)))
-    assert (info["engine"], info["dtype"]) == ("openvino", "fp32")
-    info, eager, _ = answers(serve_session.deploy(model=str(checkpoint), engine="torch"))
+@pytest.mark.app("tiny-torch", "tiny")
+def test_the_default_engine_answers_what_eager_pytorch_answers(serve_session, tiny_checkpoint):
+    # Eager first, then the session's default app (so the tests of that app carry on with it).
+    info, eager, _ = answers(serve_session.deploy(model=str(tiny_checkpoint), engine="torch"))
     assert (info["engine"], info["dtype"]) == ("torch", "fp32")
+    info, exported, _ = answers(serve_session.deploy(model=str(tiny_checkpoint)))
+    assert (info["engine"], info["dtype"]) == ("openvino", "fp32")
     for a, b in zip(exported, eager):
         for task in TASKS:
             assert a["classification"][task]["label"] == b["classification"][task]["label"]

@@ -79,6 +79,7 @@ def card(tiny_checkpoint):
     return classify_multitask_case
 
 
+@pytest.mark.app("tiny")
 def test_service_equals_the_model_card_reference(serve_session, tiny_checkpoint, card):
     import httpx
 

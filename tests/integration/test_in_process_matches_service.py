@@ -56,6 +56,7 @@ def check_every_narrative(client: httpx.Client, local: InProcessPipeline, includ
         assert_same_case(served, expected)
 
 
+@pytest.mark.app("tiny")
 def test_default_settings_match_the_service(serve_session, tiny_checkpoint):
     client, local = served_and_local(serve_session, model=str(tiny_checkpoint))
     with client:
@@ -69,6 +70,7 @@ def test_default_settings_match_the_service(serve_session, tiny_checkpoint):
             assert_same_case({k: v for k, v in served.items() if k not in RESPONSE_ONLY}, expected)
 
 
+@pytest.mark.app("in-process-settings", "truncate")
 def test_other_settings_match_the_service(serve_session, tiny_checkpoint):
     settings = {"max_length": 128, "window_overlap": 16, "aggregation": "max", "priority_aggregation": "mean",
                 "routing": {"review_threshold": 0.9, "queues": {"VANE": "child-protection"}}}

@@ -9,6 +9,7 @@ from transformers import AutoTokenizer
 
 from deployments.core.text import normalize_narrative
 from deployments.core.windowing import window_spans
+from tests.conftest import SMALL_LIMITS
 
 SENTENCES = [
     "The caller says her daughter aged eleven has not been to school for three weeks.",
@@ -79,8 +80,9 @@ def test_batch_mixing_long_and_short_keeps_order_and_equals_single_requests(http
             assert result["classification"][task]["confidence"] == pytest.approx(pred["confidence"], abs=1e-5)
 
 
+@pytest.mark.app("small-limits")
 def test_length_bound_answers_413(serve_session, tiny_checkpoint):
-    url = serve_session.deploy(model=str(tiny_checkpoint), max_narrative_chars=5000)
+    url = serve_session.deploy(model=str(tiny_checkpoint), **SMALL_LIMITS)  # max_narrative_chars=5000
     with httpx.Client(base_url=url, timeout=60) as client:
         assert client.post("/classify", json={"narrative": "a " * 2400}).status_code == 200
         r = client.post("/classify", json={"narrative": "a " * 2600})
@@ -98,6 +100,7 @@ def test_batch_cost_limit_counts_windows_not_requests(serve_session, tiny_checkp
         assert r.status_code == 413 and "windows" in r.json()["error"]["message"]
 
 
+@pytest.mark.app("truncate")
 def test_truncate_mode_reports_the_truncation(serve_session, tiny_checkpoint):
     url = serve_session.deploy(model=str(tiny_checkpoint), long_narratives="truncate")
     with httpx.Client(base_url=url, timeout=60) as client:

@@ -58,6 +58,7 @@ def test_taxonomy_mismatch_off_keeps_the_parent_but_adds_no_reason(serve_session
         assert not any("belongs to" in r for r in case["routing"]["reasons"])
 
 
+@pytest.mark.app("tiny-7-65")
 def test_a_checkpoint_without_a_taxonomy_serves_as_before(serve_session, checkpoints):
     path = checkpoints["tiny_7_65"]
     assert not (path / "sub_to_main.json").exists()

@@ -85,3 +85,13 @@ def demo_app(demo_checkpoint, tmp_path_factory) -> dict:
     case store of its own, so the console's feedback counts are the e2e tests' alone."""
     database = tmp_path_factory.mktemp("demo-store") / "helpline.db"
     return {"model": str(demo_checkpoint), "feedback": {"database_url": f"sqlite:///{database}"}}
+
+
+@pytest.fixture(scope="module")
+def demo(serve_session, demo_app):
+    """An HTTP client of the served demo app."""
+    import httpx
+
+    url = serve_session.deploy(**demo_app)
+    with httpx.Client(base_url=url, timeout=120) as client:
+        yield client

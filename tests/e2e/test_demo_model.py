@@ -38,13 +38,6 @@ SEXUAL_ABUSE = [
 OPENING_HOURS = "Hello, I would like to know what time the helpline opens and whether the number is free to call."
 
 
-@pytest.fixture(scope="module")
-def demo(serve_session, demo_app):
-    url = serve_session.deploy(**demo_app)
-    with httpx.Client(base_url=url, timeout=120) as client:
-        yield client
-
-
 def classify(client: httpx.Client, narrative: str) -> dict:
     r = client.post("/classify", json={"narrative": narrative})
     assert r.status_code == 200, r.text

@@ -22,13 +22,6 @@ ENGLISH_FIGURATIVE = ("My son is in form two and honestly he is killing it at sc
                       "says he could be top of the class. I am calling to ask about holiday reading programmes.")
 
 
-@pytest.fixture(scope="module")
-def demo(serve_session, demo_app):
-    url = serve_session.deploy(**demo_app)
-    with httpx.Client(base_url=url, timeout=120) as client:
-        yield client
-
-
 def classify(client: httpx.Client, narrative: str) -> dict:
     r = client.post("/classify", json={"narrative": narrative, "call_id": f"safety-{uuid.uuid4().hex[:8]}"})
     assert r.status_code == 200, r.text

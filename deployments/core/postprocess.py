@@ -15,11 +15,9 @@ import numpy as np
 from deployments.core import contract
 from deployments.core.aggregation import aggregate_windows
 from deployments.core.labels import TASKS, LabelSet
+from deployments.core.language import UNDETERMINED
 from deployments.core.preprocess import CasePlan
 from deployments.core.routing import Classification, Prediction, Routing, RoutingPolicy, classify_probabilities
-
-# What a plan made without language identification reports (InProcessPipeline callers may skip it).
-UNDETERMINED = {"code": "und", "name": "Undetermined", "confidence": 0.0}
 
 RESULT_TASKS = ("main_category", "sub_category", "sub_category_2", "intervention", "priority")
 
@@ -105,7 +103,8 @@ class CaseAssembler:
                     routing=contract.Routing(queue=routing.queue, escalate=routing.escalate,
                                              human_review=routing.human_review, reasons=routing.reasons,
                                              signals=[s.to_json() for s in routing.signals]),
-                    language=plan.language or UNDETERMINED,
+                    # A plan made without a screen (prepare_cases called directly) has no language to report.
+                    language=plan.language or UNDETERMINED.to_json(),
                     translation=plan.translation,
                     chunks=plan.n_windows,
                     truncated=plan.truncated,

@@ -18,6 +18,7 @@ import logging
 import os
 import threading
 import time
+from typing import Optional
 
 import httpx
 

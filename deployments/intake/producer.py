@@ -153,7 +153,6 @@ class IntakeStore:
 
 
 def _listdir(folder) -> list[str]:
-    import os
 
     try:
         return os.listdir(folder)

@@ -1,7 +1,6 @@
 """Long transcripts are read whole, in overlapping windows that share batches with short cases."""
 
 import asyncio
-import json
 
 import httpx
 import pytest

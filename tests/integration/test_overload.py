@@ -15,7 +15,6 @@ import os
 import statistics
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest

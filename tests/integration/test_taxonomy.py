@@ -1,6 +1,5 @@
 """The taxonomy over real HTTP: a sub category that contradicts its main category is caught and explained."""
 
-import json
 
 import httpx
 import pytest

@@ -7,7 +7,6 @@ import pytest
 
 from deployments.core.in_process import InProcessPipeline, CaseResult
 from deployments.core.config import AppArgs
-from deployments.core.errors import ServiceError
 from deployments.core.labels import TASKS
 from deployments.core.windowing import window_spans
 

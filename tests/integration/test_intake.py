@@ -293,7 +293,9 @@ def test_restart_loses_no_case(served, serve_session, intake_args, intake_broker
 
     done = wait_done(served, ids, timeout_s=420)
     succeeded = [t for t in ids if done.get(t, {}).get("status") == "succeeded"]
-    with ThreadPoolExecutor(4) as pool:
+    # As many at once as one classifier batch holds: fewer, and each batch waits out SLOW_FILL's
+    # batch_wait_timeout_s (200 cases, 4 at a time, took 55 s of that waiting).
+    with ThreadPoolExecutor(SLOW_FILL["max_batch_size"]) as pool:
         live = list(pool.map(lambda text: live_answer(served, text), texts))
     mismatched = [t for t, text_live in zip(ids, live) if t in done and done[t]["status"] == "succeeded"
                   and not same_answer(done[t]["result"], text_live)]

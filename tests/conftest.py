@@ -287,7 +287,8 @@ def serve_session(tmp_path_factory):
     try:
         yield session
     finally:
-        serve.shutdown()
+        # The cluster is this process's own: ray.shutdown stops every process of it, Serve's with
+        # them, in 1.4 s; serve.shutdown first drained each replica gracefully for nothing (9 s).
         ray.shutdown()
 
 

@@ -7,6 +7,7 @@ checkpoints written by ``training.checkpoint``. Switching apps goes through
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -212,7 +213,7 @@ class ServeSession:
     metrics_port: int
     # The case store of apps deployed without a feedback.database_url: a file of this session.
     database_url: str = ""
-    var_dir: Path | None = None  # the embedded intake broker's folder for apps that name none
+    var_dir: Path | None = None  # holds the embedded intake broker's folder of each app that names none
     current: str | None = None
     args: dict = field(default_factory=dict)
 
@@ -245,10 +246,15 @@ class ServeSession:
         from deployments.app import build_app
         from deployments.core.config import AppArgs
 
-        args = {"dtype": "fp32", "torch_threads": 1, "classifier_num_cpus": 0.5,
-                "intake": {"data_dir": str(self.var_dir or REPO_ROOT / "var" / "intake")}, **args}
+        args = {"dtype": "fp32", "torch_threads": 1, "classifier_num_cpus": 0.5, **args}
         args["feedback"] = {"database_url": self.database_url, **args.get("feedback", {})}
         key = json.dumps([args, env or {}, logging_config or {}], sort_keys=True, default=str)
+        if "intake" not in args:
+            # A broker folder per app (the same one when the same app is deployed again): what one
+            # app's tests queued and left (schemathesis queues hundreds of cases) is never classified
+            # by another app, into a case store whose cases a test counts.
+            folder = hashlib.sha256(key.encode()).hexdigest()[:16]
+            args["intake"] = {"data_dir": str((self.var_dir or REPO_ROOT / "var" / "intake") / folder)}
         if key != self.current:
             started = time.monotonic()
             if self.current is not None:

@@ -39,6 +39,9 @@ METRICS_REPORT_INTERVAL_S = 2.0
 
 # Each folder is one kind of test, with a marker of its name: `pytest -m unit`, `-m "not e2e"`.
 TEST_KINDS = ("unit", "integration", "e2e", "deploy")
+# The order the kinds run in: the Ray-free ones first, while the demo model for the e2e tests builds
+# beside them when it has to (tests/e2e/conftest.py), then e2e, then integration.
+KIND_ORDER = ("deploy", "unit", "e2e", "integration")
 
 
 def kind_of(item) -> str:
@@ -115,13 +118,14 @@ def pytest_collection_modifyitems(config, items):
         kind = kind_of(item)
         if kind in TEST_KINDS:
             item.add_marker(getattr(pytest.mark, kind))
-    ordered, start = [], 0
+    runs, start = [], 0
     for end in range(1, len(items) + 1):  # each run of one kind, as collected
         if end == len(items) or kind_of(items[end]) != kind_of(items[start]):
             kind = kind_of(items[start])
-            ordered += order_by_app(items[start:end], LEADING_APPS.get(kind, ()))
+            runs.append((kind, order_by_app(items[start:end], LEADING_APPS.get(kind, ()))))
             start = end
-    items[:] = ordered
+    runs.sort(key=lambda run: KIND_ORDER.index(run[0]) if run[0] in KIND_ORDER else len(KIND_ORDER))
+    items[:] = [item for _, run in runs for item in run]
 
 
 # Every real (re)deploy of the session's app: (test node id, seconds, what made it differ). Deploys

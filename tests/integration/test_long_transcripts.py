@@ -91,8 +91,11 @@ def test_length_bound_answers_413(serve_session, tiny_checkpoint):
         assert r.status_code == 413
 
 
+@pytest.mark.app("json-logs")
 def test_batch_cost_limit_counts_windows_not_requests(serve_session, tiny_checkpoint):
-    url = serve_session.deploy(model=str(tiny_checkpoint), max_batch_windows=6)
+    # test_logging's JSON logs and coalescing off (nothing here depends on them): one app for both.
+    url = serve_session.deploy(model=str(tiny_checkpoint), max_batch_windows=6, logging_config={"encoding": "JSON"},
+                               coalescing={"max_cases": 1})
     with httpx.Client(base_url=url, timeout=60) as client:
         assert client.post("/classify/batch", json={"narratives": ["short"] * 6}).status_code == 200
         r = client.post("/classify/batch", json={"narratives": [transcript(1900), "short", "short"]})
@@ -108,10 +111,13 @@ def test_truncate_mode_reports_the_truncation(serve_session, tiny_checkpoint):
         assert client.post("/classify", json={"narrative": "short"}).json()["truncated"] is False
 
 
+@pytest.mark.app("small-windows")
 def test_one_long_case_does_not_block_short_ones_behind_it(serve_session, tiny_checkpoint):
     # Small windows and slices make the long case hundreds of classifier calls; short
     # cases sent while it runs must queue between its slices, not behind all of them.
-    url = serve_session.deploy(model=str(tiny_checkpoint), max_length=64, window_overlap=16, windows_per_call=4)
+    # The taxonomy check off (no answer here depends on it): test_taxonomy's test of that shares the app.
+    url = serve_session.deploy(model=str(tiny_checkpoint), max_length=64, window_overlap=16, windows_per_call=4,
+                               routing={"taxonomy_mismatch": "off"})
     long_text = transcript(12_000)
 
     async def run():

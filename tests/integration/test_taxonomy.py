@@ -49,8 +49,11 @@ def test_info_shows_the_taxonomy(served_tiny):
     assert body["taxonomy"] == SUB_TO_MAIN
 
 
+@pytest.mark.app("small-windows")
 def test_taxonomy_mismatch_off_keeps_the_parent_but_adds_no_reason(serve_session, tiny_checkpoint):
-    url = serve_session.deploy(model=str(tiny_checkpoint), routing={"taxonomy_mismatch": "off"})
+    # test_long_transcripts' small windows (every narrative here is one window either way): one app for both.
+    url = serve_session.deploy(model=str(tiny_checkpoint), max_length=64, window_overlap=16, windows_per_call=4,
+                               routing={"taxonomy_mismatch": "off"})
     for case in classify_all(url):
         c = case["classification"]
         assert c["sub_category"]["parent"] == SUB_TO_MAIN[c["sub_category"]["label"]]

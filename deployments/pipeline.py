@@ -24,6 +24,7 @@ from deployments.core.coalesce import CaseOutcome, Group, merge_cases, pack_grou
 from deployments.core.config import AppArgs, CoalescingArgs
 from deployments.core.errors import ServiceError
 from deployments.core.loading import load_labels, load_tokenizer, read_checkpoint_info, resolve_checkpoint
+from deployments.core.language import Language
 from deployments.core.preprocess import CasePlan, CasePreparer, NarrativeTokenizer, SingleCase, Translated
 from deployments.core.windowing import TokenWindows
 from deployments.ingress import current_request_id
@@ -57,17 +58,18 @@ class CasePipeline:
         self.classifier = classifier
         self.router = router
 
-    async def translations(self, narratives: list[str]) -> list[Translated | None]:
-        """The English the model reads for each narrative in a language the Translator takes; None for the rest.
+    async def translations(self, narratives: list[str]) -> tuple[list[Translated | None], list[Language] | None]:
+        """The English the model reads for each narrative in a language the Translator takes (None for the
+        rest), and the languages identified to choose (None when translation is off: the screen identifies).
 
         English narratives (and every other language not in ``translation.languages``) never reach it.
         """
         if self.translator is None:
-            return [None] * len(narratives)
+            return [None] * len(narratives), None
         languages = [self.preparer.language_of(n) for n in narratives]
-        todo = [i for i, code in enumerate(languages) if code in self.args.translation.languages]
+        todo = [i for i, lang in enumerate(languages) if lang.code in self.args.translation.languages]
         if not todo:
-            return [None] * len(narratives)
+            return [None] * len(narratives), languages
         try:
             texts = await asyncio.wait_for(asyncio.gather(*(self.translator.translate.remote(narratives[i])
                                                             for i in todo)), self.args.backend_timeout_s)
@@ -75,21 +77,23 @@ class CasePipeline:
             raise backend_error(exc) from None
         out: list[Translated | None] = [None] * len(narratives)
         for i, text in zip(todo, texts):
-            out[i] = Translated(text, languages[i], self.args.translation.model)
-        return out
+            out[i] = Translated(text, languages[i].code, self.args.translation.model)
+        return out, languages
 
     async def prepare(self, parsed: contract.ClassifyRequest | contract.BatchRequest) -> tuple[TokenWindows, list[CasePlan]]:
         """The request's windows and plans; raises the 413 the caller gets."""
+        translations, languages = await self.translations(parsed.narratives)
         return self.preparer.prepare(parsed.narratives, include_confidence=parsed.include_confidence,
-                                     include_chunks=parsed.include_chunks,
-                                     translations=await self.translations(parsed.narratives))
+                                     include_chunks=parsed.include_chunks, translations=translations,
+                                     languages=languages)
 
     async def prepare_single(self, parsed: contract.ClassifyRequest) -> SingleCase:
         """A /classify request's case, with its request id taken here, in the caller's task."""
-        (translation,) = await self.translations([parsed.narrative])
+        (translation,), languages = await self.translations([parsed.narrative])
         return self.preparer.single(parsed.narrative, include_confidence=parsed.include_confidence,
                                     include_chunks=parsed.include_chunks, call_id=parsed.call_id,
-                                    request_id=current_request_id() or None, translation=translation)
+                                    request_id=current_request_id() or None, translation=translation,
+                                    language=languages[0] if languages else None)
 
     async def classify(self, parsed: contract.ClassifyRequest | contract.BatchRequest, *,
                        task_id: str | None = None) -> list[dict]:

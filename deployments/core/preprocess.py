@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 
 from deployments.core.config import AppArgs
 from deployments.core.errors import ServiceError
+from deployments.core.language import Language
 from deployments.core.screening import NarrativeScreen
 from deployments.core.signals import Signal
 from deployments.core.text import normalize_narrative
@@ -75,14 +76,18 @@ def prepare_cases(
     include_chunks: bool = False,
     screen: Optional[NarrativeScreen] = None,
     translations: Optional[Sequence[Optional[Translated]]] = None,
+    languages: Optional[Sequence[Language]] = None,
 ) -> tuple[TokenWindows, list[CasePlan]]:
     """``screen``: what to look for in each narrative as sent (language, lexicon, length) besides the model.
-    ``translations``: per narrative, the English the model reads instead, or None (screening reads the original)."""
+    ``translations``: per narrative, the English the model reads instead, or None (screening reads the original).
+    ``languages``: per narrative, its language where already identified, so the screen does not do it again."""
     translations = list(translations) if translations is not None else [None] * len(narratives)
+    languages = list(languages) if languages is not None else [None] * len(narratives)
     normalized = [normalize_narrative(t.text if t is not None else n) for n, t in zip(narratives, translations)]
     rows = []
     plans = []
-    for narrative, translated, text, ids in zip(narratives, translations, normalized, tokenizer.encode(normalized)):
+    for narrative, translated, language, text, ids in zip(narratives, translations, languages, normalized,
+                                                         tokenizer.encode(normalized)):
         windows, spans = tokenize_windows(
             ids, cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id, max_length=max_length, overlap=overlap
         )
@@ -90,7 +95,8 @@ def prepare_cases(
         if truncated:
             windows, spans = windows[:1], spans[:1]
         rows.extend(windows)
-        found = screen.screen(narrative, text if translated is None else None) if screen is not None else None
+        found = (screen.screen(narrative, text if translated is None else None, language)
+                 if screen is not None else None)
         plans.append(CasePlan(tuple(spans), len(ids), truncated, include_confidence, include_chunks,
                               language=found.language.to_json() if found else None,
                               signals=found.signals if found else (),
@@ -146,11 +152,13 @@ class CasePreparer:
                    keep_narratives=args.feedback.keep_narratives, screen=NarrativeScreen.from_args(args))
 
     def prepare(self, narratives: Sequence[str], *, include_confidence: bool = True, include_chunks: bool = False,
-                translations: Optional[Sequence[Optional[Translated]]] = None) -> tuple[TokenWindows, list[CasePlan]]:
+                translations: Optional[Sequence[Optional[Translated]]] = None,
+                languages: Optional[Sequence[Language]] = None) -> tuple[TokenWindows, list[CasePlan]]:
         """The cases' windows and plans; raises the 413 (too many windows) the caller gets."""
         windows, plans = prepare_cases(narratives, self.tokenizer, max_length=self.max_length, overlap=self.overlap,
                                        truncate=self.truncate, include_confidence=include_confidence,
-                                       include_chunks=include_chunks, screen=self.screen, translations=translations)
+                                       include_chunks=include_chunks, screen=self.screen, translations=translations,
+                                       languages=languages)
         if self.max_windows is not None and len(windows) > self.max_windows:
             raise ServiceError.too_large(
                 f"The request needs {len(windows)} model windows; the limit is {self.max_windows}.")
@@ -158,16 +166,17 @@ class CasePreparer:
 
     def single(self, narrative: str, *, include_confidence: bool = True, include_chunks: bool = False,
                call_id: Optional[str] = None, request_id: Optional[str] = None,
-               translation: Optional[Translated] = None) -> SingleCase:
+               translation: Optional[Translated] = None, language: Optional[Language] = None) -> SingleCase:
         """One /classify narrative as a ``SingleCase``; raises the 413 its caller gets."""
         windows, (plan,) = self.prepare([narrative], include_confidence=include_confidence,
-                                        include_chunks=include_chunks, translations=[translation])
+                                        include_chunks=include_chunks, translations=[translation],
+                                        languages=None if language is None else [language])
         return SingleCase(windows, plan, call_id=call_id, request_id=request_id,
                           narrative=self.kept([narrative])[0] if self.keep_narratives else None)
 
-    def language_of(self, narrative: str) -> Optional[str]:
-        """The narrative's language code, for the choice to translate it (None without a screen)."""
-        return self.screen.identifier.identify(narrative).code if self.screen is not None else None
+    def language_of(self, narrative: str) -> Optional[Language]:
+        """The narrative's language, for the choice to translate it (None without a screen)."""
+        return self.screen.identifier.identify(narrative) if self.screen is not None else None
 
     def kept(self, narratives: Sequence[str]) -> Optional[list[str]]:
         """What the case record may keep of the text: the normalized narratives, only when the operator says so."""

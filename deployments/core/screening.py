@@ -62,10 +62,12 @@ class NarrativeScreen:
         return cls(LanguageIdentifier(), lexicon, model_languages=args.language.model_languages,
                    min_words=args.routing.min_words)
 
-    def screen(self, narrative: str, normalized: Optional[str] = None) -> Screened:
-        """``narrative`` as the caller sent it; ``normalized``, if already computed, what the model reads."""
+    def screen(self, narrative: str, normalized: Optional[str] = None,
+               language: Optional[Language] = None) -> Screened:
+        """``narrative`` as the caller sent it; ``normalized`` and ``language``, if already known (the
+        ingress identifies the language before choosing to translate), are not computed again."""
         normalized = normalize_narrative(narrative) if normalized is None else normalized
-        language = self.identifier.identify(narrative)
+        language = self.identifier.identify(narrative) if language is None else language
         signals = [self._lexicon_signal(m) for m in self.lexicon.match(narrative)]
         words = len(_WORD.findall(normalized))
         if words == 0:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Literal, Optional
 
 Source = Literal["lexicon", "model", "language", "taxonomy", "threshold", "length"]
-SOURCES: tuple[str, ...] = ("lexicon", "model", "language", "taxonomy", "threshold", "length")
 
 
 @dataclass(frozen=True)
@@ -29,9 +28,6 @@ class Signal:
     window: Optional[int] = None  # the model's window that drove it (source "model")
 
     def to_json(self) -> dict:
+        """The response's signal; the case record keeps it without ``text`` (store/repository.py: case_row)."""
         return {"source": self.source, "category": self.category, "text": self.text, "start": self.start,
                 "end": self.end, "window": self.window}
-
-    def recorded(self) -> dict:
-        """What the case record keeps: never the words."""
-        return {**self.to_json(), "text": None}

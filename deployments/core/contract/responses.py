@@ -10,6 +10,7 @@ from pydantic import Field
 from deployments.core.config import AppArgs
 from deployments.core.contract.validation import Confidence, FromConfig, _Body
 from deployments.core.errors import ServiceError
+from deployments.core.signals import Source
 
 
 def _absent_not_null(schema: dict) -> None:
@@ -60,7 +61,7 @@ class Classification(_Body):
 
 
 class Signal(_Body):
-    source: Literal["lexicon", "model", "language", "taxonomy", "threshold", "length"]
+    source: Source
     category: str = Field(description="What it found: a lexicon category, a task, 'priority', a language code...")
     text: Optional[str] = Field(description="The matched words as they appear in the narrative sent (lexicon only; "
                                             "never kept in the case record).")

@@ -204,6 +204,29 @@ class IntakeArgs(_Strict):
     )
 
 
+class ReviewDeadlinesArgs(_Strict):
+    """When a case sent to human review is due, from its creation (OpenCHS's written deadlines:
+    ai_docs/docs/user-guides/for-helpline-operators/case-management-guide.md and
+    for-supervisors-managers/team-workflow-management.md in openchlai/ai)."""
+
+    escalated_s: int = Field(
+        60, ge=1, description="An escalated case: supervisors answer an emergency escalation within 1 minute.")
+    priority_s: dict[int, int] = Field(
+        default_factory=lambda: {3: 24 * 3600, 2: 48 * 3600, 1: 7 * 24 * 3600},
+        description="Per priority level, a case sent to review but not escalated: high the same day (24 h), medium "
+        "48-72 hours (the earlier end, 48 h), low within a week.")
+    default_s: int = Field(
+        7 * 24 * 3600, ge=1, description="A priority level priority_s does not name (another checkpoint's labels).")
+
+
+class ReviewArgs(_Strict):
+    """The supervisors' worklist over the case record (/review*, deployments/core/review.py)."""
+
+    deadlines: ReviewDeadlinesArgs = Field(default_factory=ReviewDeadlinesArgs)
+    metrics_interval_s: float = Field(
+        15.0, gt=0, description="How often the Router counts open and overdue cases for the metrics.")
+
+
 class AppArgs(_Strict):
     # Model source: a Hub repo id or a local directory; CHS_MODEL overrides.
     model: str = DEFAULT_MODEL_ID
@@ -259,6 +282,7 @@ class AppArgs(_Strict):
     translation: TranslationArgs = Field(default_factory=TranslationArgs)
     feedback: FeedbackArgs = Field(default_factory=FeedbackArgs)
     intake: IntakeArgs = Field(default_factory=IntakeArgs)
+    review: ReviewArgs = Field(default_factory=ReviewArgs)
 
     @model_validator(mode="after")
     def _consistent(self) -> "AppArgs":

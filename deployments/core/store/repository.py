@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from deployments.core.errors import ServiceError
 from deployments.core.labels import TASKS
+from deployments.core.review import Deadlines, review_fields
 from deployments.core.store.stats import StatRow, agreement, feedback_stats
 from deployments.core.store.tables import Case, Feedback, FeedbackHistory
 
@@ -344,8 +345,11 @@ def case_dict(case: Case) -> dict:
 
 def case_row(*, case_id: str, request_id: Optional[str], call_id: Optional[str], task_id: Optional[str],
              batch_index: Optional[int], created_at: datetime, model_id: str, model_revision: Optional[str],
-             result: Mapping[str, Any], narrative: Optional[str]) -> dict:
-    """A ``cases`` row from a case result rendered with confidences and chunk details."""
+             result: Mapping[str, Any], narrative: Optional[str], deadlines: Optional[Deadlines] = None) -> dict:
+    """A ``cases`` row from a case result rendered with confidences and chunk details.
+
+    A case sent to review enters the worklist open, due by ``deadlines`` (default: review.deadlines' defaults).
+    """
     c = result["classification"]
     row = {"id": case_id, "request_id": request_id, "call_id": call_id, "task_id": task_id,
            "batch_index": batch_index, "created_at": created_at, "model_id": model_id,
@@ -365,6 +369,8 @@ def case_row(*, case_id: str, request_id: Optional[str], call_id: Optional[str],
                                                       "confidence": float(d["classification"][t]["confidence"])}
                                                   for t in PREDICTED_TASKS}}
                               for d in result.get("chunk_details") or []])
+    row.update(review_fields(human_review=row["human_review"], escalate=row["escalate"], priority=row["priority"],
+                             created_at=created_at, deadlines=deadlines))
     return row
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Optional
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 ID_CHARS = 128  # request ids, call ids and task ids: the contract's limit
@@ -51,6 +51,16 @@ class Case(Base):
     truncated: Mapped[bool] = mapped_column(Boolean)
     chunk_details: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     narrative: Mapped[Optional[str]] = mapped_column(Text)
+    # The worklist (migration 0003, deployments/core/review.py): null for a case that needs no review,
+    # else open, claimed or resolved; due_at from review.deadlines; claimed_by is the key's name.
+    review_status: Mapped[Optional[str]] = mapped_column(String(16))
+    due_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    claimed_by: Mapped[Optional[str]] = mapped_column(String(LABEL_CHARS))
+    claimed_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    resolved_by: Mapped[Optional[str]] = mapped_column(String(LABEL_CHARS))
+    resolved_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_cases_worklist", "review_status", "escalate", "due_at", "created_at", "id"),)
 
 
 class Feedback(Base):

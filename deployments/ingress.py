@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from deployments.core import contract
-from deployments.core.auth import ApiKeys
+from deployments.core.auth import ANONYMOUS, ApiKeys, Principal
 from deployments.core.errors import ServiceError
 from deployments.core.pages import Page
 
@@ -45,6 +45,15 @@ _REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", 
 def current_request_id() -> str:
     """The id of the request this task is handling ('' outside one)."""
     return _REQUEST_ID.get()
+
+
+# Who sent the request being handled (ANONYMOUS when no keys are configured), for handlers that act as it.
+_PRINCIPAL: contextvars.ContextVar[Principal] = contextvars.ContextVar("principal", default=ANONYMOUS)
+
+
+def current_principal() -> Principal:
+    """The key's name and role behind the request this task is handling."""
+    return _PRINCIPAL.get()
 
 
 def header_request_id(request: Request) -> str:
@@ -115,8 +124,9 @@ class HttpIngress:
         _REQUEST_ID.set(rid)
         try:
             op, handler, path_params = self._route(request)
+            _PRINCIPAL.set(ANONYMOUS)
             if not op.public:
-                self.api_keys.authorize(request.headers.get("authorization"), op.permission)
+                _PRINCIPAL.set(self.api_keys.authorize(request.headers.get("authorization"), op.permission))
             inputs, keywords = [], {}
             if op.request is not None:
                 inputs.append(await self._parse(request, op.request))

@@ -66,8 +66,24 @@ INTAKE_FINISHED = MetricSpec("chs_intake_tasks_total", "counter", "Queued cases 
 INTAKE_RETRIES = MetricSpec("chs_intake_retries_total", "counter", "Retries of queued cases after a transient failure.",
                             tag_keys=("code",))
 
+# The worklist: gauges the Router sets from the case store every review.metrics_interval_s (each Router
+# replica sees the same database, so dashboards take the max over replicas), histograms at each claim
+# and resolve. 1 minute (an escalation's deadline) to a week (a low priority's).
+REVIEW_BUCKETS = [10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600, 48 * 3600, 72 * 3600, 7 * 24 * 3600]
+REVIEW_CASES = MetricSpec("chs_review_cases", "gauge", "Worklist cases not resolved, by status (open, claimed).",
+                          tag_keys=("queue", "priority", "escalated", "status"))
+REVIEW_OVERDUE = MetricSpec("chs_review_overdue", "gauge", "Worklist cases past their due time and not resolved.",
+                            tag_keys=("queue", "priority", "escalated"))
+REVIEW_TIME_TO_CLAIM = MetricSpec("chs_review_time_to_claim_seconds", "histogram",
+                                  "From a case's creation to its claim.", tag_keys=("escalated",),
+                                  boundaries=tuple(REVIEW_BUCKETS))
+REVIEW_TIME_TO_RESOLVE = MetricSpec("chs_review_time_to_resolve_seconds", "histogram",
+                                    "From a case's creation to its resolution.", tag_keys=("escalated",),
+                                    boundaries=tuple(REVIEW_BUCKETS))
+
 METRICS: tuple[MetricSpec, ...] = (BATCH_SIZE, BATCH_TOKENS, CASES, ESCALATIONS, HUMAN_REVIEW, CONFIDENCE, CHUNKS,
-                                   GROUP_SIZE, FEEDBACK, INTAKE_DEPTH, INTAKE_AGE, INTAKE_FINISHED, INTAKE_RETRIES)
+                                   GROUP_SIZE, FEEDBACK, INTAKE_DEPTH, INTAKE_AGE, INTAKE_FINISHED, INTAKE_RETRIES,
+                                   REVIEW_CASES, REVIEW_OVERDUE, REVIEW_TIME_TO_CLAIM, REVIEW_TIME_TO_RESOLVE)
 
 
 class ClassifierMetrics:
@@ -144,3 +160,36 @@ class IntakeDepth:
 
     def set(self, depth: int) -> None:
         self.depth.set(depth)
+
+
+class ReviewMetrics:
+    """The Router's view of the worklist: its counts, and how long cases waited to be claimed and resolved."""
+
+    def __init__(self):
+        self.cases = REVIEW_CASES.create()
+        self.overdue = REVIEW_OVERDUE.create()
+        self.time_to_claim = REVIEW_TIME_TO_CLAIM.create()
+        self.time_to_resolve = REVIEW_TIME_TO_RESOLVE.create()
+        self._seen: set[tuple] = set()  # tag sets set before: a count that fell to nothing reads 0, not its last value
+
+    def set_counts(self, counts: list[dict]) -> None:
+        cases, overdue = {}, {}
+        for c in counts:
+            tags = (c["queue"], str(c["priority"]), "true" if c["escalate"] else "false")
+            cases[tags + (c["status"],)] = c["cases"]
+            overdue[tags] = overdue.get(tags, 0) + c["overdue"]
+        for key in {k for k in self._seen if len(k) == 4} - set(cases):
+            cases[key] = 0
+        for key in {k for k in self._seen if len(k) == 3} - set(overdue):
+            overdue[key] = 0
+        for (queue, priority, escalated, status), n in cases.items():
+            self.cases.set(n, tags={"queue": queue, "priority": priority, "escalated": escalated, "status": status})
+        for (queue, priority, escalated), n in overdue.items():
+            self.overdue.set(n, tags={"queue": queue, "priority": priority, "escalated": escalated})
+        self._seen = set(cases) | set(overdue)
+
+    def claimed(self, escalated: bool, waited_s: float) -> None:
+        self.time_to_claim.observe(max(waited_s, 0.0), tags={"escalated": "true" if escalated else "false"})
+
+    def resolved(self, escalated: bool, took_s: float) -> None:
+        self.time_to_resolve.observe(max(took_s, 0.0), tags={"escalated": "true" if escalated else "false"})

@@ -7,6 +7,7 @@ operation's id, on this class or on one of the handler objects it composes:
 - classify: ``/classify`` (coalesced, ``deployments/pipeline.py``) and ``/classify/batch``, here;
 - the case store's routes: ``CaseStoreHandlers`` (``deployments/store_handlers.py``);
 - the durable intake's routes: ``IntakeHandlers`` (``deployments/intake/handlers.py``);
+- the worklist, its page and ``/whoami``: ``ReviewHandlers`` (``deployments/review_handlers.py``);
 - health, info, the OpenAPI document and the pages for people, here.
 """
 
@@ -32,6 +33,7 @@ from deployments.intake.producer import IntakeStore
 from deployments.metrics import CoalescingMetrics, IntakeDepth
 from deployments.pipeline import CaseCoalescer, CasePipeline
 from deployments.ray_errors import serve_request_id
+from deployments.review_handlers import ReviewHandlers
 from deployments.store_handlers import CaseStoreHandlers
 
 # What /health names; each must answer for a 200.
@@ -59,9 +61,11 @@ class Preprocessor:
         self.intake = IntakeHandlers(
             IntakeStore(args.intake, tasks.resolve_broker(args.intake)),
             model_info={"model": args.model, "revision": self.checkpoint.revision}, on_depth=IntakeDepth().set)
+        api_keys = ApiKeys.from_env()
+        self.review_handlers = ReviewHandlers(self.store_handlers, self.pages, api_keys)
         self.http = HttpIngress(
-            handlers_of(self, self.store_handlers, self.intake),
-            api_keys=ApiKeys.from_env(), max_body_bytes=args.max_body_bytes,
+            handlers_of(self, self.store_handlers, self.intake, self.review_handlers),
+            api_keys=api_keys, max_body_bytes=args.max_body_bytes,
             limits=contract.Limits.of(args, callback_secret=os.environ.get(CALLBACK_SECRET_ENV_VAR)),
             request_id_of=serve_request_id,
         )

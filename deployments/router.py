@@ -14,6 +14,7 @@ import asyncio
 import logging
 import threading
 import time
+from datetime import datetime
 from typing import Any
 
 from ray import serve
@@ -22,13 +23,19 @@ from deployments.core.config import DEPLOYMENT_OPTIONS, AppArgs
 from deployments.core.errors import ModelVersionMismatchError
 from deployments.core.loading import load_labels, read_checkpoint_info, resolve_checkpoint
 from deployments.core.postprocess import CaseAssembler, concat_window_probs
+from deployments.core.review import Deadlines
 from deployments.core.routing import RoutingPolicy
 from deployments.core.store.repository import CaseNotFound, CaseStore, case_row, model_version, redacted, utcnow
+from deployments.core.store.worklist import Worklist
 from deployments.core.store.writer import RecordWriter
-from deployments.metrics import RouterMetrics
+from deployments.metrics import ReviewMetrics, RouterMetrics
 from deployments.pipeline import MODEL_KEY, model_key
 
 logger = logging.getLogger("ray.serve")
+
+
+def _seconds_between(start: str, end: str) -> float:
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
 
 # How often the Router deletes stored narrative text past feedback.retention_days.
 PURGE_INTERVAL_S = 3600.0
@@ -36,6 +43,9 @@ PURGE_INTERVAL_S = 3600.0
 # The CaseStore methods the ingress may call through ``call_store``: reads, feedback and exports.
 STORE_CALLS = frozenset({"get_case", "put_feedback", "stats", "export", "openchs_update", "openchs_call",
                          "openchs_statistics"})
+# The worklist's calls through ``call_store``: the name the ingress sends → the ``Worklist`` method.
+REVIEW_CALLS = {"review_list": "list", "review_case": "item", "review_claim_next": "claim_next", "review_claim": "claim",
+                "review_release": "release", "review_resolve": "resolve"}
 
 
 @serve.deployment(name="Router", **DEPLOYMENT_OPTIONS["Router"])
@@ -58,6 +68,12 @@ class Router:
         self._stop = threading.Event()
         self._purger = threading.Thread(target=self._purge_loop, name="narrative-purge", daemon=True)
         self._purger.start()
+        self.review_args = args.review
+        self.deadlines = Deadlines(args.review.deadlines)
+        self.worklist = Worklist(self.store)
+        self.review_metrics = ReviewMetrics()
+        self._counter = threading.Thread(target=self._count_loop, name="worklist-counts", daemon=True)
+        self._counter.start()
 
     async def route(self, plans: list, ingress_model: str, meta: dict, *window_probs: dict) -> list[dict]:
         computed_by = {p.pop(MODEL_KEY, None) for p in window_probs}
@@ -75,16 +91,20 @@ class Router:
             rows.append(case_row(case_id=case_id, request_id=request_ids[i], call_id=meta["call_ids"][i],
                                  task_id=meta.get("task_id"), batch_index=i if meta["is_batch"] else None,
                                  created_at=now, model_id=self.checkpoint.model_id,
-                                 model_revision=self.checkpoint.revision, result=record, narrative=narratives[i]))
+                                 model_revision=self.checkpoint.revision, result=record, narrative=narratives[i],
+                                 deadlines=self.deadlines))
             bodies.append({**body, "case_id": case_id})
         self.writer.submit(rows)  # an in-memory append: the writer thread does the I/O
         return bodies
 
     async def call_store(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """Run ``CaseStore.<method>(...)`` in a worker thread; its ServiceError (404, 409) goes back as itself."""
-        if method not in STORE_CALLS:
+        if method in REVIEW_CALLS:
+            call = getattr(self.worklist, REVIEW_CALLS[method])
+        elif method in STORE_CALLS:
+            call = getattr(self.store, method)
+        else:
             raise ValueError(f"'{method}' is not a case store call")
-        call = getattr(self.store, method)
 
         def run():
             self.writer.flush()  # this replica's queued records first, so a case is readable at once
@@ -100,7 +120,22 @@ class Router:
         if method == "put_feedback":
             self.metrics.record_feedback(result["agreed"], model_version(result["model"]["id"],
                                                                          result["model"]["revision"]))
+        if method in ("review_claim_next", "review_claim") and result is not None:
+            self.review_metrics.claimed(result["escalate"], _seconds_between(result["created_at"], result["claimed_at"]))
+        if method == "review_resolve":
+            item, feedback = result["item"], result["feedback"]
+            self.review_metrics.resolved(item["escalate"], _seconds_between(item["created_at"], item["resolved_at"]))
+            self.metrics.record_feedback(feedback["agreed"], model_version(feedback["model"]["id"],
+                                                                           feedback["model"]["revision"]))
         return result
+
+    def _count_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.review_metrics.set_counts(self.worklist.counts())
+            except Exception as exc:
+                logger.warning("counting the worklist failed (%s)", type(exc).__name__)
+            self._stop.wait(self.review_args.metrics_interval_s)
 
     def _purge_loop(self) -> None:
         while not self._stop.is_set():
@@ -125,4 +160,5 @@ class Router:
         written = await asyncio.to_thread(self.writer.close)
         if not written:
             logger.error("shutdown: %d case records could not be written", self.writer.pending)
+        self.worklist.close()
         self.store.close()

@@ -18,6 +18,7 @@ from deployments import metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "k8s" / "grafana-dashboard.json"
+ALERT_RULES = ROOT / "k8s" / "prometheus-rules.yaml"
 RAY_SRC = Path(ray.__file__).parent
 
 # Ray Serve metrics the dashboard uses: kind, the file that defines it, the literal that names it there.
@@ -76,7 +77,8 @@ def test_the_app_defines_the_metrics_the_docs_promise():
         "chs_escalations_total": "counter", "chs_human_review_total": "counter", "chs_confidence": "histogram",
         "chs_chunks_per_case": "histogram", "chs_coalesced_group_size": "histogram", "chs_feedback_total": "counter", "chs_intake_queue_depth": "gauge",
         "chs_intake_task_age_seconds": "histogram", "chs_intake_tasks_total": "counter",
-        "chs_intake_retries_total": "counter",
+        "chs_intake_retries_total": "counter", "chs_review_cases": "gauge", "chs_review_overdue": "gauge",
+        "chs_review_time_to_claim_seconds": "histogram", "chs_review_time_to_resolve_seconds": "histogram",
     }
     assert exported("chs_cases_total", "counter") == {"ray_chs_cases_total"}
     # Every declared spec is listed, so nothing the deployments create escapes this check.
@@ -124,6 +126,9 @@ def test_panels_cover_what_operators_need(dashboard):
         "confidence": "ray_chs_confidence_bucket",
         "human review": "ray_chs_human_review_total",
         "agreement by model version": "ray_chs_feedback_total",
+        "worklist overdue": "ray_chs_review_overdue",
+        "worklist time to claim": "ray_chs_review_time_to_claim_seconds_bucket",
+        "worklist time to resolve": "ray_chs_review_time_to_resolve_seconds_bucket",
     }
     for what, metric in wanted.items():
         assert any(metric in exprs for exprs in used_by_title.values()), f"no panel shows {what} ({metric})"
@@ -139,3 +144,18 @@ def test_layout_and_variables(dashboard):
     text = json.dumps(panels)
     for used in set(re.findall(r"\$(\w+)", text)) - {"__rate_interval"}:
         assert used in variables, f"${used} is not a dashboard variable"
+
+
+def test_an_overdue_escalation_raises_an_alert_on_metrics_that_exist():
+    import yaml
+
+    rules = yaml.safe_load(ALERT_RULES.read_text(encoding="utf-8"))
+    assert rules["apiVersion"] == "monitoring.coreos.com/v1" and rules["kind"] == "PrometheusRule"
+    alerts = {r["alert"]: r for g in rules["spec"]["groups"] for r in g["rules"]}
+    overdue = alerts["HelplineEscalationOverdue"]
+    assert "ray_chs_review_overdue" in overdue["expr"] and 'escalated="true"' in overdue["expr"]
+    assert overdue["labels"]["severity"] == "critical"
+    known = known_names()
+    for alert in alerts.values():
+        used = set(METRIC_TOKEN.findall(alert["expr"]))
+        assert used and used <= known, (alert["alert"], sorted(used - known))

@@ -180,7 +180,7 @@ def test_a_role_without_the_permission_is_403_naming_it():
 def _sample_request(op: contract.Operation) -> tuple[str, dict]:
     """A request each operation accepts (200-class from the recording handler)."""
     path = op.path.replace("{id}", "case-1").replace("{call_id}", "call-1").replace("{task_id}", "task-1")
-    path = path.replace("{name}", "swagger-ui.css")
+    path = path.replace("{name}", "swagger-ui.css").replace("{case_id}", "case-1")
     kwargs: dict = {}
     if op.request is not None:
         fields = op.request.model_fields

@@ -24,6 +24,7 @@ What lives where (each module imports only those above it in this list):
   ``Task*``, ``Health``, ``Info``) and the error body (``Error``).
 * ``records``: the case record and its feedback (``CaseRecord``,
   ``StoredFeedback``, the statistics, the training-example export).
+* ``review``: the worklist's parameters, bodies and responses, and ``/whoami``'s.
 * ``openchs``: OpenCHS's own shapes (its classifier's and agent-feedback
   routes' requests and responses).
 * ``operations``: the route table (``Operation``, ``OPERATIONS``; the ingress
@@ -123,6 +124,18 @@ from deployments.core.contract.responses import (
     TaskStatus,
     TaskStatusName,
 )
+from deployments.core.contract.review import (
+    ResolveRequest,
+    ReviewAction,
+    ReviewCaseParams,
+    ReviewItem,
+    ReviewList,
+    ReviewNext,
+    ReviewNextParams,
+    ReviewParams,
+    ReviewResolved,
+    WhoAmI,
+)
 from deployments.core.contract.validation import (
     CONFIG_KEY,
     JSON_MEDIA_TYPES,
@@ -167,6 +180,9 @@ __all__ = [
     "OPENCHS_FEEDBACK_TASKS", "OpenChsCallParams", "OpenchsClassifierResponse", "OpenchsClassifyRequest",
     "OpenchsConfidenceScores", "OpenChsFeedback", "OpenChsFeedbackList", "OpenChsFeedbackUpdate", "OpenChsStatistics",
     "OpenChsStatsParams", "OpenchsTaskResponse", "OpenChsTaskStats", "OpenchsTaskStatusResponse",
+    # review
+    "ResolveRequest", "ReviewAction", "ReviewCaseParams", "ReviewItem", "ReviewList", "ReviewNext", "ReviewNextParams",
+    "ReviewParams", "ReviewResolved", "WhoAmI",
     # operations
     "CLASSIFY_ERRORS", "ERRORS", "OPERATIONS", "SUBMIT_ERRORS", "TASK_ERRORS", "Operation",
     # openapi

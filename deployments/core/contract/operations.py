@@ -24,6 +24,17 @@ from deployments.core.contract.openchs import (
     OpenchsTaskStatusResponse,
 )
 from deployments.core.contract.records import CaseResponse, ExportResponse, FeedbackResponse, FeedbackStats
+from deployments.core.contract.review import (
+    ResolveRequest,
+    ReviewAction,
+    ReviewCaseParams,
+    ReviewList,
+    ReviewNext,
+    ReviewNextParams,
+    ReviewParams,
+    ReviewResolved,
+    WhoAmI,
+)
 from deployments.core.contract.requests import (
     AssetParams,
     BatchRequest,
@@ -50,7 +61,8 @@ ERRORS = {
     401: "Missing or wrong API key (only when API keys are configured).",
     403: "The API key's role lacks the permission this route needs (the message names it).",
     404: "No such route, or no such task (never submitted, or its result expired).",
-    409: "The id names several cases (a batch's request id): use the case id or call id.",
+    409: "The id names several cases (a batch's request id): use the case id or call id. On the worklist: the "
+         "case's review state forbids the action (claimed by another key, resolved already, never sent to review).",
     413: "Body, narrative or batch over its configured limit.",
     415: "Content-Type is not application/json.",
     422: "Well-formed JSON that does not match the request schema.",
@@ -130,6 +142,28 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("openchs_feedback_statistics", "GET", "/api/v1/agent-feedback/statistics", "OpenCHS: ratings per "
               "task over the last days.", "Statistics.", OpenChsStatistics, errors=(422, 503),
               params=OpenChsStatsParams, permission=Permission.STATS),
+    # The supervisors' worklist (deployments/review_handlers.py, deployments/core/store/worklist.py).
+    Operation("review_list", "GET", "/review", "Cases sent to human review or escalated, escalated first, then by "
+              "due time, then by age; filters and a cursor.", "A page of the worklist.", ReviewList,
+              errors=(422, 503), params=ReviewParams, permission=Permission.WORKLIST),
+    Operation("review_next", "POST", "/review/next", "Claim the most urgent open case for this key, atomically: two "
+              "callers never get the same case.", "The claimed case, or null when none is open.", ReviewNext,
+              errors=(409, 422, 503), params=ReviewNextParams, permission=Permission.WORKLIST),
+    Operation("review_case", "GET", "/review/{case_id}", "One case's place on the worklist: status, due time, "
+              "who holds it.", "The worklist entry.", ReviewAction, errors=(404, 409, 422, 503),
+              params=ReviewCaseParams, permission=Permission.WORKLIST),
+    Operation("review_claim", "POST", "/review/{case_id}/claim", "Claim this case for this key.", "Claimed.",
+              ReviewAction, errors=(404, 409, 422, 503), params=ReviewCaseParams, permission=Permission.WORKLIST),
+    Operation("review_release", "POST", "/review/{case_id}/release", "Put a claimed case back in the open list.",
+              "Released.", ReviewAction, errors=(404, 409, 422, 503), params=ReviewCaseParams,
+              permission=Permission.WORKLIST),
+    Operation("review_resolve", "POST", "/review/{case_id}/resolve", "Resolve a case with the corrections: the same "
+              "feedback as POST /feedback (reviewer: the key's name), counted in /feedback/stats.", "Resolved.",
+              ReviewResolved, ResolveRequest, (400, 404, 409, 413, 415, 422, 503), params=ReviewCaseParams,
+              permission=Permission.WORKLIST),
+    Operation("review_page", "GET", "/worklist", "The worklist and case pages for supervisors.", "HTML page.", None,
+              public=True, documented=False),
+    Operation("whoami", "GET", "/whoami", "The calling key's name, role and permissions.", "The caller.", WhoAmI),
     Operation("tasks_classify", "POST", "/tasks/classify",
               "Queue one narrative durably; the 202 comes once it is in the queue.", "Queued.",
               TaskAccepted, TaskClassifyRequest, SUBMIT_ERRORS, status=202, headers=("idempotency-key",), permission=Permission.TASKS),

@@ -97,6 +97,14 @@ class Worklist:
                            if last is not None else None)
         return {"items": items, "next_cursor": next_cursor}
 
+    def item(self, case_id: str, *, now: Optional[datetime] = None) -> dict:
+        """One case's worklist entry; 409 for a case never sent to review."""
+        with Session(self.store.engine) as session:
+            found = self._get(session, case_id)
+            if found.review_status is None:
+                raise self._refusal(found, "claim")
+            return review_item(found, now or utcnow())
+
     @staticmethod
     def _filters(queue, status, priority, overdue, now) -> list:
         where = [Case.review_status == status] if status else [Case.review_status.in_(UNRESOLVED)]

@@ -15,6 +15,7 @@ from typing import Literal, Optional
 from ray.serve import metrics
 
 from deployments.core.labels import TASKS
+from deployments.core.review import gauge_values
 from deployments.core.routing import Classification, Routing
 
 CONFIDENCE_BUCKETS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99]
@@ -173,15 +174,7 @@ class ReviewMetrics:
         self._seen: set[tuple] = set()  # tag sets set before: a count that fell to nothing reads 0, not its last value
 
     def set_counts(self, counts: list[dict]) -> None:
-        cases, overdue = {}, {}
-        for c in counts:
-            tags = (c["queue"], str(c["priority"]), "true" if c["escalate"] else "false")
-            cases[tags + (c["status"],)] = c["cases"]
-            overdue[tags] = overdue.get(tags, 0) + c["overdue"]
-        for key in {k for k in self._seen if len(k) == 4} - set(cases):
-            cases[key] = 0
-        for key in {k for k in self._seen if len(k) == 3} - set(overdue):
-            overdue[key] = 0
+        cases, overdue = gauge_values(counts, self._seen)
         for (queue, priority, escalated, status), n in cases.items():
             self.cases.set(n, tags={"queue": queue, "priority": priority, "escalated": escalated, "status": status})
         for (queue, priority, escalated), n in overdue.items():

@@ -89,6 +89,21 @@ class Position:
                                        code="invalid_cursor") from None
 
 
+def gauge_values(counts: list[dict], seen: set[tuple]) -> tuple[dict[tuple, int], dict[tuple, int]]:
+    """The worklist gauges' values from ``Worklist.counts``: cases by (queue, priority, escalated, status),
+    overdue by (queue, priority, escalated). A tag set in ``seen`` that is no longer counted reads 0, so a
+    dashboard never keeps showing the last count of a queue that emptied."""
+    cases: dict[tuple, int] = {}
+    overdue: dict[tuple, int] = {}
+    for c in counts:
+        tags = (c["queue"], str(c["priority"]), "true" if c["escalate"] else "false")
+        cases[tags + (c["status"],)] = c["cases"]
+        overdue[tags] = overdue.get(tags, 0) + c["overdue"]
+    for key in seen - set(cases) - set(overdue):
+        (cases if len(key) == 4 else overdue)[key] = 0
+    return cases, overdue
+
+
 def conflict(message: str) -> ServiceError:
     """A worklist action the case's state forbids (claimed by another, already resolved, never in review)."""
     return ServiceError(409, "review_conflict", message)

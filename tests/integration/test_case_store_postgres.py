@@ -30,3 +30,35 @@ def test_records_feedback_history_and_stats_on_postgresql(postgres_url):
         CaseStore(postgres_url).close()  # a second replica opening it migrates nothing
     finally:
         store.close()
+
+
+def test_twenty_threads_claiming_at_once_get_twenty_different_cases_on_postgresql(postgres_url):
+    """The worklist's claim under contention with no Ray in between: twenty connections, one barrier."""
+    import threading
+
+    from deployments.core.store.worklist import Worklist
+    from tests.unit.test_review import T0, case
+
+    store = CaseStore(postgres_url)
+    worklist = Worklist(store)
+    try:
+        cases = [case(T0 + timedelta(seconds=i)) for i in range(25)]
+        store.add_cases(cases)
+        claimed, start = [], threading.Barrier(20)
+
+        def take(n):
+            start.wait()
+            claimed.append(worklist.claim_next(f"sup-{n}", now=T0))
+
+        threads = [threading.Thread(target=take, args=(n,)) for n in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        ids = [c["case_id"] for c in claimed]
+        assert len(ids) == 20 and len(set(ids)) == 20
+        assert set(ids) == {c["id"] for c in cases[:20]}  # the most urgent: here the oldest
+        assert {i["case_id"] for i in worklist.list(status="open", now=T0)["items"]} == {c["id"] for c in cases[20:]}
+    finally:
+        worklist.close()
+        store.close()

@@ -4,6 +4,8 @@
                     [--app-arg KEY=VALUE ...]
     python -m bench --agreement     every engine and precision against eager PyTorch fp32
     python -m bench --engines       the engine candidates' bare throughput, side by side
+    python -m bench --review        what POST /review/next costs the case store at 10,000 open cases,
+                                    SQLite and PostgreSQL (bench/review.py)
 
 Phases, all on the same checkpoint (``base``: the real model's size) and corpus:
 
@@ -98,7 +100,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--engines", action="store_true", help="only compare the engine candidates' bare throughput")
     parser.add_argument("--rounds", type=int, default=3, help="--engines: interleaved rounds")
     parser.add_argument("--cases", type=int, default=None,
-                        help="corpus size (default 300 quick, 1000 full; --engines 128, --agreement 200)")
+                        help="corpus size (default 300 quick, 1000 full; --engines 128, --agreement 200; "
+                             "--review: open cases, 10000)")
+    parser.add_argument("--review", action="store_true",
+                        help="only time the worklist's claim of the next case on SQLite and PostgreSQL")
+    parser.add_argument("--calls", type=int, default=1000, help="--review: timed claims per database")
+    parser.add_argument("--database-url", default=None,
+                        help="--review: the PostgreSQL to measure; default: a throwaway local server")
     args = parser.parse_args(argv)
     args.app_args = {}
     for item in args.app_arg:
@@ -115,6 +123,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if args.review:
+        return report_review(args)
     ensure_checkpoint(args.checkpoint)
 
     if args.agreement:
@@ -148,6 +158,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     md = write(result, args.out)
     print(markdown(result))
     say(f"wrote {args.out} and {md} in {result['elapsed_s']} s")
+    return 0
+
+
+def report_review(args: argparse.Namespace) -> int:
+    """The worklist's /review/next at --cases open cases, on SQLite and PostgreSQL."""
+    from bench import review
+    from bench.machine import cpu_name, git_commit
+
+    cases = args.cases or 10_000
+    say(f"worklist: {cases} open cases, {args.calls} timed claims per database")
+    result = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "commit": git_commit()},
+              **review.run(cases, args.calls, args.database_url)}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    out = args.out.with_name("review.json") if args.out.name == "bench.json" else args.out
+    out.write_text(json.dumps(result, indent=2))
+    print(review.markdown({k: v for k, v in result.items() if k != "machine"}))
+    say(f"wrote {out}")
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Optional
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 ID_CHARS = 128  # request ids, call ids and task ids: the contract's limit
@@ -60,7 +60,7 @@ class Case(Base):
     resolved_by: Mapped[Optional[str]] = mapped_column(String(LABEL_CHARS))
     resolved_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
 
-    __table_args__ = (Index("ix_cases_worklist", "review_status", "escalate", "due_at", "created_at", "id"),)
+    __table_args__ = (Index("ix_cases_worklist", "review_status", text("escalate DESC"), "due_at", "created_at", "id"),)
 
 
 class Feedback(Base):

@@ -4,7 +4,8 @@ Columns rather than a table of their own, because a case has exactly one review 
 writer records a case and its deadline in the one insert it already makes, off the request
 path, and a claim is one conditional UPDATE of one row, which is what makes ``POST
 /review/next`` atomic on SQLite (under ``BEGIN IMMEDIATE``) and PostgreSQL (``FOR UPDATE
-SKIP LOCKED``) alike. One index in the worklist's order serves its listing and the claim.
+SKIP LOCKED``) alike. One index in the worklist's order (status, escalated first, due, age)
+serves the claim and the listing.
 
 Cases recorded before this revision that went to review (or were escalated) enter the
 worklist open, due by the default deadlines (``ReviewDeadlinesArgs``): the migration cannot
@@ -36,7 +37,9 @@ def upgrade() -> None:
         batch.add_column(sa.Column("claimed_at", TZ))
         batch.add_column(sa.Column("resolved_by", sa.String(200)))
         batch.add_column(sa.Column("resolved_at", TZ))
-    op.create_index("ix_cases_worklist", "cases", ["review_status", "escalate", "due_at", "created_at", "id"])
+    # In the worklist's order (escalated first), so the next case is the first entry of an index scan.
+    op.create_index("ix_cases_worklist", "cases",
+                    ["review_status", sa.text("escalate DESC"), "due_at", "created_at", "id"])
     _backfill()
 
 

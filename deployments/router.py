@@ -5,7 +5,9 @@ queues the case record in memory on the way back (a background thread writes the
 batches) and answers the store's reads and feedback writes in worker threads, off its event loop.
 A store route is three things: its ``Operation`` (``deployments/core/contract``), its ingress
 handler (``deployments/store_handlers.py``) and its ``CaseStore`` method, which ``call_store``
-runs by name; a ``ServiceError`` it raises (404, 409) crosses back to the ingress as itself.
+runs by name; a ``ServiceError`` it raises (404, 409) crosses back to the ingress as itself. The
+worklist's routes go the same way to its ``Worklist`` (``deployments/core/store/worklist.py``), and a
+thread counts the worklist for the metrics every ``review.metrics_interval_s``.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ Cursor = Annotated[str, Field(min_length=1, max_length=700, description="The nex
 class ReviewParams(_Request):
     queue: Optional[QueryText] = Field(None, description="Only this queue.")
     status: Optional[ReviewStatus] = Field(None, description="Only this status; default: open and claimed.")
-    priority: Optional[int] = Field(None, description="Only this priority level.")
+    priority: Optional[int] = Field(None, ge=0, le=1000, description="Only this priority level.")
     overdue: Optional[bool] = Field(None, description="true: only cases past due_at and not resolved; false: the "
                                                       "others.")
     cursor: Optional[Cursor] = None

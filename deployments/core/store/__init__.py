@@ -6,6 +6,8 @@
 * ``writer``: ``RecordWriter``, the batching write queue that keeps case
   records off the request path.
 * ``stats``: live accuracy from feedback rows, pure.
+* ``worklist``: ``Worklist``, the supervisors' review state over the cases: list, atomic claim,
+  release, resolve (``deployments/core/review.py`` holds its rules).
 
 Ray-free and HTTP-free; the Router deployment owns one ``CaseStore``.
 """

@@ -152,7 +152,9 @@ class HttpIngress:
             return error_response(ServiceError.backend(), rid)
 
     def _route(self, request: Request) -> tuple[contract.Operation, Handler, dict[str, str]]:
-        path = request.url.path.rstrip("/") or "/"
+        # The path as the server decoded it: ``request.url`` goes through urlsplit, which drops tabs and
+        # newlines, so an over-long id with one in it would pass the length check a byte short.
+        path = request.scope.get("path", request.url.path).rstrip("/") or "/"
         methods, path_params = self.routes.get(path), {}
         if methods is None:
             for pattern, template in self.templates:

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.integration.test_api import BULLYING
+from tests.integration.test_metrics import delta, poll, scrape
 
 CASES = 25
 SUPERVISORS = 20
@@ -28,7 +29,8 @@ def database_url(request, tmp_path):
 
 def test_twenty_concurrent_next_calls_hand_each_case_out_once(serve_session, tiny_checkpoint, database_url):
     url = serve_session.deploy(model=str(tiny_checkpoint), routing={"review_threshold": 1.0},
-                               feedback={"database_url": database_url})
+                               feedback={"database_url": database_url}, review={"metrics_interval_s": 0.5})
+    before = scrape(serve_session.metrics_url)
     with httpx.Client(base_url=url, timeout=60) as http:
         classified = http.post("/classify/batch", json={"narratives": [f"{BULLYING} case {i}" for i in range(CASES)]})
         assert classified.status_code == 200, classified.text
@@ -77,3 +79,19 @@ def test_twenty_concurrent_next_calls_hand_each_case_out_once(serve_session, tin
         # Five left open: five more takes, then nothing.
         rest = [http.post("/review/next").json()["item"] for _ in range(CASES - SUPERVISORS + 1)]
         assert rest[-1] is None and {r["case_id"] for r in rest[:-1]} == still_open
+
+    # The metrics, from Ray's Prometheus export: a claim observed per case handed out, one resolve, and the
+    # Router's count of the worklist: nothing open, every case but the resolved one claimed.
+    def observe(b, a):
+        # This app's Router replica: the one that observed the resolve (a replica of an earlier deploy may
+        # still have its last values exported).
+        router = {dict(labels).get("replica") for (name, labels), value in a.items()
+                  if name == "ray_chs_review_time_to_resolve_seconds_count" and value > b.get((name, labels), 0)}
+        gauges = {(dict(labels)["status"], value) for (name, labels), value in a.items()
+                  if name == "ray_chs_review_cases" and value and dict(labels).get("replica") in router}
+        return {"claims": delta(b, a, "ray_chs_review_time_to_claim_seconds_count"),
+                "resolves": delta(b, a, "ray_chs_review_time_to_resolve_seconds_count"),
+                "claimed_now": ("claimed", CASES - 1) in gauges, "open_now": any(s == "open" for s, _ in gauges)}
+
+    expected = {"claims": CASES, "resolves": 1, "claimed_now": True, "open_now": False}
+    assert poll(serve_session.metrics_url, before, expected, observe, timeout_s=60) == expected

@@ -265,3 +265,13 @@ def test_the_readme_role_table_is_what_the_service_enforces():
         for role in ROLES:
             response = client.request(op.method, path, headers={"Authorization": f"Bearer key-of-{role}"}, **kwargs)
             assert (response.status_code != 403) == (role in allowed), (op.id, role, response.status_code)
+
+
+def test_a_path_parameter_is_checked_as_the_server_decoded_it():
+    from urllib.parse import quote
+
+    client, recorder = make_client()
+    too_long = "a\t" * 64 + "b"  # 129 characters, 64 of them tabs, which a parsed URL would drop
+    error_of(client.post("/review/" + quote(too_long) + "/claim"), 422, "invalid_request")
+    assert client.post("/review/" + "a" * 128 + "/claim").status_code == 200
+    assert recorder.calls[-1][1][0].case_id == "a" * 128

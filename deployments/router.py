@@ -36,6 +36,9 @@ PURGE_INTERVAL_S = 3600.0
 # The CaseStore methods the ingress may call through ``call_store``: reads, feedback and exports.
 STORE_CALLS = frozenset({"get_case", "put_feedback", "stats", "export", "openchs_update", "openchs_call",
                          "openchs_statistics"})
+# The audit trail's reads and the reports (deployments/core/audit.py, deployments/core/reports.py).
+AUDIT_READS = frozenset({"audit_events"})
+STORE_CALLS = STORE_CALLS | AUDIT_READS | {"report_summary"}
 
 
 @serve.deployment(name="Router", **DEPLOYMENT_OPTIONS["Router"])
@@ -55,6 +58,9 @@ class Router:
         logger.info("case store at %s, schema revision %s", redacted(self.store.url), self.store.revision())
         self.writer = RecordWriter(self.store.add_cases, interval_s=self.feedback_args.flush_interval_s,
                                    max_rows=self.feedback_args.flush_max_rows)
+        # Audit rows take the same road as case records: queued, written in batches, flushed on shutdown.
+        self.audit_writer = RecordWriter(self.store.add_audit, interval_s=self.feedback_args.flush_interval_s,
+                                         max_rows=self.feedback_args.flush_max_rows, what="audit rows")
         self._stop = threading.Event()
         self._purger = threading.Thread(target=self._purge_loop, name="narrative-purge", daemon=True)
         self._purger.start()
@@ -88,6 +94,8 @@ class Router:
 
         def run():
             self.writer.flush()  # this replica's queued records first, so a case is readable at once
+            if method in AUDIT_READS:
+                self.audit_writer.flush()
             try:
                 return call(*args, **kwargs)
             except CaseNotFound:
@@ -101,6 +109,10 @@ class Router:
             self.metrics.record_feedback(result["agreed"], model_version(result["model"]["id"],
                                                                          result["model"]["revision"]))
         return result
+
+    async def record_audit(self, rows: list[dict]) -> None:
+        """Queue the ingress's audit rows (``deployments/core/audit.py``); the writer thread stores them."""
+        self.audit_writer.submit(rows)
 
     def _purge_loop(self) -> None:
         while not self._stop.is_set():
@@ -125,4 +137,6 @@ class Router:
         written = await asyncio.to_thread(self.writer.close)
         if not written:
             logger.error("shutdown: %d case records could not be written", self.writer.pending)
+        if not await asyncio.to_thread(self.audit_writer.close):
+            logger.error("shutdown: %d audit rows could not be written", self.audit_writer.pending)
         self.store.close()

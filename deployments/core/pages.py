@@ -1,4 +1,5 @@
-"""The pages for people: the console at ``/`` and the API reference at ``/docs``. Pure.
+"""The pages for people: the console at ``/``, its reports page at ``/console/reports`` and the API reference
+at ``/docs``. Pure.
 
 Both are static and need nothing from the internet: the console is one HTML
 file with its script and styles inline (``deployments/static/console.html``),
@@ -39,6 +40,7 @@ class Pages:
     def __init__(self) -> None:
         self.console = Page((STATIC / "console.html").read_bytes(), "text/html; charset=utf-8")
         self.docs = Page((STATIC / "docs.html").read_bytes(), "text/html; charset=utf-8")
+        self.reports = Page((STATIC / "reports.html").read_bytes(), "text/html; charset=utf-8")
         swagger = _swagger_dir()
         self.assets = {name: Page((swagger / name).read_bytes(), media) for name, media in DOCS_ASSETS.items()}
 

@@ -6,14 +6,14 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 from deployments.core.store.repository import CaseStore, case_row
-from tests.unit.test_case_store import result
+from tests.unit.test_case_store import head_revision, result
 
 
 def test_records_feedback_history_and_stats_on_postgresql(postgres_url):
     assert postgres_url.startswith("postgresql://postgres:")
     store = CaseStore(postgres_url)
     try:
-        assert store.dialect == "postgresql" and store.revision() == "0002"
+        assert store.dialect == "postgresql" and store.revision() == head_revision()
         now = datetime.now(timezone.utc)
         case_id = str(uuid.uuid4())
         store.add_cases([case_row(case_id=case_id, request_id="r1", call_id="pg-call", task_id=None, batch_index=None,

@@ -26,6 +26,8 @@ What lives where (each module imports only those above it in this list):
   ``StoredFeedback``, the statistics, the training-example export).
 * ``openchs``: OpenCHS's own shapes (its classifier's and agent-feedback
   routes' requests and responses).
+* ``audit_reports``: the audit trail's and the anonymous reports' shapes
+  (``AuditParams``, ``AuditResponse``, ``ReportParams``, ``ReportSummary``).
 * ``operations``: the route table (``Operation``, ``OPERATIONS``; the ingress
   dispatches on it) and what each error status means (``ERRORS``).
 * ``openapi``: ``build_openapi``.
@@ -34,6 +36,16 @@ Everything is re-exported here: use ``contract.X``. Pure: imports only pydantic
 and ``deployments.core``.
 """
 
+from deployments.core.contract.audit_reports import (
+    AuditEntry,
+    AuditParams,
+    AuditResponse,
+    ReportCell,
+    ReportParams,
+    ReportPeriod,
+    ReportSummary,
+    ReportTaxonomy,
+)
 from deployments.core.contract.openapi import OPENAPI_VERSION, REF_TEMPLATE, build_openapi
 from deployments.core.contract.openchs import (
     OPENCHS_FEEDBACK_TASKS,
@@ -169,6 +181,9 @@ __all__ = [
     "OpenChsStatsParams", "OpenchsTaskResponse", "OpenChsTaskStats", "OpenchsTaskStatusResponse",
     # operations
     "CLASSIFY_ERRORS", "ERRORS", "OPERATIONS", "SUBMIT_ERRORS", "TASK_ERRORS", "Operation",
+    # audit_reports
+    "AuditEntry", "AuditParams", "AuditResponse", "ReportCell", "ReportParams", "ReportPeriod", "ReportSummary",
+    "ReportTaxonomy",
     # openapi
     "OPENAPI_VERSION", "REF_TEMPLATE", "build_openapi",
 ]

@@ -166,7 +166,7 @@ class HttpIngress:
 
     async def _handle(self, request: Request, call: _Call) -> Response:
         op, handler, path_params = self._route(request)
-        call.op = op
+        call.op, call.subject = op, subject_of(path_params)  # a refused call names what it asked for too
         if not op.public:
             authorization = request.headers.get("authorization")
             try:
@@ -175,7 +175,6 @@ class HttpIngress:
                 if audited(op.permission):  # a refused call is recorded with the key's name, if it has one
                     call.principal = self.api_keys.authenticate(authorization)
                 raise
-        call.subject = subject_of(path_params)
         inputs, keywords = [], {}
         if op.request is not None:
             inputs.append(await self._parse(request, op.request))

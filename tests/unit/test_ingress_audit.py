@@ -80,6 +80,7 @@ def test_the_row_carries_the_ids_and_never_the_text():
     assert (missing["subject"], missing["case_ids"], missing["error_code"]) == ("missing", [], "case_not_found")
     assert (feedback["route"], feedback["subject"], feedback["status"]) == ("POST /feedback", "case-3", 201)
     assert (unauthenticated["key_name"], unauthenticated["role"], unauthenticated["status"]) == (None, None, 401)
+    assert unauthenticated["subject"] == "x"
     assert MARKER not in json.dumps(rows, default=str)
 
 

@@ -90,5 +90,10 @@ class CaseStoreHandlers:
 
 
 def _utc(value: datetime | None) -> datetime | None:
-    """A time without a zone is read as UTC."""
-    return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
+    """The time in UTC, the zone the trail is stored in (one without a zone is read as UTC)."""
+    if value is None:
+        return None
+    try:
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    except OverflowError:  # an offset that pushes year 1 or 9999 out of range
+        raise ServiceError.invalid("'from' and 'to' must be times between the years 1 and 9999 in UTC.") from None

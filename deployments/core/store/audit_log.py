@@ -43,8 +43,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         if not sep or not event_id:
             raise ValueError
-        return _aware(datetime.fromisoformat(at)), event_id
-    except ValueError:
+        at_time = datetime.fromisoformat(at)
+        return (_aware(at_time) if at_time.tzinfo is None else at_time.astimezone(timezone.utc)), event_id
+    except (ValueError, OverflowError):
         raise ServiceError.invalid("'cursor' is not one this service gave out (next_cursor of a page).") from None
 
 

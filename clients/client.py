@@ -342,6 +342,12 @@ class HelplineClient(_Base):
         """Corrections with narratives as training examples since a day (YYYY-MM-DD)."""
         return self._send("GET", _with_query("/feedback/export", since=since, model=model)).json()
 
+    def audit(self, **filters: Any) -> dict:
+        """One page of the audit trail (admin): ``GET /audit`` with its filters (``from``/``to`` as
+        ``since``/``until``, ``cursor`` for the next page); ``{"events", "next_cursor"}``."""
+        renamed = {"from": filters.pop("since", None), "to": filters.pop("until", None), **filters}
+        return self._send("GET", _with_query("/audit", **renamed)).json()
+
     def health(self) -> Health:
         """Never raises: a 503 or an unreachable server is ``Health(ok=False)``."""
         self.stats.add("requests")

@@ -7,6 +7,10 @@ with its size limit (413, refused before it is read whole), JSON decoding
 (400) and the contract's validation (400/413/422). The handler gets the
 validated request model and returns a contract response model.
 
+Each call of an audited operation (its permission is in ``deployments/core/audit.py``'s
+``AUDITED_PERMISSIONS``) is handed to the ``audit`` sink as one row before it is answered, refusals
+included; a call whose row cannot be handed over is answered 503 instead.
+
 ``HttpIngress.__call__`` is the one place where a ``ServiceError``, or any
 unexpected exception, becomes a JSON response: ``contract.Error`` with the
 request id. Its Ray parts come in by injection: ``request_id_of`` (the
@@ -17,9 +21,11 @@ the whole of this module runs under Starlette's ``TestClient`` in unit tests.
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import re
 import uuid
+from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, Mapping
 
 from pydantic import BaseModel
@@ -27,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from deployments.core import contract
+from deployments.core.audit import audit_row, audited, case_ids_in, subject_of
 from deployments.core.auth import ANONYMOUS, ApiKeys, Principal
 from deployments.core.errors import ServiceError
 from deployments.core.pages import Page
@@ -37,6 +44,8 @@ logger = logging.getLogger("ray.serve")
 # parameters (routes with path or query parameters), and returns a contract model (or, for
 # /openapi.json, the document as a dict).
 Handler = Callable[..., Awaitable[Any]]
+# Takes the audit rows of a call (deployments/core/audit.py) into the trail; raises if it cannot.
+AuditSink = Callable[[list[dict]], Awaitable[None]]
 
 # The request id of the request being handled, for handlers that record it.
 _REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
@@ -91,6 +100,20 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class _Call:
+    """What the audit row of a call needs, gathered while it is handled."""
+
+    def __init__(self) -> None:
+        self.op: contract.Operation | None = None
+        self.principal: Principal | None = None
+        self.subject: str | None = None
+        self.answer: Any = None
+
+
 def error_response(err: ServiceError, rid: str) -> JSONResponse:
     if err.status >= 500:
         logger.warning("request %s answered %s %s", rid, err.status, err.code)
@@ -102,7 +125,8 @@ class HttpIngress:
     """Route table, checks and rendering around the handlers of ``contract.OPERATIONS``."""
 
     def __init__(self, handlers: Mapping[str, Handler], *, api_keys: ApiKeys, max_body_bytes: int,
-                 limits: contract.Limits, request_id_of: Callable[[Request], str] = header_request_id):
+                 limits: contract.Limits, request_id_of: Callable[[Request], str] = header_request_id,
+                 audit: AuditSink | None = None, clock: Callable[[], datetime] = utcnow):
         ids = {op.id for op in contract.OPERATIONS}
         if set(handlers) != ids:
             raise ValueError(f"handlers {sorted(handlers)} do not match the contract's operations {sorted(ids)}")
@@ -118,38 +142,69 @@ class HttpIngress:
         self.max_body_bytes = max_body_bytes
         self.limits = limits
         self.request_id_of = request_id_of
+        # Every call of an operation whose permission is audited (deployments/core/audit.py) leaves a
+        # row here, answered or refused; None: no trail (unit tests of other things).
+        self.audit = audit
+        self.clock = clock
 
     async def __call__(self, request: Request) -> Response:
         rid = self.request_id_of(request)
         _REQUEST_ID.set(rid)
+        call, arrived = _Call(), self.clock()
         try:
-            op, handler, path_params = self._route(request)
-            _PRINCIPAL.set(ANONYMOUS)
-            if not op.public:
-                _PRINCIPAL.set(self.api_keys.authorize(request.headers.get("authorization"), op.permission))
-            inputs, keywords = [], {}
-            if op.request is not None:
-                inputs.append(await self._parse(request, op.request))
-            if op.params is not None:
-                payload = {**dict(request.query_params), **path_params}
-                inputs.append(contract.parse_request(op.params, payload, self.limits))
-            else:
-                keywords.update(path_params)
-            for header in op.headers:
-                value = request.headers.get(header)
-                if value is not None and not 0 < len(value) <= 256:
-                    raise ServiceError.invalid(f"The {header} header must have 1 to 256 characters.")
-                keywords[header.replace("-", "_")] = value
-            result = await handler(*inputs, **keywords)
-            if isinstance(result, Page):
-                return Response(result.body, media_type=result.media_type, status_code=op.status)
-            return JSONResponse(result.model_dump() if isinstance(result, BaseModel) else result,
-                                status_code=op.status)
+            response = await self._handle(request, call)
         except ServiceError as err:
-            return error_response(err, rid)
+            response = error_response(err, rid)
         except Exception as exc:  # never a trace in the body, never the narrative in the log
             logger.error("request %s failed: %s", rid, type(exc).__name__)
-            return error_response(ServiceError.backend(), rid)
+            response = error_response(ServiceError.backend(), rid)
+        if self.audit is not None and call.op is not None and audited(call.op.permission):
+            failed = response.status_code >= 400
+            row = audit_row(route=f"{call.op.method} {call.op.path}", permission=call.op.permission,
+                            principal=call.principal, status=response.status_code,
+                            error_code=_error_code(response) if failed else None,
+                            case_ids=[] if failed else case_ids_in(call.answer),
+                            subject=call.subject, request_id=rid, at=arrived)
+            try:
+                await self.audit([row])
+            except Exception as exc:  # nothing an audited route answers leaves without its row
+                logger.error("request %s: its audit row was not recorded (%s)", rid, type(exc).__name__)
+                return error_response(ServiceError.unavailable("The audit trail could not record this call; "
+                                                               "retry."), rid)
+        return response
+
+    async def _handle(self, request: Request, call: _Call) -> Response:
+        op, handler, path_params = self._route(request)
+        call.op, call.subject = op, subject_of(path_params)  # a refused call names what it asked for too
+        _PRINCIPAL.set(ANONYMOUS)
+        if not op.public:
+            authorization = request.headers.get("authorization")
+            try:
+                call.principal = self.api_keys.authorize(authorization, op.permission)
+            except ServiceError:
+                if audited(op.permission):  # a refused call is recorded with the key's name, if it has one
+                    call.principal = self.api_keys.authenticate(authorization)
+                raise
+            _PRINCIPAL.set(call.principal)
+        inputs, keywords = [], {}
+        if op.request is not None:
+            inputs.append(await self._parse(request, op.request))
+            call.subject = call.subject or subject_of({}, inputs[-1])
+        if op.params is not None:
+            payload = {**dict(request.query_params), **path_params}
+            inputs.append(contract.parse_request(op.params, payload, self.limits))
+        else:
+            keywords.update(path_params)
+        for header in op.headers:
+            value = request.headers.get(header)
+            if value is not None and not 0 < len(value) <= 256:
+                raise ServiceError.invalid(f"The {header} header must have 1 to 256 characters.")
+            keywords[header.replace("-", "_")] = value
+        result = await handler(*inputs, **keywords)
+        if isinstance(result, Page):
+            return Response(result.body, media_type=result.media_type, status_code=op.status)
+        call.answer = result.model_dump() if isinstance(result, BaseModel) else result
+        return JSONResponse(call.answer, status_code=op.status)
 
     def _route(self, request: Request) -> tuple[contract.Operation, Handler, dict[str, str]]:
         # The path as the server decoded it: ``request.url`` goes through urlsplit, which drops tabs and
@@ -173,3 +228,11 @@ class HttpIngress:
         contract.check_content_type(request.headers.get("content-type"))
         payload = contract.decode_json(await read_body(request, self.max_body_bytes))
         return contract.parse_request(model, payload, self.limits)
+
+
+def _error_code(response: Response) -> str | None:
+    """The ``error.code`` of an error body this module rendered."""
+    try:
+        return json.loads(response.body)["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return None

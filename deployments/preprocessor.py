@@ -57,7 +57,8 @@ class Preprocessor:
         self.checkpoint = self.pipeline.checkpoint
         self.document = contract.build_openapi(args, self.labels)
         self.pages = Pages()
-        self.store_handlers = CaseStoreHandlers(router, self.labels, args.backend_timeout_s)
+        self.store_handlers = CaseStoreHandlers(router, self.labels, args.backend_timeout_s,
+                                                report_min_count=args.reports.min_count)
         self.intake = IntakeHandlers(
             IntakeStore(args.intake, tasks.resolve_broker(args.intake)),
             model_info={"model": args.model, "revision": self.checkpoint.revision}, on_depth=IntakeDepth().set)
@@ -67,7 +68,7 @@ class Preprocessor:
             handlers_of(self, self.store_handlers, self.intake, self.review_handlers),
             api_keys=api_keys, max_body_bytes=args.max_body_bytes,
             limits=contract.Limits.of(args, callback_secret=os.environ.get(CALLBACK_SECRET_ENV_VAR)),
-            request_id_of=serve_request_id,
+            request_id_of=serve_request_id, audit=self.store_handlers.record_audit,
         )
 
     async def __call__(self, request: Request) -> Response:
@@ -84,6 +85,9 @@ class Preprocessor:
 
     async def console(self) -> Page:
         return self.pages.console
+
+    async def reports_page(self) -> Page:
+        return self.pages.reports
 
     async def docs(self) -> Page:
         return self.pages.docs

@@ -48,6 +48,9 @@ STORE_CALLS = frozenset({"get_case", "put_feedback", "stats", "export", "openchs
 # The worklist's calls through ``call_store``: the name the ingress sends → the ``Worklist`` method.
 REVIEW_CALLS = {"review_list": "list", "review_case": "item", "review_claim_next": "claim_next", "review_claim": "claim",
                 "review_release": "release", "review_resolve": "resolve"}
+# The audit trail's reads and the reports (deployments/core/audit.py, deployments/core/reports.py).
+AUDIT_READS = frozenset({"audit_events"})
+STORE_CALLS = STORE_CALLS | AUDIT_READS | {"report_summary"}
 
 
 @serve.deployment(name="Router", **DEPLOYMENT_OPTIONS["Router"])
@@ -67,6 +70,9 @@ class Router:
         logger.info("case store at %s, schema revision %s", redacted(self.store.url), self.store.revision())
         self.writer = RecordWriter(self.store.add_cases, interval_s=self.feedback_args.flush_interval_s,
                                    max_rows=self.feedback_args.flush_max_rows)
+        # Audit rows take the same road as case records: queued, written in batches, flushed on shutdown.
+        self.audit_writer = RecordWriter(self.store.add_audit, interval_s=self.feedback_args.flush_interval_s,
+                                         max_rows=self.feedback_args.flush_max_rows, what="audit rows")
         self._stop = threading.Event()
         self._purger = threading.Thread(target=self._purge_loop, name="narrative-purge", daemon=True)
         self._purger.start()
@@ -110,6 +116,8 @@ class Router:
 
         def run():
             self.writer.flush()  # this replica's queued records first, so a case is readable at once
+            if method in AUDIT_READS:
+                self.audit_writer.flush()
             try:
                 return call(*args, **kwargs)
             except CaseNotFound:
@@ -138,6 +146,9 @@ class Router:
             except Exception as exc:
                 logger.warning("counting the worklist failed (%s)", type(exc).__name__)
             self._stop.wait(self.review_args.metrics_interval_s)
+    async def record_audit(self, rows: list[dict]) -> None:
+        """Queue the ingress's audit rows (``deployments/core/audit.py``); the writer thread stores them."""
+        self.audit_writer.submit(rows)
 
     def _purge_loop(self) -> None:
         while not self._stop.is_set():
@@ -163,4 +174,6 @@ class Router:
         if not written:
             logger.error("shutdown: %d case records could not be written", self.writer.pending)
         self.worklist.close()
+        if not await asyncio.to_thread(self.audit_writer.close):
+            logger.error("shutdown: %d audit rows could not be written", self.audit_writer.pending)
         self.store.close()

@@ -1,4 +1,5 @@
-"""The ingress's handlers of the case-store routes: case reads, feedback, stats, export, OpenCHS's agent feedback.
+"""The ingress's handlers of the case-store routes: case reads, feedback, stats, export, OpenCHS's agent feedback,
+the audit trail and the anonymous reports.
 
 Each handler validates what only the ingress knows (the served labels), calls the Router's
 ``call_store`` with the ``CaseStore`` method's name, and shapes the contract's response. A
@@ -16,15 +17,19 @@ from ray.serve.handle import DeploymentHandle
 from deployments.core import contract
 from deployments.core.errors import ServiceError
 from deployments.core.labels import LabelSet
+from deployments.core.pages import Page
+from deployments.core.reports import to_csv
+from deployments.core.store.audit_log import AuditFilter
 from deployments.core.text import normalize_narrative
 from deployments.ray_errors import backend_error
 
 
 class CaseStoreHandlers:
-    def __init__(self, router: DeploymentHandle, labels: LabelSet, timeout_s: float):
+    def __init__(self, router: DeploymentHandle, labels: LabelSet, timeout_s: float, report_min_count: int = 5):
         self.router = router
         self.labels = labels
         self.timeout_s = timeout_s
+        self.report_min_count = report_min_count
 
     async def _store(self, method: str, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -63,3 +68,32 @@ class CaseStoreHandlers:
 
     async def openchs_feedback_statistics(self, params: contract.OpenChsStatsParams) -> contract.OpenChsStatistics:
         return contract.OpenChsStatistics(**await self._store("openchs_statistics", params.days, params.task))
+
+    # -- the audit trail and the anonymous reports --------------------------------------------------
+
+    async def record_audit(self, rows: list[dict]) -> None:
+        """The ingress's audit sink: the rows join the Router's queue (an exception if they cannot)."""
+        await asyncio.wait_for(self.router.record_audit.remote(rows), self.timeout_s)
+
+    async def audit(self, params: contract.AuditParams) -> contract.AuditResponse:
+        where = AuditFilter(key_name=params.key_name, role=params.role, route=params.route, case_id=params.case_id,
+                            status=params.status, since=_utc(params.since), until=_utc(params.until),
+                            limit=params.limit, cursor=params.cursor)
+        return contract.AuditResponse(success=True, **await self._store("audit_events", where))
+
+    async def reports_summary(self, params: contract.ReportParams, accept: str | None = None):
+        summary = await self._store("report_summary", params.first, params.last, params.period, params.dimensions,
+                                    self.report_min_count)
+        if accept and "text/csv" in accept.lower():
+            return Page(to_csv(summary, params.dimensions).encode("utf-8"), "text/csv; charset=utf-8")
+        return contract.ReportSummary(success=True, **summary)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """The time in UTC, the zone the trail is stored in (one without a zone is read as UTC)."""
+    if value is None:
+        return None
+    try:
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    except OverflowError:  # an offset that pushes year 1 or 9999 out of range
+        raise ServiceError.invalid("'from' and 'to' must be times between the years 1 and 9999 in UTC.") from None

@@ -170,6 +170,13 @@ class FeedbackArgs(_Strict):
 
     def resolved_database_url(self) -> str:
         return self.database_url or os.environ.get(DATABASE_ENV_VAR) or f"sqlite:///{DEFAULT_DATABASE_PATH}"
+class ReportsArgs(_Strict):
+    """The anonymous reports (/reports/summary, deployments/core/reports.py)."""
+
+    min_count: int = Field(5, ge=0, description="Counts under this show as '<min_count', so a rare case cannot be "
+                           "singled out; 0 or 1 shows every count.")
+
+
 class IntakeArgs(_Strict):
     """The asynchronous intake: /tasks/* and /classifier/* on a durable queue (deployments/intake/)."""
 
@@ -283,6 +290,7 @@ class AppArgs(_Strict):
     feedback: FeedbackArgs = Field(default_factory=FeedbackArgs)
     intake: IntakeArgs = Field(default_factory=IntakeArgs)
     review: ReviewArgs = Field(default_factory=ReviewArgs)
+    reports: ReportsArgs = Field(default_factory=ReportsArgs)
 
     @model_validator(mode="after")
     def _consistent(self) -> "AppArgs":

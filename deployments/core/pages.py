@@ -1,9 +1,10 @@
-"""The pages for people: the console at ``/``, the worklist at ``/worklist`` and the API reference at
-``/docs``. Pure.
+"""The pages for people: the console at ``/``, the worklist at ``/worklist``, the reports page at
+``/console/reports`` and the API reference at ``/docs``. Pure.
 
-Both are static and need nothing from the internet: the console is one HTML
+They are static and need nothing from the internet: the console is one HTML
 file with its script and styles inline (``deployments/static/console.html``), and so is the
-supervisors' worklist (``deployments/static/review.html``),
+supervisors' worklist (``deployments/static/review.html``) and the reports page
+(``deployments/static/reports.html``),
 and ``/docs`` is Swagger UI rendering ``/openapi.json``, its two assets served
 from the ``swagger-ui-bundle`` PyPI package rather than a CDN.
 """
@@ -42,6 +43,7 @@ class Pages:
         self.console = Page((STATIC / "console.html").read_bytes(), "text/html; charset=utf-8")
         self.docs = Page((STATIC / "docs.html").read_bytes(), "text/html; charset=utf-8")
         self.review = Page((STATIC / "review.html").read_bytes(), "text/html; charset=utf-8")
+        self.reports = Page((STATIC / "reports.html").read_bytes(), "text/html; charset=utf-8")
         swagger = _swagger_dir()
         self.assets = {name: Page((swagger / name).read_bytes(), media) for name, media in DOCS_ASSETS.items()}
 

@@ -5,7 +5,7 @@ OpenCHS's route; the app is then shut down cleanly and deployed again, and the
 record, the feedback (with its history) and the stats are all still there.
 Records are written every 5 s here, so the cases classified just before the
 shutdown are still queued when it starts: the Router's shutdown hook must
-write them.
+write them, and the audit rows queued beside them.
 """
 
 from __future__ import annotations
@@ -99,7 +99,8 @@ def test_cases_feedback_and_stats_survive_a_restart(serve_session, tiny_checkpoi
         # Classified just before the shutdown: still queued (written every 5 s) when it starts.
         queued = [http.post("/classify", json={"narrative": f"case number {i} a child needs help",
                                                "call_id": f"call-q{i}"}).json()["case_id"] for i in range(5)]
-        stats_before = http.get("/feedback/stats", params={"days": 30}).json()
+        stats_call = http.get("/feedback/stats", params={"days": 30})
+        stats_before = stats_call.json()
 
     serve_session.undeploy()  # a clean shutdown
     url = serve_session.deploy(**args)
@@ -116,6 +117,10 @@ def test_cases_feedback_and_stats_survive_a_restart(serve_session, tiny_checkpoi
             assert (got["case_id"], got["batch_index"], got["request_id"]) == (batch_id, i, "req-batch-001")
         for i, queued_id in enumerate(queued):
             assert http.get(f"/cases/call-q{i}").json()["case"]["case_id"] == queued_id
+        # The audit row of the last call before the shutdown was queued like the records, and written too.
+        trail = http.get("/audit", params={"route": "GET /feedback/stats"}).json()["events"]
+        assert stats_call.headers["x-request-id"] in {e["request_id"] for e in trail}
+        assert {(e["key_name"], e["status"]) for e in trail} == {("anonymous", 200)}
 
         stats = http.get("/feedback/stats", params={"days": 30}).json()
         assert stats == {**stats_before, "since": stats["since"]}

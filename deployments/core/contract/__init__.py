@@ -27,6 +27,8 @@ What lives where (each module imports only those above it in this list):
 * ``review``: the worklist's parameters, bodies and responses, and ``/whoami``'s.
 * ``openchs``: OpenCHS's own shapes (its classifier's and agent-feedback
   routes' requests and responses).
+* ``audit_reports``: the audit trail's and the anonymous reports' shapes
+  (``AuditParams``, ``AuditResponse``, ``ReportParams``, ``ReportSummary``).
 * ``operations``: the route table (``Operation``, ``OPERATIONS``; the ingress
   dispatches on it) and what each error status means (``ERRORS``).
 * ``openapi``: ``build_openapi``.
@@ -35,6 +37,16 @@ Everything is re-exported here: use ``contract.X``. Pure: imports only pydantic
 and ``deployments.core``.
 """
 
+from deployments.core.contract.audit_reports import (
+    AuditEntry,
+    AuditParams,
+    AuditResponse,
+    ReportCell,
+    ReportParams,
+    ReportPeriod,
+    ReportSummary,
+    ReportTaxonomy,
+)
 from deployments.core.contract.openapi import OPENAPI_VERSION, REF_TEMPLATE, build_openapi
 from deployments.core.contract.openchs import (
     OPENCHS_FEEDBACK_TASKS,
@@ -185,6 +197,9 @@ __all__ = [
     "ReviewParams", "ReviewResolved", "WhoAmI",
     # operations
     "CLASSIFY_ERRORS", "ERRORS", "OPERATIONS", "SUBMIT_ERRORS", "TASK_ERRORS", "Operation",
+    # audit_reports
+    "AuditEntry", "AuditParams", "AuditResponse", "ReportCell", "ReportParams", "ReportPeriod", "ReportSummary",
+    "ReportTaxonomy",
     # openapi
     "OPENAPI_VERSION", "REF_TEMPLATE", "build_openapi",
 ]

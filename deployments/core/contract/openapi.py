@@ -74,6 +74,8 @@ def build_openapi(args: AppArgs, labels: LabelSet) -> dict:
             continue
         responses = {str(op.status): {"description": op.ok,
                              "content": _json_content(_ref(op.response) if op.response else {"type": "object"})}}
+        if op.csv:
+            responses[str(op.status)]["content"]["text/csv"] = {"schema": {"type": "string"}}
         for status in op.statuses():
             responses[str(status)] = {"description": ERRORS[status], "content": _json_content(_ref(Error))}
         operation: dict[str, Any] = {"operationId": op.id, "summary": op.summary, "responses": responses}

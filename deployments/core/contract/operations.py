@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from deployments.core.auth import Permission
 
+from deployments.core.contract.audit_reports import AuditParams, AuditResponse, ReportParams, ReportSummary
 from deployments.core.contract.openchs import (
     OpenChsCallParams,
     OpenChsFeedback,
@@ -99,6 +100,8 @@ class Operation:
     headers: tuple[str, ...] = ()
     # What a key's role must allow (deployments/core/auth.py); None: any valid key (or none, if public).
     permission: Optional[str] = None
+    # Also answers text/csv, when the Accept header asks for it (the handler receives it: headers=("accept",)).
+    csv: bool = False
 
     def path_names(self) -> tuple[str, ...]:
         return tuple(re.findall(r"{(\w+)}", self.path))
@@ -178,4 +181,14 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("openchs_task", "GET", "/classifier/task/{task_id}",
               "OpenCHS ai-service compatible: a task's state and result.", "The task.",
               OpenchsTaskStatusResponse, errors=TASK_ERRORS, permission=Permission.TASKS),
+    # -- the audit trail and the anonymous reports (deployments/core/audit.py, deployments/core/reports.py) --
+    Operation("audit", "GET", "/audit", "The audit trail: who read a case, used the worklist, sent feedback, exported "
+              "or queried statistics and reports; newest first, with filters.", "Audit rows.", AuditResponse,
+              errors=(422, 503), params=AuditParams, permission=Permission.AUDIT),
+    Operation("reports_summary", "GET", "/reports/summary", "Anonymous case counts per period and category (Child "
+              "Helpline International's where our labels map to them); small counts suppressed; CSV with "
+              "Accept: text/csv.", "Counts.", ReportSummary, errors=(422, 503), params=ReportParams,
+              headers=("accept",), permission=Permission.REPORTS, csv=True),
+    Operation("reports_page", "GET", "/console/reports", "The reports page: cases per week by main category.",
+              "HTML page.", None, public=True, documented=False),
 )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
@@ -24,9 +24,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from deployments.core import reports
 from deployments.core.errors import ServiceError
 from deployments.core.labels import TASKS
 from deployments.core.review import Deadlines, review_fields
+from deployments.core.store import audit_log, report_counts
 from deployments.core.store.stats import StatRow, agreement, feedback_stats
 from deployments.core.store.tables import Case, Feedback, FeedbackHistory
 
@@ -308,6 +310,32 @@ class CaseStore:
                                                               Feedback.narrative.is_not(None))
                                        .values(narrative=None)).rowcount
         return int(cases or 0) + int(feedback or 0)
+
+    # -- the audit trail and the anonymous reports (store/audit_log.py, store/report_counts.py) --------
+
+    def add_audit(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        audit_log.add_events(self.engine, rows)
+
+    def audit_events(self, where: audit_log.AuditFilter) -> dict:
+        return audit_log.list_events(self.engine, where)
+
+    def report_summary(self, first: Optional[date], last: Optional[date], period: str, by: Sequence[str],
+                       min_count: int, now: Optional[datetime] = None) -> dict:
+        """Case counts per period by ``by`` from first to last (UTC days, included; default the last 12 weeks)."""
+        last = last or (now or utcnow()).date()
+        first = first or last - timedelta(weeks=12) + timedelta(days=1)
+        if first > last:
+            raise ServiceError.invalid("'from' is after 'to'.")
+        try:
+            report_periods = reports.period_starts(first, last, period)
+            if len(report_periods) > reports.MAX_PERIODS:
+                raise ValueError(f"{len(report_periods)} {period}s; at most {reports.MAX_PERIODS} in one report")
+        except ValueError as exc:
+            raise ServiceError.invalid(str(exc)) from None
+        summary = reports.summarize(report_counts.day_counts(self.engine, first, last), first=first, last=last,
+                                    period=period, by=by, min_count=min_count, chi=reports.ChiMap.bundled())
+        return {"from": first.isoformat(), "to": last.isoformat(), "period": period, "by": list(by),
+                "min_count": min_count, **summary}
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

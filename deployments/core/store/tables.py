@@ -102,3 +102,31 @@ class FeedbackHistory(Base):
     reviewer: Mapped[Optional[str]] = mapped_column(String(LABEL_CHARS))
     source: Mapped[str] = mapped_column(String(32))
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AuditEvent(Base):
+    """One audited call (``deployments/core/audit.py``): who, which route, which cases, when, the outcome.
+    Never a body, a query string or any text the caller wrote."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # uuid4 hex, made by the ingress
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    key_name: Mapped[Optional[str]] = mapped_column(String(LABEL_CHARS), index=True)  # null: no valid key (401)
+    role: Mapped[Optional[str]] = mapped_column(String(32))
+    route: Mapped[str] = mapped_column(String(LABEL_CHARS), index=True)  # "GET /cases/{id}"
+    permission: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[Optional[str]] = mapped_column(String(ID_CHARS), index=True)  # the id the request named
+    case_ids: Mapped[list[str]] = mapped_column(JSON)  # the case ids the answer carried
+    status: Mapped[int] = mapped_column(Integer)
+    error_code: Mapped[Optional[str]] = mapped_column(String(64))
+    request_id: Mapped[Optional[str]] = mapped_column(String(ID_CHARS))
+
+
+class AuditCase(Base):
+    """One case id of one audited call, so the trail can be searched by case."""
+
+    __tablename__ = "audit_cases"
+
+    event_id: Mapped[str] = mapped_column(ForeignKey("audit_events.id", ondelete="CASCADE"), primary_key=True)
+    case_id: Mapped[str] = mapped_column(String(ID_CHARS), primary_key=True, index=True)

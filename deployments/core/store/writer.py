@@ -21,8 +21,10 @@ MAX_PENDING = 100_000
 
 
 class RecordWriter:
-    def __init__(self, write: Callable[[Sequence[dict]], None], *, interval_s: float = 0.05, max_rows: int = 256):
+    def __init__(self, write: Callable[[Sequence[dict]], None], *, interval_s: float = 0.05, max_rows: int = 256,
+                 what: str = "case records"):
         self._write = write
+        self._what = what  # what the records are, for the log lines
         self._interval = interval_s
         self._max_rows = max_rows
         self._pending: list[dict] = []
@@ -45,7 +47,7 @@ class RecordWriter:
                 del self._pending[:overflow]
                 self.dropped += overflow
                 self._written += overflow
-                logger.error("case store unreachable: dropped %d case records", overflow)
+                logger.error("case store unreachable: dropped %d %s", overflow, self._what)
             if len(self._pending) >= self._max_rows:
                 self._cond.notify_all()
 
@@ -84,10 +86,10 @@ class RecordWriter:
                 self._write(batch)
             except Exception as exc:  # the store is down or refused: keep them, retry next tick
                 failures += 1
-                logger.warning("writing %d case records failed (%s); retrying", len(batch), type(exc).__name__)
+                logger.warning("writing %d %s failed (%s); retrying", len(batch), self._what, type(exc).__name__)
                 with self._cond:
                     if self._closing and failures >= 3:
-                        logger.error("shutting down with %d case records unwritten", len(self._pending))
+                        logger.error("shutting down with %d %s unwritten", len(self._pending), self._what)
                         self.dropped += len(self._pending)
                         self._written += len(self._pending)
                         self._pending.clear()

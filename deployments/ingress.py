@@ -82,11 +82,13 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def error_response(err: ServiceError, rid: str) -> JSONResponse:
+def error_response(err: ServiceError, rid: str, body: str = "service") -> JSONResponse:
+    """``body``: the route's ``Operation.error_body`` (OpenCHS's routes word errors their way)."""
     if err.status >= 500:
         logger.warning("request %s answered %s %s", rid, err.status, err.code)
     # Ray's proxy already echoes the request id in the X-Request-ID header.
-    return JSONResponse(contract.Error.of(err, rid).model_dump(), status_code=err.status, headers=err.headers)
+    return JSONResponse(contract.ERROR_BODIES[body].of(err, rid).model_dump(), status_code=err.status,
+                        headers=err.headers)
 
 
 class HttpIngress:
@@ -113,8 +115,10 @@ class HttpIngress:
     async def __call__(self, request: Request) -> Response:
         rid = self.request_id_of(request)
         _REQUEST_ID.set(rid)
+        body = "service"  # until the route is known: an unknown path's 404 is ours
         try:
             op, handler, path_params = self._route(request)
+            body = op.error_body
             if not op.public:
                 self.api_keys.authorize(request.headers.get("authorization"), op.permission)
             inputs, keywords = [], {}
@@ -136,10 +140,10 @@ class HttpIngress:
             return JSONResponse(result.model_dump() if isinstance(result, BaseModel) else result,
                                 status_code=op.status)
         except ServiceError as err:
-            return error_response(err, rid)
+            return error_response(err, rid, body)
         except Exception as exc:  # never a trace in the body, never the narrative in the log
             logger.error("request %s failed: %s", rid, type(exc).__name__)
-            return error_response(ServiceError.backend(), rid)
+            return error_response(ServiceError.backend(), rid, body)
 
     def _route(self, request: Request) -> tuple[contract.Operation, Handler, dict[str, str]]:
         path = request.url.path.rstrip("/") or "/"

@@ -36,7 +36,22 @@ and ``deployments.core``.
 
 from deployments.core.contract.openapi import OPENAPI_VERSION, REF_TEMPLATE, build_openapi
 from deployments.core.contract.openchs import (
+    OPENCHS_ERROR_CODES,
     OPENCHS_FEEDBACK_TASKS,
+    OpenchsChunkPrediction,
+    OpenchsClassifierInfo,
+    OpenchsError,
+    OpenchsErrorDetail,
+    OpenchsErrorResponse,
+    OpenchsHealthDetailed,
+    OpenchsHealthModels,
+    OpenchsModelDetails,
+    OpenchsModelInfo,
+    OpenchsModelsDetail,
+    OpenchsModelsSummary,
+    OpenChsPrediction,
+    OpenchsProcessingMode,
+    OpenchsTextError,
     OpenChsCallParams,
     OpenchsClassifierResponse,
     OpenchsClassifyRequest,
@@ -52,6 +67,7 @@ from deployments.core.contract.openchs import (
 )
 from deployments.core.contract.operations import (
     CLASSIFY_ERRORS,
+    ERROR_BODIES,
     ERRORS,
     OPERATIONS,
     SUBMIT_ERRORS,
@@ -167,8 +183,11 @@ __all__ = [
     "OPENCHS_FEEDBACK_TASKS", "OpenChsCallParams", "OpenchsClassifierResponse", "OpenchsClassifyRequest",
     "OpenchsConfidenceScores", "OpenChsFeedback", "OpenChsFeedbackList", "OpenChsFeedbackUpdate", "OpenChsStatistics",
     "OpenChsStatsParams", "OpenchsTaskResponse", "OpenChsTaskStats", "OpenchsTaskStatusResponse",
+    "OPENCHS_ERROR_CODES", "OpenchsChunkPrediction", "OpenchsClassifierInfo", "OpenchsError", "OpenchsErrorDetail",
+    "OpenchsErrorResponse", "OpenchsHealthDetailed", "OpenchsHealthModels", "OpenchsModelDetails", "OpenchsModelInfo",
+    "OpenchsModelsDetail", "OpenchsModelsSummary", "OpenChsPrediction", "OpenchsProcessingMode", "OpenchsTextError",
     # operations
-    "CLASSIFY_ERRORS", "ERRORS", "OPERATIONS", "SUBMIT_ERRORS", "TASK_ERRORS", "Operation",
+    "CLASSIFY_ERRORS", "ERROR_BODIES", "ERRORS", "OPERATIONS", "SUBMIT_ERRORS", "TASK_ERRORS", "Operation",
     # openapi
     "OPENAPI_VERSION", "REF_TEMPLATE", "build_openapi",
 ]

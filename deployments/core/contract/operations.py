@@ -13,6 +13,11 @@ from pydantic import BaseModel
 from deployments.core.auth import Permission
 
 from deployments.core.contract.openchs import (
+    OpenchsClassifierInfo,
+    OpenchsError,
+    OpenchsHealthDetailed,
+    OpenchsHealthModels,
+    OpenchsTextError,
     OpenChsCallParams,
     OpenChsFeedback,
     OpenChsFeedbackList,
@@ -38,6 +43,7 @@ from deployments.core.contract.requests import (
 from deployments.core.contract.responses import (
     BatchResponse,
     ClassifyResponse,
+    Error,
     Health,
     Info,
     TaskAccepted,
@@ -62,6 +68,9 @@ ERRORS = {
 CLASSIFY_ERRORS = (400, 413, 415, 422, 429, 500, 503, 504)
 SUBMIT_ERRORS = (400, 413, 415, 422, 503)
 TASK_ERRORS = (404, 503)
+# How a route words its errors: this service's own body, or OpenCHS's {"detail": ...} on their routes
+# (structured on their classifier and health routes, a sentence on their agent-feedback routes).
+ERROR_BODIES: dict[str, type[BaseModel]] = {"service": Error, "openchs": OpenchsError, "openchs_text": OpenchsTextError}
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,8 @@ class Operation:
     headers: tuple[str, ...] = ()
     # What a key's role must allow (deployments/core/auth.py); None: any valid key (or none, if public).
     permission: Optional[str] = None
+    # Which of ERROR_BODIES the route's errors take (the ingress renders them; OpenAPI documents them).
+    error_body: str = "service"
 
     def path_names(self) -> tuple[str, ...]:
         return tuple(re.findall(r"{(\w+)}", self.path))
@@ -123,13 +134,13 @@ OPERATIONS: tuple[Operation, ...] = (
               "Training examples.", ExportResponse, errors=(422, 503), params=ExportParams, permission=Permission.EXPORT),
     Operation("openchs_feedback_update", "POST", "/api/v1/agent-feedback/update", "OpenCHS: rate a call's "
               "classification (1-5) with a reason.", "Updated.", OpenChsFeedback, OpenChsFeedbackUpdate,
-              (400, 404, 413, 415, 422, 503), permission=Permission.FEEDBACK),
+              (400, 404, 413, 415, 422, 503), permission=Permission.FEEDBACK, error_body="openchs_text"),
     Operation("openchs_feedback_call", "GET", "/api/v1/agent-feedback/call/{call_id}", "OpenCHS: the feedback "
               "entries of a call.", "Feedback entries.", OpenChsFeedbackList, errors=(404, 422, 503),
-              params=OpenChsCallParams, permission=Permission.READ_CASE),
+              params=OpenChsCallParams, permission=Permission.READ_CASE, error_body="openchs_text"),
     Operation("openchs_feedback_statistics", "GET", "/api/v1/agent-feedback/statistics", "OpenCHS: ratings per "
               "task over the last days.", "Statistics.", OpenChsStatistics, errors=(422, 503),
-              params=OpenChsStatsParams, permission=Permission.STATS),
+              params=OpenChsStatsParams, permission=Permission.STATS, error_body="openchs_text"),
     Operation("tasks_classify", "POST", "/tasks/classify",
               "Queue one narrative durably; the 202 comes once it is in the queue.", "Queued.",
               TaskAccepted, TaskClassifyRequest, SUBMIT_ERRORS, status=202, headers=("idempotency-key",), permission=Permission.TASKS),
@@ -140,8 +151,19 @@ OPERATIONS: tuple[Operation, ...] = (
               "The task.", TaskStatus, errors=TASK_ERRORS, permission=Permission.TASKS),
     Operation("openchs_classify", "POST", "/classifier/classify",
               "OpenCHS ai-service compatible: queue one narrative.", "Queued.",
-              OpenchsTaskResponse, OpenchsClassifyRequest, SUBMIT_ERRORS, permission=Permission.TASKS),
+              OpenchsTaskResponse, OpenchsClassifyRequest, SUBMIT_ERRORS, status=202, permission=Permission.TASKS,
+              error_body="openchs"),
     Operation("openchs_task", "GET", "/classifier/task/{task_id}",
-              "OpenCHS ai-service compatible: a task's state and result.", "The task.",
-              OpenchsTaskStatusResponse, errors=TASK_ERRORS, permission=Permission.TASKS),
+              "OpenCHS ai-service compatible: a task's state and result ('pending' for an id never seen, as "
+              "theirs).", "The task.", OpenchsTaskStatusResponse, errors=(503,), permission=Permission.TASKS,
+              error_body="openchs"),
+    Operation("openchs_info", "GET", "/classifier/info", "OpenCHS ai-service compatible: the classifier's model "
+              "info.", "Model info.", OpenchsClassifierInfo, errors=(503,), error_body="openchs"),
+    Operation("openchs_demo", "POST", "/classifier/demo", "OpenCHS ai-service compatible: queue their sample "
+              "narrative.", "Queued.", OpenchsTaskResponse, errors=(503,), permission=Permission.TASKS,
+              error_body="openchs"),
+    Operation("openchs_health_detailed", "GET", "/health/detailed", "OpenCHS ai-service compatible: system, "
+              "queue and model status.", "Status.", OpenchsHealthDetailed, errors=(503,), error_body="openchs"),
+    Operation("openchs_health_models", "GET", "/health/models", "OpenCHS ai-service compatible: the models' "
+              "status.", "Status.", OpenchsHealthModels, errors=(503,), error_body="openchs"),
 )

@@ -1,5 +1,11 @@
 """The four label lists of a checkpoint (index i of a list is output i of a head), and its taxonomy.
 
+A label file is read in each form OpenCHS's checkpoints have used: a plain JSON list (what their trainer,
+``training&processes/scripts/classification/multitask_classifier_trainer.py``, writes), an ``{"id": label}``
+object, or one ``{"id_to_<task>": {"id": label}}`` object; ``label_maps.json`` (the ``model.pt`` layout of
+an open pull request there) holds all four ``id_to_*`` maps in one file. Priorities may be ints or numeric
+strings; they are read as ints.
+
 The taxonomy (``sub_to_main.json``, sub category → main category, as OpenCHS's
 trainer derives it) is optional in a checkpoint: without it the service serves
 as before and routing skips the consistency check.
@@ -23,6 +29,45 @@ LABEL_FILES: dict[str, str] = {
 }
 TASKS: tuple[str, ...] = tuple(LABEL_FILES)
 TAXONOMY_FILE = "sub_to_main.json"
+# The model.pt layout's one file of label maps, and the names its id_to_* maps may carry per task.
+LABEL_MAPS_FILE = "label_maps.json"
+ID_TO_NAMES: dict[str, tuple[str, ...]] = {
+    "main_category": ("id_to_main", "id_to_main_category"),
+    "sub_category": ("id_to_sub", "id_to_sub_category"),
+    "intervention": ("id_to_interv", "id_to_intervention"),
+    "priority": ("id_to_priority",),
+}
+
+
+def labels_in_order(value: object, where: str) -> list:
+    """A label file's labels in head order: a list as is; an {"id": label} map by id, which must run 0..n-1."""
+    if isinstance(value, dict) and len(value) == 1 and str(next(iter(value))).startswith("id_to_"):
+        value = next(iter(value.values()))  # {"id_to_main": {...}}
+    if isinstance(value, dict):
+        try:
+            ids = {int(k): v for k, v in value.items()}
+        except ValueError:
+            raise ValueError(f"{where}: an id-to-label map's keys must be integers") from None
+        if sorted(ids) != list(range(len(ids))):
+            raise ValueError(f"{where}: the ids must run 0 to {len(ids) - 1} without a gap")
+        value = [ids[i] for i in range(len(ids))]
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"{where} must hold a non-empty JSON list or an id-to-label map")
+    return value
+
+
+def read_label_maps(path: Path) -> dict[str, list]:
+    """The four lists from a ``label_maps.json``: each task's ``id_to_*`` map, under exactly one known name."""
+    maps = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(maps, dict):
+        raise ValueError(f"{path.name} must hold a JSON object of id_to_* maps")
+    lists = {}
+    for task, names in ID_TO_NAMES.items():
+        found = [n for n in names if n in maps]
+        if len(found) != 1:
+            raise ValueError(f"{path.name} must have exactly one of {', '.join(names)} (found {found or 'none'})")
+        lists[task] = labels_in_order(maps[found[0]], f"{path.name}:{found[0]}")
+    return lists
 
 # Where the copied release lives inside the project.
 BUNDLED_LABELS_DIR = Path(__file__).resolve().parents[2] / "data" / "labels" / "openchs-2025-09"
@@ -43,21 +88,26 @@ class LabelSet:
     def from_dir(cls, directory: str | Path) -> "LabelSet":
         directory = Path(directory)
         lists = {}
+        label_maps = directory / LABEL_MAPS_FILE
+        if not any((directory / f).is_file() for f in LABEL_FILES.values()) and label_maps.is_file():
+            lists = read_label_maps(label_maps)
         for task, filename in LABEL_FILES.items():
+            if task in lists:
+                continue
             path = directory / filename
             if not path.is_file():
                 raise FileNotFoundError(f"label file {filename} is missing from {directory}")
-            values = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(values, list) or not values:
-                raise ValueError(f"{path.name} must hold a non-empty JSON list")
-            lists[task] = values
+            lists[task] = labels_in_order(json.loads(path.read_text(encoding="utf-8")), path.name)
         taxonomy = directory / TAXONOMY_FILE
         sub_to_main = json.loads(taxonomy.read_text(encoding="utf-8")) if taxonomy.is_file() else None
         return cls.from_lists(lists, sub_to_main)
 
     @classmethod
     def from_lists(cls, lists: Mapping[str, list], sub_to_main: Optional[Mapping[str, str]] = None) -> "LabelSet":
-        priority = tuple(int(p) for p in lists["priority"])
+        try:
+            priority = tuple(int(str(p).strip()) for p in lists["priority"])  # 3 or "3"
+        except ValueError:
+            raise ValueError(f"{LABEL_FILES['priority']}: priorities must be integers or numeric strings") from None
         main = tuple(str(x) for x in lists["main_category"])
         sub = tuple(str(x) for x in lists["sub_category"])
         return cls(

@@ -133,6 +133,9 @@ class Preprocessor:
             ),
             auth="api_key" if self.http.api_keys.enabled else "none",
             taxonomy=dict(self.labels.sub_to_main) if self.labels.sub_to_main else None,
+            taxonomy_source=contract.TaxonomySource(**self.labels.taxonomy_source),
+            priority_high=self.labels.most_urgent,
+            priority_names={str(p): self.labels.priority_name(p) for p in self.labels.priority},
         )
 
     # -- OpenCHS ai-service's model and health routes (deployments/core/openchs.py shapes them) ------

@@ -13,6 +13,7 @@ as before and routing skips the consistency check.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,7 +73,6 @@ def read_label_maps(path: Path) -> dict[str, list]:
 # Where the copied release lives inside the project.
 BUNDLED_LABELS_DIR = Path(__file__).resolve().parents[2] / "data" / "labels" / "openchs-2025-09"
 
-PRIORITY_NAMES = {1: "Low", 2: "Medium", 3: "High"}
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,32 @@ class LabelSet:
     priority: tuple[int, ...]
     # Sub category → its main category; None when the checkpoint ships no taxonomy.
     sub_to_main: Optional[Mapping[str, str]] = field(default=None, hash=False)
+    # Where sub_to_main came from, or why there is none (resolve_taxonomy): what /info reports.
+    taxonomy_source: Optional[Mapping[str, str]] = field(default=None, hash=False, compare=False)
+    # The most urgent priority label (labels.priority_high); None: the model card's, the highest value.
+    priority_high: Optional[int] = field(default=None, hash=False, compare=False)
+
+    @property
+    def most_urgent(self) -> int:
+        return self.priority_high if self.priority_high is not None else max(self.priority)
+
+    def urgency(self, level: int) -> int:
+        """Orders priority levels by urgency: larger is more urgent, whichever end priority_high names."""
+        return int(level) if self.most_urgent == max(self.priority) else -int(level)
+
+    def priority_name(self, level: int) -> str:
+        """'High', 'Medium' or 'Low' by urgency (three levels, as both of OpenCHS's cards have); else the number."""
+        ranked = sorted(self.priority, key=self.urgency, reverse=True)
+        if len(ranked) != 3:
+            return str(level)
+        return dict(zip(ranked, ("High", "Medium", "Low"))).get(int(level), str(level))
+
+    def with_priority_high(self, high: int) -> "LabelSet":
+        """The labels with ``high`` as the most urgent priority: one end of the priority labels' values."""
+        if high not in (min(self.priority), max(self.priority)):
+            raise ValueError(f"labels.priority_high is {high}, but the checkpoint's priorities are "
+                             f"{list(self.priority)}: name the lowest or the highest value")
+        return dataclasses.replace(self, priority_high=high)
 
     @classmethod
     def from_dir(cls, directory: str | Path) -> "LabelSet":
@@ -119,7 +145,7 @@ class LabelSet:
         )
 
     def with_taxonomy(self, sub_to_main: Optional[Mapping[str, str]]) -> "LabelSet":
-        return LabelSet.from_lists(self.to_json(), sub_to_main)
+        return dataclasses.replace(LabelSet.from_lists(self.to_json(), sub_to_main), priority_high=self.priority_high)
 
     def parent_of(self, sub_category: str) -> Optional[str]:
         """The main category a sub category belongs to, or None without a taxonomy."""
@@ -153,6 +179,38 @@ class LabelSet:
 
     def to_json(self) -> dict[str, list]:
         return {task: list(self.for_task(task)) for task in TASKS}
+
+
+def resolve_taxonomy(labels: LabelSet, checkpoint: Path, taxonomy_file: Optional[str] = None,
+                     bundled: bool = True) -> LabelSet:
+    """The labels with their taxonomy and its source, in this order: the config's file, the checkpoint's
+    ``sub_to_main.json``, the bundled release's map when the checkpoint's main and sub category lists are
+    that release's; else off, saying why. OpenCHS's published checkpoint ships no map."""
+    if taxonomy_file:
+        if not Path(taxonomy_file).is_file():
+            raise ValueError(f"labels.taxonomy_file {taxonomy_file} does not exist")
+        mapping = json.loads(Path(taxonomy_file).read_text(encoding="utf-8"))
+        return _sourced(labels.with_taxonomy(mapping), "config", f"labels.taxonomy_file {taxonomy_file}")
+    if (checkpoint / TAXONOMY_FILE).is_file():
+        return _sourced(labels.with_taxonomy(load_sub_to_main(checkpoint)), "checkpoint",
+                        f"{TAXONOMY_FILE} in the checkpoint")
+    if bundled:
+        release = LabelSet.from_dir(BUNDLED_LABELS_DIR)
+        if (labels.main_category, labels.sub_category) == (release.main_category, release.sub_category):
+            return _sourced(labels.with_taxonomy(release.sub_to_main), "bundled",
+                            f"the bundled release's map ({BUNDLED_LABELS_DIR.name}): the checkpoint's main and "
+                            "sub category lists are that release's")
+        why = "the checkpoint has no sub_to_main.json and its label lists are not the bundled release's"
+    else:
+        why = "the checkpoint has no sub_to_main.json and labels.bundled_taxonomy is off"
+    return _sourced(labels.with_taxonomy(None), "off",
+                    why + ": no sub-category check (set labels.taxonomy_file to turn it on)")
+
+
+def _sourced(labels: LabelSet, source: str, detail: str) -> LabelSet:
+    if labels.sub_to_main is None and source != "off":
+        source, detail = "off", f"{detail} names none of this checkpoint's labels"
+    return dataclasses.replace(labels, taxonomy_source={"source": source, "detail": detail})
 
 
 def load_sub_to_main(directory: str | Path = BUNDLED_LABELS_DIR) -> dict[str, str]:

@@ -19,7 +19,8 @@ import torch
 from transformers import AutoTokenizer, DistilBertConfig, PreTrainedTokenizerBase
 
 from deployments.core.errors import ModelUnavailableError
-from deployments.core.labels import LabelSet
+from deployments.core.config import LabelArgs
+from deployments.core.labels import LabelSet, resolve_taxonomy
 from deployments.core.model import MultiTaskDistilBert, head_sizes_from_state_dict
 
 logger = logging.getLogger("ray.serve")
@@ -84,11 +85,15 @@ def read_checkpoint_info(path: Path, model_id: str, revision: str | None) -> Che
     )
 
 
-def load_labels(path: Path) -> LabelSet:
+def load_labels(path: Path, label_args: LabelArgs | None = None) -> LabelSet:
+    """The checkpoint's labels, with the taxonomy ``label_args`` says to take (``labels.resolve_taxonomy``)."""
     try:
-        return LabelSet.from_dir(path)
+        labels = LabelSet.from_dir(path)
     except FileNotFoundError as exc:
         raise ModelUnavailableError(f"Checkpoint at {path} is incomplete: {exc}") from None
+    label_args = label_args or LabelArgs()
+    labels = resolve_taxonomy(labels, path, label_args.taxonomy_file, label_args.bundled_taxonomy)
+    return labels.with_priority_high(label_args.priority_high)
 
 
 def load_tokenizer(path: Path) -> PreTrainedTokenizerBase:

@@ -20,6 +20,7 @@ their model's fields (their models would ignore a field of ours they lack; a cli
 
 from __future__ import annotations
 
+import shutil
 import time
 import uuid
 from datetime import datetime
@@ -218,9 +219,13 @@ SHORT = "A boy asks about the helpline opening hours. He is fine."
 
 
 @pytest.fixture(scope="module")
-def app_args(tiny_checkpoint):
+def app_args(tiny_checkpoint, tmp_path_factory):
+    # As OpenCHS's published checkpoint: no sub_to_main.json (the taxonomy comes from the bundled release).
+    checkpoint = tmp_path_factory.mktemp("openchs") / "no-taxonomy"
+    shutil.copytree(tiny_checkpoint, checkpoint)
+    (checkpoint / "sub_to_main.json").unlink()
     # Windows of 64 tokens: the long narrative takes several, so chunk_predictions has one per window.
-    return {"model": str(tiny_checkpoint), "max_length": 64, "window_overlap": 16}
+    return {"model": str(checkpoint), "max_length": 64, "window_overlap": 16}
 
 
 @pytest.fixture
@@ -357,3 +362,11 @@ def test_their_health_routes_answer_their_keys(client):
     assert set(detailed.models) == {"total", "ready", "implementable", "blocked", "ready_models",
                                     "implementable_models", "blocked_models", "details"}
     assert set(detailed.queue) == {"queue_size", "max_queue_size"}
+
+
+def test_without_sub_to_main_the_taxonomy_is_the_bundled_releases_and_info_says_so(client):
+    from deployments.core.labels import load_sub_to_main
+
+    info = client.get("/info").json()
+    assert info["taxonomy_source"]["source"] == "bundled", info["taxonomy_source"]
+    assert info["taxonomy"] == load_sub_to_main()

@@ -132,6 +132,7 @@ from deployments.core.contract.responses import (
     Signal,
     Translation,
     SubCategoryPrediction,
+    TaxonomySource,
     TaskAccepted,
     TaskBatchAccepted,
     TaskError,
@@ -174,7 +175,7 @@ __all__ = [
     # responses
     "BARE", "SUB_PARENT", "BatchResponse", "CaseId", "CaseResult", "ChunkDetail", "Classification", "ClassifiedCase",
     "ClassifyResponse", "Error", "ErrorDetail", "Health", "Info", "InfoLimits", "Labels", "Language", "ModelInfo", "ModelRef",
-    "Prediction", "PriorityLabel", "PriorityPrediction", "ProcessingTime", "Routing", "Signal", "Translation", "SubCategoryPrediction",
+    "Prediction", "PriorityLabel", "PriorityPrediction", "ProcessingTime", "Routing", "Signal", "Translation", "SubCategoryPrediction", "TaxonomySource",
     "TaskAccepted", "TaskBatchAccepted", "TaskError", "TaskRef", "TaskStatus", "TaskStatusName",
     # records
     "CaseRecord", "CaseResponse", "Confusion", "ExportResponse", "FeedbackResponse", "FeedbackStats", "HistoryEntry",

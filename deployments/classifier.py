@@ -9,6 +9,7 @@ of every ingress replica and the intake's consumer, and takes its batching live 
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timezone
 
 from ray import serve
 
@@ -28,6 +29,7 @@ class Classifier:
         self.backend = ModelRunner.load(args.model, args.revision, accelerator=args.accelerator, engine=args.engine,
                                         dtype=args.dtype, torch_threads=args.torch_threads)
         self.model_key = model_key(self.backend.info)
+        self.loaded_at = datetime.now(timezone.utc).isoformat()
         self.windows_per_call = args.windows_per_call
         self.batching = args.batching
         self.metrics = ClassifierMetrics()
@@ -55,4 +57,4 @@ class Classifier:
 
     def describe(self) -> dict:
         return {"device": str(self.backend.device), "engine": self.backend.engine_name,
-                "dtype": self.backend.dtype_name}
+                "dtype": self.backend.dtype_name, "loaded_at": self.loaded_at}

@@ -21,7 +21,6 @@ the whole of this module runs under Starlette's ``TestClient`` in unit tests.
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
 import re
 import uuid
@@ -112,13 +111,21 @@ class _Call:
         self.principal: Principal | None = None
         self.subject: str | None = None
         self.answer: Any = None
+        self.error_code: str | None = None  # the ServiceError's code, whichever body style words it
 
 
-def error_response(err: ServiceError, rid: str) -> JSONResponse:
+def _error_body(call: _Call) -> str:
+    """The error body style of the call's route; an unknown path's 404 is ours."""
+    return call.op.error_body if call.op is not None else "service"
+
+
+def error_response(err: ServiceError, rid: str, body: str = "service") -> JSONResponse:
+    """``body``: the route's ``Operation.error_body`` (OpenCHS's routes word errors their way)."""
     if err.status >= 500:
         logger.warning("request %s answered %s %s", rid, err.status, err.code)
     # Ray's proxy already echoes the request id in the X-Request-ID header.
-    return JSONResponse(contract.Error.of(err, rid).model_dump(), status_code=err.status, headers=err.headers)
+    return JSONResponse(contract.ERROR_BODIES[body].of(err, rid).model_dump(), status_code=err.status,
+                        headers=err.headers)
 
 
 class HttpIngress:
@@ -154,15 +161,18 @@ class HttpIngress:
         try:
             response = await self._handle(request, call)
         except ServiceError as err:
-            response = error_response(err, rid)
+            call.error_code = err.code
+            response = error_response(err, rid, _error_body(call))
         except Exception as exc:  # never a trace in the body, never the narrative in the log
             logger.error("request %s failed: %s", rid, type(exc).__name__)
-            response = error_response(ServiceError.backend(), rid)
+            err = ServiceError.backend()
+            call.error_code = err.code
+            response = error_response(err, rid, _error_body(call))
         if self.audit is not None and call.op is not None and audited(call.op.permission):
             failed = response.status_code >= 400
             row = audit_row(route=f"{call.op.method} {call.op.path}", permission=call.op.permission,
                             principal=call.principal, status=response.status_code,
-                            error_code=_error_code(response) if failed else None,
+                            error_code=call.error_code if failed else None,
                             case_ids=[] if failed else case_ids_in(call.answer),
                             subject=call.subject, request_id=rid, at=arrived)
             try:
@@ -170,7 +180,7 @@ class HttpIngress:
             except Exception as exc:  # nothing an audited route answers leaves without its row
                 logger.error("request %s: its audit row was not recorded (%s)", rid, type(exc).__name__)
                 return error_response(ServiceError.unavailable("The audit trail could not record this call; "
-                                                               "retry."), rid)
+                                                               "retry."), rid, _error_body(call))
         return response
 
     async def _handle(self, request: Request, call: _Call) -> Response:
@@ -230,9 +240,3 @@ class HttpIngress:
         return contract.parse_request(model, payload, self.limits)
 
 
-def _error_code(response: Response) -> str | None:
-    """The ``error.code`` of an error body this module rendered."""
-    try:
-        return json.loads(response.body)["error"]["code"]
-    except (ValueError, KeyError, TypeError):
-        return None

@@ -51,7 +51,7 @@ class CasePipeline:
         self.translator = translator  # None: translation is off (translation.model null)
         path = resolve_checkpoint(args.model, args.revision)
         self.preparer = CasePreparer.from_args(args, NarrativeTokenizer(load_tokenizer(path)))
-        self.labels = load_labels(path)
+        self.labels = load_labels(path, args.labels)
         self.checkpoint = read_checkpoint_info(path, args.model, args.revision)
         self.model_ref = contract.ModelRef(id=args.model, revision=self.checkpoint.revision)
         self.model_key = model_key(self.checkpoint)

@@ -16,13 +16,14 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from pathlib import Path
 
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
 from starlette.responses import Response
 
-from deployments.core import contract, tasks
+from deployments.core import contract, openchs, tasks
 from deployments.core.auth import ApiKeys
 from deployments.core.config import CALLBACK_SECRET_ENV_VAR, DEPLOYMENT_OPTIONS, AppArgs
 from deployments.core.errors import ServiceError
@@ -36,6 +37,7 @@ from deployments.ray_errors import serve_request_id
 from deployments.review_handlers import ReviewHandlers
 from deployments.store_handlers import CaseStoreHandlers
 
+SERVICE_VERSION = "1.0.0"  # the API's version, as /openapi.json names it
 # What /health names; each must answer for a 200.
 HEALTH_PARTS = ("Preprocessor", "Classifier", "Router", "IntakeQueue")
 
@@ -61,7 +63,8 @@ class Preprocessor:
                                                 report_min_count=args.reports.min_count)
         self.intake = IntakeHandlers(
             IntakeStore(args.intake, tasks.resolve_broker(args.intake)),
-            model_info={"model": args.model, "revision": self.checkpoint.revision}, on_depth=IntakeDepth().set)
+            model_info=self._openchs_model_info, on_depth=IntakeDepth().set)
+        self._model_info: dict | None = None  # OpenCHS's get_model_info(), once the classifier has answered
         api_keys = ApiKeys.from_env()
         self.review_handlers = ReviewHandlers(self.store_handlers, self.pages, api_keys)
         self.http = HttpIngress(
@@ -138,4 +141,44 @@ class Preprocessor:
             ),
             auth="api_key" if self.http.api_keys.enabled else "none",
             taxonomy=dict(self.labels.sub_to_main) if self.labels.sub_to_main else None,
+            taxonomy_source=contract.TaxonomySource(**self.labels.taxonomy_source),
+            priority_high=self.labels.most_urgent,
+            priority_names={str(p): self.labels.priority_name(p) for p in self.labels.priority},
         )
+
+    # -- OpenCHS ai-service's model and health routes (deployments/core/openchs.py shapes them) ------
+
+    async def _openchs_model_info(self) -> dict:
+        if self._model_info is None:
+            described = await self._downstream_ready()
+            self._model_info = openchs.model_info(
+                model=self.args.model, path=self.checkpoint.path, local=Path(self.args.model).expanduser().is_dir(),
+                loaded_at=described.get("loaded_at"), device=described["device"], max_length=self.args.max_length,
+                categories={"main": len(self.labels.main_category), "sub": len(self.labels.sub_category),
+                            "intervention": len(self.labels.intervention), "priority": len(self.labels.priority)},
+                truncates=self.args.long_narratives == "truncate")
+        return self._model_info
+
+    async def openchs_info(self) -> contract.OpenchsClassifierInfo:
+        return contract.OpenchsClassifierInfo(status="ready", model_info=await self._openchs_model_info())
+
+    async def _openchs_state(self) -> tuple[bool, int | None, str, str | None]:
+        """Whether the classifier answers, the queue's depth, the device, and what is wrong if anything."""
+        try:
+            info = await self._openchs_model_info()
+        except ServiceError as err:
+            return False, None, "unknown", err.message
+        try:
+            depth = await self.intake._on_store(self.intake.store.queue_depth)
+        except ServiceError as err:
+            return False, None, info["device"], err.message
+        return True, depth, info["device"], None
+
+    async def openchs_health_models(self) -> contract.OpenchsHealthModels:
+        ready, depth, _, why = await self._openchs_state()
+        return contract.OpenchsHealthModels(**openchs.health_models(ready, depth, why))
+
+    async def openchs_health_detailed(self) -> contract.OpenchsHealthDetailed:
+        ready, depth, device, why = await self._openchs_state()
+        return contract.OpenchsHealthDetailed(**openchs.health_detailed(
+            ready, depth, self.args.intake.max_queued, SERVICE_VERSION, device, why))

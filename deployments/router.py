@@ -59,7 +59,7 @@ class Router:
 
     def __init__(self, args: AppArgs):
         path = resolve_checkpoint(args.model, args.revision)
-        labels = load_labels(path)
+        labels = load_labels(path, args.labels)
         self.checkpoint = read_checkpoint_info(path, args.model, args.revision)
         self.model_key = model_key(self.checkpoint)
         policy = RoutingPolicy(args.routing, labels)

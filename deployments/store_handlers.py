@@ -20,6 +20,7 @@ from deployments.core.labels import LabelSet
 from deployments.core.pages import Page
 from deployments.core.reports import to_csv
 from deployments.core.store.audit_log import AuditFilter
+from deployments.core.store.repository import CLASSIFICATION
 from deployments.core.text import normalize_narrative
 from deployments.ray_errors import backend_error
 
@@ -58,12 +59,15 @@ class CaseStoreHandlers:
                                        skipped_without_narrative=exported.skipped_without_narrative)
 
     async def openchs_feedback_update(self, body: contract.OpenChsFeedbackUpdate) -> contract.OpenChsFeedback:
+        if body.task != CLASSIFICATION:  # their task names are all accepted; this service holds one of them
+            raise ServiceError(404, "not_found",
+                               f"Feedback entry not found for call_id={body.call_id}, task={body.task}")
         return contract.OpenChsFeedback(**await self._store("openchs_update", body.call_id, body.feedback, body.reason))
 
     async def openchs_feedback_call(self, params: contract.OpenChsCallParams) -> contract.OpenChsFeedbackList:
         entries = await self._store("openchs_call", params.call_id, params.task)
-        if not entries:
-            raise ServiceError(404, "not_found", "No feedback for this call.")
+        if not entries:  # their words (agent_feedback_routes.py)
+            raise ServiceError(404, "not_found", f"No feedback found for call_id={params.call_id}")
         return contract.OpenChsFeedbackList(entries)
 
     async def openchs_feedback_statistics(self, params: contract.OpenChsStatsParams) -> contract.OpenChsStatistics:

@@ -42,11 +42,14 @@ def save_checkpoint(
     labels: LabelSet,
     extra_config: dict,
     legacy_layout: bool = False,
+    label_form: str = "lists",
 ) -> None:
     """Write the Hub layout: config.json, weights, tokenizer files, label files.
 
     ``legacy_layout`` writes what transformers 4.x wrote: pytorch_model.bin
     with the position_ids buffer, and only the slow tokenizer's files.
+    ``label_form`` (``LABEL_FORMS``): how the labels and weights are written, in each form OpenCHS's
+    checkpoints have used, so the loader is tested on each.
     """
     out.mkdir(parents=True, exist_ok=True)
     config = model.config.to_dict()
@@ -73,8 +76,43 @@ def save_checkpoint(
         # The Hub repos also carry vocab.txt, which slow-tokenizer clients read.
         (out / "vocab.txt").write_text(vocab_path().read_text(encoding="utf-8"), encoding="utf-8")
     (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
-    labels.write(out)
+    write_labels(out, labels, label_form, state)
     make_readable(out)
+
+
+# lists: the trainer's plain lists. id_maps: {"id": label} objects, priorities as strings. id_to: one
+# {"id_to_<task>": {...}} object a file. model_pt: model.pt + label_maps.json (an open OpenCHS pull
+# request's layout), no label files. extra_weights: the lists, and weights the network does not use.
+LABEL_FORMS = ("lists", "id_maps", "id_to", "model_pt", "extra_weights")
+_ID_TO = {"main_category": "id_to_main", "sub_category": "id_to_sub", "intervention": "id_to_interv",
+          "priority": "id_to_priority"}
+
+
+def write_labels(out: Path, labels: LabelSet, form: str, state: dict) -> None:
+    from deployments.core.labels import LABEL_FILES, LABEL_MAPS_FILE, TAXONOMY_FILE
+
+    def id_map(task: str) -> dict:
+        return {str(i): (str(v) if task == "priority" else v) for i, v in enumerate(labels.for_task(task))}
+
+    if form in ("lists", "extra_weights"):
+        labels.write(out)
+        if form == "extra_weights":  # as a checkpoint saved with a pooler or a training-only head
+            save_file({**state, "pooler.dense.weight": torch.zeros(2, 2), "loss_weights.priority": torch.ones(3)},
+                      str(out / "model.safetensors"), metadata={"format": "pt"})
+    elif form in ("id_maps", "id_to"):
+        for task, filename in LABEL_FILES.items():
+            body = id_map(task) if form == "id_maps" else {_ID_TO[task]: id_map(task)}
+            (out / filename).write_text(json.dumps(body, indent=1), encoding="utf-8")
+    elif form == "model_pt":
+        (out / "model.safetensors").unlink()
+        torch.save(state, out / "model.pt")
+        (out / LABEL_MAPS_FILE).write_text(json.dumps({_ID_TO[t]: id_map(t) for t in LABEL_FILES}, indent=1),
+                                           encoding="utf-8")
+    else:
+        raise ValueError(f"label_form must be one of {LABEL_FORMS}")
+    if form != "lists" and labels.sub_to_main:
+        (out / TAXONOMY_FILE).write_text(json.dumps(dict(labels.sub_to_main), indent=1, sort_keys=True),
+                                         encoding="utf-8")
 
 
 def make_readable(directory: Path) -> None:
@@ -86,7 +124,8 @@ def make_readable(directory: Path) -> None:
         f.chmod(0o666 & ~umask)
 
 
-def build_random(size: str, out: Path, labels: LabelSet, seed: int = 0, legacy_layout: bool = False) -> Path:
+def build_random(size: str, out: Path, labels: LabelSet, seed: int = 0, legacy_layout: bool = False,
+                 label_form: str = "lists") -> Path:
     """A randomly initialised ``tiny`` or ``base`` checkpoint at ``out``, marked untrained."""
     torch.manual_seed(seed)
     tokenizer = build_tokenizer()
@@ -96,6 +135,6 @@ def build_random(size: str, out: Path, labels: LabelSet, seed: int = 0, legacy_l
     model = MultiTaskDistilBert(config, labels.sizes())
     save_checkpoint(
         out, model, tokenizer, labels, {"chs_untrained": True, "chs_note": UNTRAINED_NOTE, "chs_size": size},
-        legacy_layout=legacy_layout,
+        legacy_layout=legacy_layout, label_form=label_form,
     )
     return out

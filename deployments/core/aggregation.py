@@ -11,7 +11,7 @@ returns rows that are still probability distributions.
 
 from __future__ import annotations
 
-from typing import Literal, Mapping, Sequence
+from typing import Callable, Literal, Mapping, Sequence
 
 import numpy as np
 
@@ -35,13 +35,15 @@ def aggregate_task(probs: np.ndarray, weights: Sequence[float], method: Aggregat
 
 
 def aggregate_priority(
-    probs: np.ndarray, weights: Sequence[float], levels: Sequence[int], method: PriorityAggregation
+    probs: np.ndarray, weights: Sequence[float], levels: Sequence[int], method: PriorityAggregation,
+    urgency: Callable[[int], int] = int,
 ) -> np.ndarray:
-    """Priority: by default, the window that predicts the highest level wins."""
+    """Priority: by default, the window that predicts the most urgent level wins (``urgency`` orders the
+    levels: the value itself for the model card's 'High (3)', its negative when 1 is the most urgent)."""
     probs = np.asarray(probs, dtype=np.float64)
     if method != "max" or probs.shape[0] == 1:
         return aggregate_task(probs, weights, method if method != "max" else "weighted_mean")
-    levels_arr = np.asarray(levels)
+    levels_arr = np.asarray([urgency(level) for level in levels])
     predicted = levels_arr[np.argmax(probs, axis=1)]
     top = predicted.max()
     candidates = np.flatnonzero(predicted == top)
@@ -56,11 +58,12 @@ def aggregate_windows(
     priority_levels: Sequence[int],
     method: Aggregation = "weighted_mean",
     priority_method: PriorityAggregation = "max",
+    urgency: Callable[[int], int] = int,
 ) -> dict[str, np.ndarray]:
     out = {}
     for task, probs in window_probs.items():
         if task == "priority":
-            out[task] = aggregate_priority(probs, token_counts, priority_levels, priority_method)
+            out[task] = aggregate_priority(probs, token_counts, priority_levels, priority_method, urgency)
         else:
             out[task] = aggregate_task(probs, token_counts, method)
     return out

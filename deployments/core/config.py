@@ -103,7 +103,8 @@ class RoutingArgs(_Strict):
     review_thresholds: dict[Literal["main_category", "sub_category", "intervention", "priority"], float] = Field(
         default_factory=dict, description="Per task, a threshold other than review_threshold (0 turns review by "
         "confidence off for that task). Empty: review_threshold for every task.")
-    escalate_priority: Optional[int] = Field(None, description="Priority that escalates; default: the top level.")
+    escalate_priority: Optional[int] = Field(None, description="Priority that escalates; default: the most urgent "
+                                             "level (labels.priority_high).")
     critical_sub_categories: list[str] = Field(default_factory=lambda: list(DEFAULT_CRITICAL_SUB_CATEGORIES))
     queues: dict[str, str] = Field(
         default_factory=dict, description="Main category → queue name; unlisted categories get a slug of their name."
@@ -117,6 +118,21 @@ class RoutingArgs(_Strict):
         description="'review': a sub category whose parent (the checkpoint's sub_to_main.json) is not the "
         "predicted main category sends the case to human review, with a reason naming both.",
     )
+
+
+class LabelArgs(_Strict):
+    """Where the taxonomy comes from, and which priority is the urgent one."""
+
+    taxonomy_file: Optional[str] = Field(
+        None, description="A sub_to_main.json (sub category → main category) to use instead of the checkpoint's; "
+        "OpenCHS's published checkpoint ships none.")
+    bundled_taxonomy: bool = Field(
+        True, description="Without a taxonomy_file or a checkpoint map: use the bundled release's map "
+        "(data/labels/openchs-2025-09) when the checkpoint's main and sub category lists are that release's.")
+    priority_high: int = Field(
+        3, description="The most urgent priority label: the model card's 'High (3)'. OpenCHS's dataset card "
+        "calls 1 the highest: set 1 for a model trained that way. Escalation, priority_aggregation 'max' and the "
+        "console follow it.")
 
 
 class LanguageArgs(_Strict):
@@ -284,6 +300,7 @@ class AppArgs(_Strict):
     batching: BatchingArgs = Field(default_factory=BatchingArgs)
     coalescing: CoalescingArgs = Field(default_factory=CoalescingArgs)
     routing: RoutingArgs = Field(default_factory=RoutingArgs)
+    labels: LabelArgs = Field(default_factory=LabelArgs)
     language: LanguageArgs = Field(default_factory=LanguageArgs)
     lexicon: LexiconArgs = Field(default_factory=LexiconArgs)
     translation: TranslationArgs = Field(default_factory=TranslationArgs)

@@ -19,6 +19,7 @@ narratives and windows a request) belong to the HTTP front and are not applied.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
@@ -26,7 +27,7 @@ import torch
 
 from deployments.core.config import AppArgs
 from deployments.core.inference import ModelRunner
-from deployments.core.labels import TASKS, LabelSet
+from deployments.core.labels import TASKS, LabelSet, resolve_taxonomy
 from deployments.core.loading import CheckpointInfo, load_tokenizer, resolve_checkpoint
 from deployments.core.postprocess import CaseAssembler, concat_window_probs
 from deployments.core.preprocess import CasePlan, CasePreparer, NarrativeTokenizer
@@ -72,11 +73,14 @@ class InProcessPipeline:
             torch_threads=args.torch_threads,
         )
         tokenizer = NarrativeTokenizer(load_tokenizer(resolve_checkpoint(args.model, args.revision)))
-        return cls(args, backend, tokenizer, cls._assembler(args, backend.labels),
+        return cls(args, backend, tokenizer, cls._assembler(args, backend),
                    CasePreparer.from_args(args, tokenizer, limit_windows=False))
 
     @staticmethod
-    def _assembler(args: AppArgs, labels: LabelSet) -> CaseAssembler:
+    def _assembler(args: AppArgs, backend: ModelRunner) -> CaseAssembler:
+        # The taxonomy as the service resolves it under these args (the runner's labels take the defaults).
+        labels = resolve_taxonomy(backend.labels, Path(backend.info.path), args.labels.taxonomy_file,
+                                  args.labels.bundled_taxonomy).with_priority_high(args.labels.priority_high)
         policy = RoutingPolicy(args.routing, labels)
         return CaseAssembler(labels, policy, args.aggregation, args.priority_aggregation)
 
@@ -85,7 +89,7 @@ class InProcessPipeline:
         args = _validated(self.args, overrides)
         if any(getattr(args, f) != getattr(self.args, f) for f in LOAD_FIELDS):
             return InProcessPipeline.from_args(args)
-        return InProcessPipeline(args, self.backend, self.tokenizer, self._assembler(args, self.backend.labels),
+        return InProcessPipeline(args, self.backend, self.tokenizer, self._assembler(args, self.backend),
                                  CasePreparer.from_args(args, self.tokenizer, limit_windows=False))
 
     # ------------------------------------------------------------ facts

@@ -1,5 +1,11 @@
 """The four label lists of a checkpoint (index i of a list is output i of a head), and its taxonomy.
 
+A label file is read in each form OpenCHS's checkpoints have used: a plain JSON list (what their trainer,
+``training&processes/scripts/classification/multitask_classifier_trainer.py``, writes), an ``{"id": label}``
+object, or one ``{"id_to_<task>": {"id": label}}`` object; ``label_maps.json`` (the ``model.pt`` layout of
+an open pull request there) holds all four ``id_to_*`` maps in one file. Priorities may be ints or numeric
+strings; they are read as ints.
+
 The taxonomy (``sub_to_main.json``, sub category → main category, as OpenCHS's
 trainer derives it) is optional in a checkpoint: without it the service serves
 as before and routing skips the consistency check.
@@ -7,6 +13,7 @@ as before and routing skips the consistency check.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +30,49 @@ LABEL_FILES: dict[str, str] = {
 }
 TASKS: tuple[str, ...] = tuple(LABEL_FILES)
 TAXONOMY_FILE = "sub_to_main.json"
+# The model.pt layout's one file of label maps, and the names its id_to_* maps may carry per task.
+LABEL_MAPS_FILE = "label_maps.json"
+ID_TO_NAMES: dict[str, tuple[str, ...]] = {
+    "main_category": ("id_to_main", "id_to_main_category"),
+    "sub_category": ("id_to_sub", "id_to_sub_category"),
+    "intervention": ("id_to_interv", "id_to_intervention"),
+    "priority": ("id_to_priority",),
+}
+
+
+def labels_in_order(value: object, where: str) -> list:
+    """A label file's labels in head order: a list as is; an {"id": label} map by id, which must run 0..n-1."""
+    if isinstance(value, dict) and len(value) == 1 and str(next(iter(value))).startswith("id_to_"):
+        value = next(iter(value.values()))  # {"id_to_main": {...}}
+    if isinstance(value, dict):
+        try:
+            ids = {int(k): v for k, v in value.items()}
+        except ValueError:
+            raise ValueError(f"{where}: an id-to-label map's keys must be integers") from None
+        if sorted(ids) != list(range(len(ids))):
+            raise ValueError(f"{where}: the ids must run 0 to {len(ids) - 1} without a gap")
+        value = [ids[i] for i in range(len(ids))]
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"{where} must hold a non-empty JSON list or an id-to-label map")
+    return value
+
+
+def read_label_maps(path: Path) -> dict[str, list]:
+    """The four lists from a ``label_maps.json``: each task's ``id_to_*`` map, under exactly one known name."""
+    maps = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(maps, dict):
+        raise ValueError(f"{path.name} must hold a JSON object of id_to_* maps")
+    lists = {}
+    for task, names in ID_TO_NAMES.items():
+        found = [n for n in names if n in maps]
+        if len(found) != 1:
+            raise ValueError(f"{path.name} must have exactly one of {', '.join(names)} (found {found or 'none'})")
+        lists[task] = labels_in_order(maps[found[0]], f"{path.name}:{found[0]}")
+    return lists
 
 # Where the copied release lives inside the project.
 BUNDLED_LABELS_DIR = Path(__file__).resolve().parents[2] / "data" / "labels" / "openchs-2025-09"
 
-PRIORITY_NAMES = {1: "Low", 2: "Medium", 3: "High"}
 
 
 @dataclass(frozen=True)
@@ -38,26 +83,57 @@ class LabelSet:
     priority: tuple[int, ...]
     # Sub category → its main category; None when the checkpoint ships no taxonomy.
     sub_to_main: Optional[Mapping[str, str]] = field(default=None, hash=False)
+    # Where sub_to_main came from, or why there is none (resolve_taxonomy): what /info reports.
+    taxonomy_source: Optional[Mapping[str, str]] = field(default=None, hash=False, compare=False)
+    # The most urgent priority label (labels.priority_high); None: the model card's, the highest value.
+    priority_high: Optional[int] = field(default=None, hash=False, compare=False)
+
+    @property
+    def most_urgent(self) -> int:
+        return self.priority_high if self.priority_high is not None else max(self.priority)
+
+    def urgency(self, level: int) -> int:
+        """Orders priority levels by urgency: larger is more urgent, whichever end priority_high names."""
+        return int(level) if self.most_urgent == max(self.priority) else -int(level)
+
+    def priority_name(self, level: int) -> str:
+        """'High', 'Medium' or 'Low' by urgency (three levels, as both of OpenCHS's cards have); else the number."""
+        ranked = sorted(self.priority, key=self.urgency, reverse=True)
+        if len(ranked) != 3:
+            return str(level)
+        return dict(zip(ranked, ("High", "Medium", "Low"))).get(int(level), str(level))
+
+    def with_priority_high(self, high: int) -> "LabelSet":
+        """The labels with ``high`` as the most urgent priority: one end of the priority labels' values."""
+        if high not in (min(self.priority), max(self.priority)):
+            raise ValueError(f"labels.priority_high is {high}, but the checkpoint's priorities are "
+                             f"{list(self.priority)}: name the lowest or the highest value")
+        return dataclasses.replace(self, priority_high=high)
 
     @classmethod
     def from_dir(cls, directory: str | Path) -> "LabelSet":
         directory = Path(directory)
         lists = {}
+        label_maps = directory / LABEL_MAPS_FILE
+        if not any((directory / f).is_file() for f in LABEL_FILES.values()) and label_maps.is_file():
+            lists = read_label_maps(label_maps)
         for task, filename in LABEL_FILES.items():
+            if task in lists:
+                continue
             path = directory / filename
             if not path.is_file():
                 raise FileNotFoundError(f"label file {filename} is missing from {directory}")
-            values = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(values, list) or not values:
-                raise ValueError(f"{path.name} must hold a non-empty JSON list")
-            lists[task] = values
+            lists[task] = labels_in_order(json.loads(path.read_text(encoding="utf-8")), path.name)
         taxonomy = directory / TAXONOMY_FILE
         sub_to_main = json.loads(taxonomy.read_text(encoding="utf-8")) if taxonomy.is_file() else None
         return cls.from_lists(lists, sub_to_main)
 
     @classmethod
     def from_lists(cls, lists: Mapping[str, list], sub_to_main: Optional[Mapping[str, str]] = None) -> "LabelSet":
-        priority = tuple(int(p) for p in lists["priority"])
+        try:
+            priority = tuple(int(str(p).strip()) for p in lists["priority"])  # 3 or "3"
+        except ValueError:
+            raise ValueError(f"{LABEL_FILES['priority']}: priorities must be integers or numeric strings") from None
         main = tuple(str(x) for x in lists["main_category"])
         sub = tuple(str(x) for x in lists["sub_category"])
         return cls(
@@ -69,7 +145,7 @@ class LabelSet:
         )
 
     def with_taxonomy(self, sub_to_main: Optional[Mapping[str, str]]) -> "LabelSet":
-        return LabelSet.from_lists(self.to_json(), sub_to_main)
+        return dataclasses.replace(LabelSet.from_lists(self.to_json(), sub_to_main), priority_high=self.priority_high)
 
     def parent_of(self, sub_category: str) -> Optional[str]:
         """The main category a sub category belongs to, or None without a taxonomy."""
@@ -103,6 +179,38 @@ class LabelSet:
 
     def to_json(self) -> dict[str, list]:
         return {task: list(self.for_task(task)) for task in TASKS}
+
+
+def resolve_taxonomy(labels: LabelSet, checkpoint: Path, taxonomy_file: Optional[str] = None,
+                     bundled: bool = True) -> LabelSet:
+    """The labels with their taxonomy and its source, in this order: the config's file, the checkpoint's
+    ``sub_to_main.json``, the bundled release's map when the checkpoint's main and sub category lists are
+    that release's; else off, saying why. OpenCHS's published checkpoint ships no map."""
+    if taxonomy_file:
+        if not Path(taxonomy_file).is_file():
+            raise ValueError(f"labels.taxonomy_file {taxonomy_file} does not exist")
+        mapping = json.loads(Path(taxonomy_file).read_text(encoding="utf-8"))
+        return _sourced(labels.with_taxonomy(mapping), "config", f"labels.taxonomy_file {taxonomy_file}")
+    if (checkpoint / TAXONOMY_FILE).is_file():
+        return _sourced(labels.with_taxonomy(load_sub_to_main(checkpoint)), "checkpoint",
+                        f"{TAXONOMY_FILE} in the checkpoint")
+    if bundled:
+        release = LabelSet.from_dir(BUNDLED_LABELS_DIR)
+        if (labels.main_category, labels.sub_category) == (release.main_category, release.sub_category):
+            return _sourced(labels.with_taxonomy(release.sub_to_main), "bundled",
+                            f"the bundled release's map ({BUNDLED_LABELS_DIR.name}): the checkpoint's main and "
+                            "sub category lists are that release's")
+        why = "the checkpoint has no sub_to_main.json and its label lists are not the bundled release's"
+    else:
+        why = "the checkpoint has no sub_to_main.json and labels.bundled_taxonomy is off"
+    return _sourced(labels.with_taxonomy(None), "off",
+                    why + ": no sub-category check (set labels.taxonomy_file to turn it on)")
+
+
+def _sourced(labels: LabelSet, source: str, detail: str) -> LabelSet:
+    if labels.sub_to_main is None and source != "off":
+        source, detail = "off", f"{detail} names none of this checkpoint's labels"
+    return dataclasses.replace(labels, taxonomy_source={"source": source, "detail": detail})
 
 
 def load_sub_to_main(directory: str | Path = BUNDLED_LABELS_DIR) -> dict[str, str]:

@@ -19,17 +19,19 @@ import torch
 from transformers import AutoTokenizer, DistilBertConfig, PreTrainedTokenizerBase
 
 from deployments.core.errors import ModelUnavailableError
-from deployments.core.labels import LabelSet
+from deployments.core.config import LabelArgs
+from deployments.core.labels import LabelSet, resolve_taxonomy
 from deployments.core.model import MultiTaskDistilBert, head_sizes_from_state_dict
 
 logger = logging.getLogger("ray.serve")
 
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+# model.pt: a plain torch state dict, the layout of an open OpenCHS pull request (with label_maps.json).
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pt")
 # Buffers that transformers 4.x saved but the current model recomputes.
 IGNORED_KEYS = ("distilbert.embeddings.position_ids",)
 # onnx/model.onnx: a repo that ships an export is served from it (deployments.core.export).
-HUB_FILE_PATTERNS = ["*.json", "*.txt", "*.safetensors", "pytorch_model.bin", "*.model", "onnx/model.onnx",
-                     "onnx/model.onnx_data"]
+HUB_FILE_PATTERNS = ["*.json", "*.txt", "*.safetensors", "pytorch_model.bin", "model.pt", "*.model",
+                     "onnx/model.onnx", "onnx/model.onnx_data"]
 
 HOW_TO_FIX = (
     "Point CHS_MODEL (or the 'model' argument) at a local checkpoint directory, for example "
@@ -83,11 +85,15 @@ def read_checkpoint_info(path: Path, model_id: str, revision: str | None) -> Che
     )
 
 
-def load_labels(path: Path) -> LabelSet:
+def load_labels(path: Path, label_args: LabelArgs | None = None) -> LabelSet:
+    """The checkpoint's labels, with the taxonomy ``label_args`` says to take (``labels.resolve_taxonomy``)."""
     try:
-        return LabelSet.from_dir(path)
+        labels = LabelSet.from_dir(path)
     except FileNotFoundError as exc:
         raise ModelUnavailableError(f"Checkpoint at {path} is incomplete: {exc}") from None
+    label_args = label_args or LabelArgs()
+    labels = resolve_taxonomy(labels, path, label_args.taxonomy_file, label_args.bundled_taxonomy)
+    return labels.with_priority_high(label_args.priority_high)
 
 
 def load_tokenizer(path: Path) -> PreTrainedTokenizerBase:
@@ -103,20 +109,41 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
                 state = load_file(str(file))
             else:
-                state = torch.load(str(file), map_location="cpu", weights_only=True)
+                try:
+                    state = torch.load(str(file), map_location="cpu", weights_only=True)
+                except Exception as exc:  # a pickled module, not a state dict: never unpickle code
+                    raise ModelUnavailableError(
+                        f"{file} is not a plain state dict of tensors ({type(exc).__name__}).") from None
+            if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+                raise ModelUnavailableError(f"{file} is not a state dict of tensors.")
             return {k: v for k, v in state.items() if k not in IGNORED_KEYS}
     raise ModelUnavailableError(f"Checkpoint at {path} has no weights ({' or '.join(WEIGHT_FILES)}).")
 
 
 def load_model(path: Path, labels: LabelSet) -> MultiTaskDistilBert:
     """Build the network from config.json, check heads against labels, load weights."""
+    if not (path / "config.json").is_file():
+        raise ModelUnavailableError(f"Checkpoint at {path} has no config.json: the encoder's dimensions are not "
+                                    "guessed from its weights.")
     config = DistilBertConfig.from_pretrained(str(path))
     config._attn_implementation = "sdpa"
     state = load_state_dict(path)
-    heads = head_sizes_from_state_dict(state)
+    try:
+        heads = head_sizes_from_state_dict(state)
+    except KeyError as exc:
+        raise ModelUnavailableError(f"Checkpoint at {path}: {exc.args[0]}") from None
     labels.check_heads(heads)
     model = MultiTaskDistilBert(config, heads)
-    model.load_state_dict(state, strict=True)
+    # As their from_pretrained: keys the network has no use for are listed once and skipped; a missing
+    # key (of the encoder, the pre-classifier or a head) would leave it random, so it refuses to start.
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys:
+        raise ModelUnavailableError(
+            f"Checkpoint at {path} lacks {len(result.missing_keys)} weights the network needs: "
+            + ", ".join(result.missing_keys[:10]) + (" ..." if len(result.missing_keys) > 10 else ""))
+    if result.unexpected_keys:
+        logger.warning("checkpoint at %s has %d weights the network does not use, skipped: %s", path,
+                       len(result.unexpected_keys), ", ".join(sorted(result.unexpected_keys)))
     return model.eval()
 
 

@@ -92,7 +92,8 @@ class CaseAssembler:
             stop = start + plan.n_windows
             case = {task: window_probs[task][start:stop] for task in TASKS}
             probs = aggregate_windows(
-                case, plan.token_counts(), self.labels.priority, self.aggregation, self.priority_aggregation
+                case, plan.token_counts(), self.labels.priority, self.aggregation, self.priority_aggregation,
+                self.labels.urgency,
             )
             classification = classify_probabilities(probs, self.labels)
             routing = self.policy.decide(classification, plan.signals, case["priority"])

@@ -174,6 +174,10 @@ class CasePreparer:
         return SingleCase(windows, plan, call_id=call_id, request_id=request_id,
                           narrative=self.kept([narrative])[0] if self.keep_narratives else None)
 
+    def sentence_token_counts(self, sentences: Sequence[str]) -> list[int]:
+        """The model's tokens in each sentence, normalized as a narrative is (OpenCHS's chunk_predictions)."""
+        return [len(ids) for ids in self.tokenizer.encode([normalize_narrative(s) for s in sentences])]
+
     def language_of(self, narrative: str) -> Optional[Language]:
         """The narrative's language, for the choice to translate it (None without a screen)."""
         return self.screen.identifier.identify(narrative) if self.screen is not None else None

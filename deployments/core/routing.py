@@ -19,7 +19,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from deployments.core.config import RoutingArgs
-from deployments.core.labels import PRIORITY_NAMES, TASKS, LabelSet
+from deployments.core.labels import TASKS, LabelSet
 from deployments.core.signals import Signal
 
 
@@ -78,7 +78,7 @@ class RoutingPolicy:
         self.config = config
         self.labels = labels
         self.escalate_priority = (
-            config.escalate_priority if config.escalate_priority is not None else max(labels.priority)
+            config.escalate_priority if config.escalate_priority is not None else labels.most_urgent
         )
         self.critical = frozenset(config.critical_sub_categories)
         self.queues = {main: config.queues.get(main, queue_slug(main)) for main in labels.main_category}
@@ -91,7 +91,7 @@ class RoutingPolicy:
         """``window_priority``: each window's priority probabilities, to name the window behind an escalation."""
         signals = []
         if c.priority.label == self.escalate_priority:
-            name = PRIORITY_NAMES.get(int(c.priority.label), str(c.priority.label))
+            name = self.labels.priority_name(c.priority.label)
             window = None
             if window_priority is not None and len(window_priority):
                 column = list(self.labels.priority).index(c.priority.label)

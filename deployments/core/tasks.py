@@ -11,7 +11,8 @@
 * What a failure means (``failure_of``): a transient one (a replica went away,
   overload, a timeout) is retried with backoff a bounded number of times; one
   that retrying cannot fix (bad input, a label mismatch) ends the task ``failed``.
-* OpenCHS's ai-service contract (``openchs_submitted``, ``openchs_status``).
+
+OpenCHS's shapes of a task are ``deployments/core/openchs.py``'s.
 """
 
 from __future__ import annotations
@@ -204,8 +205,11 @@ def task_view(record: TaskRecord, raw_state: str, raw_result: Any, finished_at: 
     """The GET /tasks/{id} body from our record and the queue's state."""
     status: Status
     result = error = None
+    extra = {}
     if raw_state == "SUCCESS" and isinstance(raw_result, dict) and raw_result.get("outcome") == "succeeded":
         status, result = "succeeded", raw_result["result"]
+        if raw_result.get("window_sentences") is not None:  # an OpenCHS task's (openchs.chunk_predictions)
+            extra["window_sentences"] = raw_result["window_sentences"]
     elif raw_state == "SUCCESS" and isinstance(raw_result, dict) and raw_result.get("outcome") == "failed":
         status, error = "failed", dict(raw_result["error"])
     elif raw_state in ("FAILURE", "REVOKED", "SUCCESS"):
@@ -213,51 +217,4 @@ def task_view(record: TaskRecord, raw_state: str, raw_result: Any, finished_at: 
     else:
         status, finished_at = _RAW_TO_STATUS.get(raw_state, "queued"), None
     return {"task_id": record.task_id, "call_id": record.call_id, "status": status, "result": result,
-            "error": error, "submitted_at": iso(record.submitted_at), "finished_at": iso(finished_at)}
-
-
-# -- OpenCHS ai-service compatibility (openchlai/ai, ai_service/app/api/classifier_route.py) --------
-
-OPENCHS_STATUS = {"queued": "pending", "processing": "processing", "succeeded": "success", "failed": "failed"}
-OPENCHS_LABEL_TASKS = ("main_category", "sub_category", "sub_category_2", "intervention", "priority")
-
-
-def openchs_submitted(task_id: str, estimated_time: str) -> dict:
-    return {"task_id": task_id, "status": "queued",
-            "message": "Classification task queued; poll status_endpoint for the result.",
-            "estimated_time": estimated_time, "status_endpoint": f"/classifier/task/{task_id}"}
-
-
-def _label_and_confidence(value: Any) -> tuple[str, Optional[float]]:
-    if isinstance(value, dict):
-        return str(value["label"]), value.get("confidence")
-    return str(value), None
-
-
-def openchs_result(body: dict, model_info: dict) -> dict:
-    """Their ClassifierResponse fields from our /classify body (their route never asks for chunk details)."""
-    labels, confidences = {}, {}
-    for task in OPENCHS_LABEL_TASKS:
-        labels[task], confidences[task] = _label_and_confidence(body["classification"][task])
-    return {
-        **labels,
-        "confidence_scores": confidences,
-        "chunks_processed": body["chunks"],
-        "chunk_predictions": None,
-        "processing_time": body.get("processing_time_seconds", 0.0),
-        "model_info": model_info,
-        "timestamp": iso(time.time()),
-    }
-
-
-def openchs_status(view: dict, model_info: dict) -> dict:
-    """Their ClassifierTaskStatusResponse from our GET /tasks/{id} body."""
-    status = OPENCHS_STATUS[view["status"]]
-    message = {"pending": "Task is queued", "processing": "Task is being classified",
-               "success": "Task finished", "failed": "Task failed"}[status]
-    return {
-        "task_id": view["task_id"], "status": status,
-        "result": openchs_result(view["result"], model_info) if view["result"] else None,
-        "error": view["error"]["message"] if view["error"] else None,
-        "progress": {"message": message},
-    }
+            "error": error, "submitted_at": iso(record.submitted_at), "finished_at": iso(finished_at), **extra}

@@ -28,7 +28,7 @@ from ray.serve.handle import DeploymentHandle
 from ray.serve.schema import CeleryAdapterConfig, TaskProcessorConfig
 from ray.serve.task_consumer import task_consumer, task_handler
 
-from deployments.core import callbacks, contract, tasks
+from deployments.core import callbacks, contract, openchs, tasks
 from deployments.core.config import DEPLOYMENT_OPTIONS, AppArgs, IntakeArgs
 from deployments.core.errors import LabelHeadMismatchError, ServiceError
 from deployments.intake.fs_transport import recover_inflight  # also registers the embedded broker's chsfs:// transport
@@ -135,7 +135,13 @@ class IntakeConsumer:
             logger.warning("intake task %s attempt %d failed: %s", request.id, attempt, failure.code)
             raise tasks.TransientFailure(failure.code) from None
         self.metrics.finished("succeeded")
-        return {**tasks.succeeded(body.model_dump()), "attempts": attempt}
+        outcome = {**tasks.succeeded(body.model_dump()), "attempts": attempt}
+        if case.get("openchs") and body.translation is None and body.chunk_details and len(body.chunk_details) > 1:
+            # Their chunk_predictions count each window's sentences; the narrative is not kept, so now.
+            outcome["window_sentences"] = openchs.window_sentence_counts(
+                case["narrative"], [tuple(d.token_span) for d in body.chunk_details],
+                self.pipeline.preparer.sentence_token_counts)
+        return outcome
 
     def check_health(self) -> None:
         if not self.loop.thread.is_alive():

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Callable, Optional
+from typing import Awaitable, Callable, Optional
 
-from deployments.core import contract, tasks
+from deployments.core import contract, openchs, tasks
 from deployments.core.errors import ServiceError
 from deployments.intake.producer import IntakeStore
 
@@ -19,9 +19,9 @@ logger = logging.getLogger("ray.serve")
 
 
 class IntakeHandlers:
-    def __init__(self, store: IntakeStore, model_info: dict, on_depth: Callable[[int], None]):
+    def __init__(self, store: IntakeStore, model_info: Callable[[], Awaitable[dict]], on_depth: Callable[[int], None]):
         self.store = store
-        self.model_info = model_info  # what OpenCHS's task status names as the model
+        self.model_info = model_info  # OpenCHS's get_model_info() of the served model
         self.on_depth = on_depth  # told the queue's depth at each submit
 
     async def _on_store(self, fn, *args):
@@ -38,12 +38,14 @@ class IntakeHandlers:
         await self._on_store(self.store.ping)
 
     async def _submit(self, narratives: list[str], call_ids: list, parsed, key: Optional[str],
-                      callback_url: Optional[str] = None) -> list[dict]:
+                      callback_url: Optional[str] = None, for_openchs: bool = False) -> list[dict]:
         cases = []
         for i, (narrative, call_id) in enumerate(zip(narratives, call_ids)):
             item_key = None if key is None else (key if len(narratives) == 1 and not parsed.is_batch else f"{key}#{i}")
             payload = {"narrative": narrative, "include_confidence": parsed.include_confidence,
                        "include_chunks": parsed.include_chunks, "call_id": call_id}
+            if for_openchs:  # the consumer counts each window's sentences for their chunk_predictions
+                payload["openchs"] = True
             cases.append((tasks.task_id_for(item_key, call_id, narrative), call_id, payload))
         views = await self._on_store(self.store.submit, cases, callback_url)
         self.on_depth(await self._on_store(self.store.queue_depth))
@@ -73,14 +75,22 @@ class IntakeHandlers:
         return view
 
     async def task_status(self, task_id: str) -> contract.TaskStatus:
-        return contract.TaskStatus(**await self._view(task_id))
+        view = await self._view(task_id)
+        view.pop("window_sentences", None)  # kept for OpenCHS's chunk_predictions only
+        return contract.TaskStatus(**view)
 
     async def openchs_classify(self, parsed: contract.OpenchsClassifyRequest) -> contract.OpenchsTaskResponse:
-        request = contract.ClassifyRequest(narrative=parsed.narrative)
-        (view,) = await self._submit([parsed.narrative], [None], request, None)
+        # Every window's labels are kept with the task: their status answer lists them as chunk_predictions.
+        request = contract.ClassifyRequest(narrative=parsed.narrative, include_chunks=True)
+        (view,) = await self._submit([parsed.narrative], [parsed.call_id], request, None, for_openchs=True)
         depth = await self._on_store(self.store.queue_depth)
-        return contract.OpenchsTaskResponse(**tasks.openchs_submitted(view["task_id"], f"{depth} cases ahead"))
+        return contract.OpenchsTaskResponse(**openchs.openchs_submitted(view["task_id"], f"{depth} cases ahead"))
+
+    async def openchs_demo(self) -> contract.OpenchsTaskResponse:
+        return await self.openchs_classify(contract.OpenchsClassifyRequest(narrative=openchs.DEMO_NARRATIVE))
 
     async def openchs_task(self, task_id: str) -> contract.OpenchsTaskStatusResponse:
-        view = await self._view(task_id)
-        return contract.OpenchsTaskStatusResponse(**tasks.openchs_status(view, self.model_info))
+        # Their AsyncResult reads an id it never saw as PENDING: so does this route (ours, /tasks/{id}, says 404).
+        view = await self._on_store(self.store.view, task_id) if tasks.is_task_id(task_id) else None
+        info = await self.model_info() if view is not None and view["result"] else {}
+        return contract.OpenchsTaskStatusResponse(**openchs.openchs_status(view, info, task_id))

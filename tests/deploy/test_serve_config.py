@@ -70,3 +70,18 @@ def test_serve_config_yaml_args_are_the_defaults_but_for_named_overrides():
     from_yaml, defaults = AppArgs(**_yaml_app()["args"]), AppArgs()
     differ = {name for name in AppArgs.model_fields if getattr(from_yaml, name) != getattr(defaults, name)}
     assert differ == set(YAML_OVERRIDES)
+
+
+# The card profile (serve_config.card.yaml): the model card's recipe, 256 tokens and truncation.
+CARD_PROFILE = {"max_length": 256, "long_narratives": "truncate"}
+
+
+def test_the_card_profile_is_serve_config_but_for_the_cards_length_and_truncation():
+    card = yaml.safe_load((ROOT / "serve_config.card.yaml").read_text())
+    default = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
+    (card_app,), (default_app,) = card["applications"], default["applications"]
+    differ = {k: v for k, v in card_app["args"].items() if default_app["args"].get(k) != v}
+    assert differ == CARD_PROFILE
+    assert {**card_app, "args": default_app["args"]} == default_app and \
+        {k: v for k, v in card.items() if k != "applications"} == {k: v for k, v in default.items() if k != "applications"}
+    AppArgs(**card_app["args"])

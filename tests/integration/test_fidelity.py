@@ -2,7 +2,11 @@
 
 The reference below re-implements the model card's ``classify_multitask_case``
 independently of our code: its own module class, its own preprocessing,
-per-request tokenization padded to max_length, no batching.
+per-request tokenization padded and truncated to 256 tokens, no batching.
+
+The default profile reads every token, so it equals the card on narratives that fit the card's 256
+tokens; the card profile (serve_config.card.yaml: 256 tokens, truncation) equals it on any narrative,
+the long ones over 256 tokens included.
 """
 
 import json
@@ -91,6 +95,33 @@ def test_service_equals_the_model_card_reference(serve_session, tiny_checkpoint,
             single = client.post("/classify", json={"narrative": narrative}).json()
             expected = card(narrative)
             for served in (single, batched):
+                for task, (label, confidence) in expected.items():
+                    got = served["classification"][task]
+                    assert got["label"] == label, (task, narrative[:30])
+                    assert got["confidence"] == pytest.approx(confidence, abs=1e-4)
+
+
+# Long calls: every narrative above, strung together in another order each, 270 to 690 tokens.
+LONG_NARRATIVES = [" ".join((NARRATIVES[i:] + NARRATIVES[:i]) * (2 + i)) for i in range(4)]
+
+
+@pytest.mark.app("card")
+def test_the_card_profile_gives_the_cards_answers_on_long_narratives(serve_session, tiny_checkpoint, card):
+    import httpx
+
+    from bench.card_profile import card_profile
+
+    profile = card_profile()
+    assert profile == {"max_length": 256, "long_narratives": "truncate"}
+    url = serve_session.deploy(model=str(tiny_checkpoint), dtype="fp32", **profile)
+    with httpx.Client(base_url=url, timeout=60) as client:
+        batch = client.post("/classify/batch", json={"narratives": LONG_NARRATIVES + NARRATIVES}).json()["results"]
+        for narrative, batched in zip(LONG_NARRATIVES + NARRATIVES, batch):
+            single = client.post("/classify", json={"narrative": narrative}).json()
+            expected = card(narrative)
+            long = narrative in LONG_NARRATIVES
+            for served in (single, batched):
+                assert (served["tokens"] > 256) == long and served["truncated"] is long and served["chunks"] == 1
                 for task, (label, confidence) in expected.items():
                     got = served["classification"][task]
                     assert got["label"] == label, (task, narrative[:30])

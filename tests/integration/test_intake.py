@@ -29,15 +29,6 @@ RESTART_CASES = 200
 # seconds, so the kill and the redeploy both land while cases are queued and in flight.
 SLOW_FILL = {"max_batch_size": 32, "batch_wait_timeout_s": 1.0, "max_batch_tokens": 8192}
 
-# OpenCHS ai-service's models (openchlai/ai, ai_service/app/api/classifier_route.py), field by field.
-OPENCHS_TASK_RESPONSE = {"task_id", "status", "message", "estimated_time", "status_endpoint"}
-OPENCHS_STATUS_RESPONSE = {"task_id", "status", "result", "error", "progress"}
-OPENCHS_CLASSIFIER_RESPONSE = {"main_category", "sub_category", "sub_category_2", "intervention", "priority",
-                               "confidence_scores", "chunks_processed", "chunk_predictions", "processing_time",
-                               "model_info", "timestamp"}
-OPENCHS_CONFIDENCE_SCORES = {"main_category", "sub_category", "sub_category_2", "intervention", "priority"}
-
-
 def start_redis(folder) -> tuple[subprocess.Popen, str]:
     binary = shutil.which("redis-server")
     if binary is None:
@@ -188,7 +179,6 @@ def test_the_same_key_or_call_gives_back_the_same_task(served):
      "callback_not_allowed"),
     ("/tasks/classify/batch", {"narratives": ["a", "b"], "call_ids": ["1"]}, 422, "invalid_request"),
     ("/tasks/classify/batch", {"narratives": ["a", " \n "]}, 400, "empty_narrative"),
-    ("/classifier/classify", {"narrative": "   "}, 400, "empty_narrative"),
 ])
 def test_bad_submissions_get_a_clear_4xx(served, path, payload, status, code):
     r = served.post(path, json=payload)
@@ -197,7 +187,7 @@ def test_bad_submissions_get_a_clear_4xx(served, path, payload, status, code):
 
 
 def test_unknown_tasks_are_404(served):
-    for path in (f"/tasks/{uuid.uuid4()}", "/tasks/not-a-task", "/tasks/..%2F..%2Fetc", f"/classifier/task/{uuid.uuid4()}"):
+    for path in (f"/tasks/{uuid.uuid4()}", "/tasks/not-a-task", "/tasks/..%2F..%2Fetc"):
         r = served.get(path)
         assert r.status_code == 404, path
         assert r.json()["error"]["code"] in ("task_not_found", "not_found")
@@ -228,36 +218,6 @@ def test_a_case_retrying_cannot_fix_ends_failed_at_once(served, serve_session, i
     view = wait_done(served, [task_id])[task_id]
     assert view["status"] == "failed" and view["result"] is None
     assert view["error"]["code"] == "empty_narrative" and view["attempts"] == 1
-
-
-def test_openchs_contract(served):
-    text = narratives(1, "openchs")[0]
-    r = served.post("/classifier/classify", json={"narrative": text})
-    assert r.status_code == 200
-    submitted = r.json()
-    assert set(submitted) == OPENCHS_TASK_RESPONSE
-    assert submitted["status"] == "queued"
-    assert submitted["status_endpoint"] == f"/classifier/task/{submitted['task_id']}"
-    assert all(isinstance(submitted[k], str) for k in OPENCHS_TASK_RESPONSE)
-    wait_done(served, [submitted["task_id"]])
-    status = served.get(submitted["status_endpoint"]).json()
-    assert set(status) == OPENCHS_STATUS_RESPONSE and status["status"] == "success"
-    result = status["result"]
-    assert set(result) == OPENCHS_CLASSIFIER_RESPONSE
-    assert set(result["confidence_scores"]) == OPENCHS_CONFIDENCE_SCORES
-    for task in OPENCHS_CONFIDENCE_SCORES:
-        assert isinstance(result[task], str)
-        assert 0 <= result["confidence_scores"][task] <= 1
-    assert result["chunk_predictions"] is None or isinstance(result["chunk_predictions"], list)
-    assert isinstance(result["model_info"], dict) and isinstance(result["processing_time"], float)
-    assert isinstance(result["chunks_processed"], int)
-    from datetime import datetime
-
-    datetime.fromisoformat(result["timestamp"].replace("Z", "+00:00"))
-    live = live_answer(served, text)["classification"]
-    assert result["sub_category"] == live["sub_category"]["label"] and result["priority"] == str(live["priority"]["label"])
-    health = served.get("/health").json()
-    assert health["status"] == "healthy" and health["model"]
 
 
 def test_restart_loses_no_case(served, serve_session, intake_args, intake_broker):

@@ -47,6 +47,7 @@ def test_each_sub_category_carries_its_parent_and_a_contradiction_goes_to_review
 def test_info_shows_the_taxonomy(served_tiny):
     body = httpx.get(f"{served_tiny}/info", timeout=60).json()
     assert body["taxonomy"] == SUB_TO_MAIN
+    assert body["taxonomy_source"] == {"source": "checkpoint", "detail": "sub_to_main.json in the checkpoint"}
 
 
 @pytest.mark.app("small-windows")

@@ -186,7 +186,9 @@ def test_openchs_update_call_and_statistics(store):
     assert set(updated) == {"id", "call_id", "task", "prediction", "feedback", "reason", "created_at", "updated_at",
                             "processing_mode", "model_version"}
     assert (updated["call_id"], updated["task"], updated["feedback"]) == ("call-42", "classification", 4)
-    assert updated["prediction"]["classification"]["sub_category"]["label"] == "Bullying"
+    # Their prediction is the flat dict their classify() returns, their processing mode a case's after the call.
+    assert updated["prediction"]["sub_category"] == "Bullying" and isinstance(updated["prediction"]["priority"], str)
+    assert updated["processing_mode"] == "post_call"
     assert [e["id"] for e in store.openchs_call("call-42")] == [updated["id"]]
     assert store.openchs_call("call-42", task="ner") == []
     stats = store.openchs_statistics(30, now=NOW)
@@ -195,6 +197,15 @@ def test_openchs_update_call_and_statistics(store):
     assert stats["tasks"]["classification"]["rated_predictions"] == 1
     assert stats["tasks"]["classification"]["average_rating"] == 4.0
     assert store.openchs_statistics(30, task="ner") == {"period_days": 30, "tasks": {}}
+
+
+def test_a_case_without_a_call_id_is_rated_and_read_back_by_its_task_id(store):
+    store.add_cases([row(task_id="task-7"), row(call_id="other")])
+    updated = store.openchs_update("task-7", 5, None)
+    assert updated["call_id"] == "task-7"
+    (entry,) = store.openchs_call("task-7")
+    assert (entry["id"], entry["feedback"], entry["call_id"]) == (updated["id"], 5, "task-7")
+    assert store.openchs_call("other") == []  # a call nobody rated has no entry, as theirs until rated
 
 
 def test_a_record_renders_as_the_contracts_case_record(store):

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from deployments.core.errors import LabelHeadMismatchError
-from deployments.core.labels import BUNDLED_LABELS_DIR, LabelSet, load_sub_to_main
+from deployments.core.labels import BUNDLED_LABELS_DIR, LabelSet, load_sub_to_main, resolve_taxonomy
 
 
 def test_bundled_release_has_published_sizes():
@@ -64,3 +64,42 @@ def test_a_checkpoint_without_a_taxonomy_loads_without_one(tmp_path):
     bare.write(tmp_path)
     assert not (tmp_path / "sub_to_main.json").exists()
     assert LabelSet.from_dir(tmp_path).sub_to_main is None
+
+
+# -- where the taxonomy comes from (labels.resolve_taxonomy; /info reports it) ---------------------------------
+
+
+def bare_release(directory, *, sub=None):
+    """The bundled release's label files without sub_to_main.json, as OpenCHS's published checkpoint has them."""
+    lists = LabelSet.from_dir(BUNDLED_LABELS_DIR).to_json()
+    if sub is not None:
+        lists["sub_category"] = sub
+    LabelSet.from_lists(lists).write(directory)
+    return LabelSet.from_dir(directory)
+
+
+def test_without_a_map_the_bundled_one_serves_when_the_lists_are_the_releases(tmp_path):
+    resolved = resolve_taxonomy(bare_release(tmp_path), tmp_path)
+    assert resolved.taxonomy_source["source"] == "bundled" and resolved.sub_to_main == load_sub_to_main()
+
+
+def test_other_lists_turn_it_off_and_say_why(tmp_path):
+    labels = bare_release(tmp_path, sub=["Bullying", "Neglect", "Something New"])
+    resolved = resolve_taxonomy(labels, tmp_path)
+    assert resolved.sub_to_main is None and resolved.taxonomy_source["source"] == "off"
+    assert "not the bundled release's" in resolved.taxonomy_source["detail"]
+    off = resolve_taxonomy(bare_release(tmp_path), tmp_path, bundled=False)
+    assert off.sub_to_main is None and "bundled_taxonomy is off" in off.taxonomy_source["detail"]
+
+
+def test_the_configs_file_wins_then_the_checkpoints(tmp_path):
+    labels = bare_release(tmp_path)
+    mine = tmp_path / "mine.json"
+    mine.write_text(json.dumps({"Bullying": "GBV"}))
+    resolved = resolve_taxonomy(labels, tmp_path, str(mine))
+    assert resolved.sub_to_main == {"Bullying": "GBV"} and resolved.taxonomy_source["source"] == "config"
+    (tmp_path / "sub_to_main.json").write_text(json.dumps({"Bullying": "Advice and Counselling"}))
+    assert resolve_taxonomy(labels, tmp_path).sub_to_main == {"Bullying": "Advice and Counselling"}
+    assert resolve_taxonomy(labels, tmp_path, str(mine)).taxonomy_source["source"] == "config"
+    with pytest.raises(ValueError, match="does not exist"):
+        resolve_taxonomy(labels, tmp_path, str(tmp_path / "absent.json"))

@@ -159,3 +159,42 @@ def test_per_task_review_thresholds_default_to_review_threshold():
     assert not off.human_review
     with pytest.raises(ValueError):
         RoutingArgs(review_thresholds={"queue": 0.5})
+
+
+# -- priority direction (labels.priority_high): the model card's High (3), or OpenCHS's dataset card's 1 ------
+
+
+def assembled(labels, window_priorities):
+    """One case of two windows through the real assembler (aggregation, labels, routing), as the Router runs it."""
+    from deployments.core.postprocess import CaseAssembler
+    from deployments.core.preprocess import CasePlan
+    from deployments.core.windowing import WindowSpan
+
+    windows = [probs_for("Advice and Counselling", "Bullying", "Counselling", p, 0.95) for p in window_priorities]
+    stacked = {task: np.stack([w[task] for w in windows]) for task in windows[0]}
+    plan = CasePlan(spans=(WindowSpan(0, 100), WindowSpan(80, 180)), n_tokens=180, truncated=False)
+    assembler = CaseAssembler(labels, RoutingPolicy(RoutingArgs(), labels), "weighted_mean", "max")
+    ((body, classification, routing),) = assembler.assemble([plan], stacked)
+    return classification, routing
+
+
+def test_the_card_default_escalates_3_and_a_window_reading_3_speaks_for_the_case():
+    c, r = assembled(LABELS, [1, 3])
+    assert c.priority.label == 3 and r.escalate
+    assert "Priority is 3 (High), the escalation level (window 1 reads it most strongly)." in r.reasons
+
+
+def test_with_priority_high_1_the_urgent_case_is_still_escalated():
+    urgent_is_1 = LABELS.with_priority_high(1)
+    # The same windows: the one reading 1 is now the urgent one and speaks for the case under 'max'.
+    c, r = assembled(urgent_is_1, [1, 3])
+    assert c.priority.label == 1 and r.escalate
+    assert "Priority is 1 (High), the escalation level (window 0 reads it most strongly)." in r.reasons
+    c, r = assembled(urgent_is_1, [3, 3])  # 3 is now Low: routine
+    assert c.priority.label == 3 and not r.escalate
+    assert urgent_is_1.priority_name(3) == "Low" and LABELS.priority_name(3) == "High"
+
+
+def test_priority_high_must_be_an_end_of_the_scale():
+    with pytest.raises(ValueError, match="lowest or the highest"):
+        LABELS.with_priority_high(2)

@@ -1,4 +1,5 @@
-"""deployments/core/tasks.py: broker choice, task ids, records, state views, failure policy, OpenCHS mapping."""
+"""deployments/core/tasks.py: broker choice, task ids, records, state views, failure policy (OpenCHS's shapes:
+tests/unit/test_openchs.py)."""
 
 from __future__ import annotations
 
@@ -101,40 +102,6 @@ def test_only_what_retrying_can_fix_is_retried(exc, retryable, code):
     failure = tasks.failure_of(exc)
     assert (failure.retryable, failure.code) == (retryable, code)
     assert "uncle" not in failure.message
-
-
-def classify_body(include_confidence: bool = True) -> dict:
-    def pred(label, confidence):
-        return {"label": label, "confidence": confidence} if include_confidence else label
-
-    return {"success": True, "classification": {
-        "main_category": pred("VANE", 0.7), "sub_category": pred("Physical Abuse", 0.6),
-        "sub_category_2": pred("Neglect", 0.1), "intervention": pred("Referral", 0.9), "priority": pred(3, 0.8)},
-        "routing": {"queue": "vane", "escalate": True, "human_review": True, "reasons": []},
-        "chunks": 2, "truncated": False, "tokens": 700, "model": {"id": "m", "revision": None},
-        "processing_time_seconds": 0.12}
-
-
-def test_openchs_status_has_their_fields_and_string_labels():
-    view = tasks.task_view(RECORD, "SUCCESS", tasks.succeeded(classify_body()), 1_700_000_001.0)
-    status = contract.OpenchsTaskStatusResponse(**tasks.openchs_status(view, {"model": "m"})).model_dump()
-    assert status["status"] == "success" and status["error"] is None
-    result = status["result"]
-    assert result["priority"] == "3" and result["main_category"] == "VANE"
-    assert result["confidence_scores"]["priority"] == 0.8 and result["chunks_processed"] == 2
-    assert result["processing_time"] == 0.12 and result["model_info"] == {"model": "m"}
-
-
-@pytest.mark.parametrize(("state", "theirs"), [("PENDING", "pending"), ("STARTED", "processing"), ("FAILURE", "failed")])
-def test_openchs_statuses(state, theirs):
-    status = tasks.openchs_status(tasks.task_view(RECORD, state, None, None), {})
-    assert status["status"] == theirs and status["result"] is None
-    assert (status["error"] is not None) == (theirs == "failed")
-
-
-def test_openchs_submission_points_at_their_status_route():
-    body = contract.OpenchsTaskResponse(**tasks.openchs_submitted("t9", "3 cases ahead")).model_dump()
-    assert body["status"] == "queued" and body["status_endpoint"] == "/classifier/task/t9"
 
 
 def test_task_requests_validate_call_ids_and_refuse_callbacks():

@@ -49,7 +49,22 @@ from deployments.core.contract.audit_reports import (
 )
 from deployments.core.contract.openapi import OPENAPI_VERSION, REF_TEMPLATE, build_openapi
 from deployments.core.contract.openchs import (
+    OPENCHS_ERROR_CODES,
     OPENCHS_FEEDBACK_TASKS,
+    OpenchsChunkPrediction,
+    OpenchsClassifierInfo,
+    OpenchsError,
+    OpenchsErrorDetail,
+    OpenchsErrorResponse,
+    OpenchsHealthDetailed,
+    OpenchsHealthModels,
+    OpenchsModelDetails,
+    OpenchsModelInfo,
+    OpenchsModelsDetail,
+    OpenchsModelsSummary,
+    OpenChsPrediction,
+    OpenchsProcessingMode,
+    OpenchsTextError,
     OpenChsCallParams,
     OpenchsClassifierResponse,
     OpenchsClassifyRequest,
@@ -65,6 +80,7 @@ from deployments.core.contract.openchs import (
 )
 from deployments.core.contract.operations import (
     CLASSIFY_ERRORS,
+    ERROR_BODIES,
     ERRORS,
     OPERATIONS,
     SUBMIT_ERRORS,
@@ -129,6 +145,7 @@ from deployments.core.contract.responses import (
     Signal,
     Translation,
     SubCategoryPrediction,
+    TaxonomySource,
     TaskAccepted,
     TaskBatchAccepted,
     TaskError,
@@ -183,7 +200,7 @@ __all__ = [
     # responses
     "BARE", "SUB_PARENT", "BatchResponse", "CaseId", "CaseResult", "ChunkDetail", "Classification", "ClassifiedCase",
     "ClassifyResponse", "Error", "ErrorDetail", "Health", "Info", "InfoLimits", "Labels", "Language", "ModelInfo", "ModelRef",
-    "Prediction", "PriorityLabel", "PriorityPrediction", "ProcessingTime", "Routing", "Signal", "Translation", "SubCategoryPrediction",
+    "Prediction", "PriorityLabel", "PriorityPrediction", "ProcessingTime", "Routing", "Signal", "Translation", "SubCategoryPrediction", "TaxonomySource",
     "TaskAccepted", "TaskBatchAccepted", "TaskError", "TaskRef", "TaskStatus", "TaskStatusName",
     # records
     "CaseRecord", "CaseResponse", "Confusion", "ExportResponse", "FeedbackResponse", "FeedbackStats", "HistoryEntry",
@@ -192,14 +209,17 @@ __all__ = [
     "OPENCHS_FEEDBACK_TASKS", "OpenChsCallParams", "OpenchsClassifierResponse", "OpenchsClassifyRequest",
     "OpenchsConfidenceScores", "OpenChsFeedback", "OpenChsFeedbackList", "OpenChsFeedbackUpdate", "OpenChsStatistics",
     "OpenChsStatsParams", "OpenchsTaskResponse", "OpenChsTaskStats", "OpenchsTaskStatusResponse",
+    "OPENCHS_ERROR_CODES", "OpenchsChunkPrediction", "OpenchsClassifierInfo", "OpenchsError", "OpenchsErrorDetail",
+    "OpenchsErrorResponse", "OpenchsHealthDetailed", "OpenchsHealthModels", "OpenchsModelDetails", "OpenchsModelInfo",
+    "OpenchsModelsDetail", "OpenchsModelsSummary", "OpenChsPrediction", "OpenchsProcessingMode", "OpenchsTextError",
     # review
     "ResolveRequest", "ReviewAction", "ReviewCaseParams", "ReviewItem", "ReviewList", "ReviewNext", "ReviewNextParams",
     "ReviewParams", "ReviewResolved", "WhoAmI",
-    # operations
-    "CLASSIFY_ERRORS", "ERRORS", "OPERATIONS", "SUBMIT_ERRORS", "TASK_ERRORS", "Operation",
     # audit_reports
     "AuditEntry", "AuditParams", "AuditResponse", "ReportCell", "ReportParams", "ReportPeriod", "ReportSummary",
     "ReportTaxonomy",
+    # operations
+    "CLASSIFY_ERRORS", "ERROR_BODIES", "ERRORS", "OPERATIONS", "SUBMIT_ERRORS", "TASK_ERRORS", "Operation",
     # openapi
     "OPENAPI_VERSION", "REF_TEMPLATE", "build_openapi",
 ]

@@ -9,8 +9,8 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from deployments.core.config import AppArgs
-from deployments.core.contract.operations import ERRORS, OPERATIONS, Operation
-from deployments.core.contract.responses import Error, _absent_not_null
+from deployments.core.contract.operations import ERROR_BODIES, ERRORS, OPERATIONS, Operation
+from deployments.core.contract.responses import _absent_not_null
 from deployments.core.contract.validation import CONFIG_KEY
 from deployments.core.labels import LabelSet
 
@@ -56,7 +56,7 @@ def build_openapi(args: AppArgs, labels: LabelSet) -> dict:
     """The OpenAPI 3.1 document served at /openapi.json, from the models and the live config."""
     models = [(op.request, "validation") for op in OPERATIONS if op.request is not None]
     models += [(op.response, "serialization") for op in OPERATIONS if op.response is not None]
-    models.append((Error, "serialization"))
+    models += [(body, "serialization") for body in ERROR_BODIES.values()]
     params = {op.params: models_json_schema([(op.params, "validation")], ref_template=REF_TEMPLATE)[1]
               for op in OPERATIONS if op.params is not None}
     _, top = models_json_schema(models, ref_template=REF_TEMPLATE)
@@ -77,7 +77,8 @@ def build_openapi(args: AppArgs, labels: LabelSet) -> dict:
         if op.csv:
             responses[str(op.status)]["content"]["text/csv"] = {"schema": {"type": "string"}}
         for status in op.statuses():
-            responses[str(status)] = {"description": ERRORS[status], "content": _json_content(_ref(Error))}
+            responses[str(status)] = {"description": ERRORS[status],
+                                      "content": _json_content(_ref(ERROR_BODIES[op.error_body]))}
         operation: dict[str, Any] = {"operationId": op.id, "summary": op.summary, "responses": responses}
         if op.params is not None:
             parameters = _parameters(op, params[op.params])

@@ -14,6 +14,11 @@ from deployments.core.auth import Permission
 
 from deployments.core.contract.audit_reports import AuditParams, AuditResponse, ReportParams, ReportSummary
 from deployments.core.contract.openchs import (
+    OpenchsClassifierInfo,
+    OpenchsError,
+    OpenchsHealthDetailed,
+    OpenchsHealthModels,
+    OpenchsTextError,
     OpenChsCallParams,
     OpenChsFeedback,
     OpenChsFeedbackList,
@@ -50,6 +55,7 @@ from deployments.core.contract.requests import (
 from deployments.core.contract.responses import (
     BatchResponse,
     ClassifyResponse,
+    Error,
     Health,
     Info,
     TaskAccepted,
@@ -75,6 +81,9 @@ ERRORS = {
 CLASSIFY_ERRORS = (400, 413, 415, 422, 429, 500, 503, 504)
 SUBMIT_ERRORS = (400, 413, 415, 422, 503)
 TASK_ERRORS = (404, 503)
+# How a route words its errors: this service's own body, or OpenCHS's {"detail": ...} on their routes
+# (structured on their classifier and health routes, a sentence on their agent-feedback routes).
+ERROR_BODIES: dict[str, type[BaseModel]] = {"service": Error, "openchs": OpenchsError, "openchs_text": OpenchsTextError}
 
 
 @dataclass(frozen=True)
@@ -102,6 +111,8 @@ class Operation:
     permission: Optional[str] = None
     # Also answers text/csv, when the Accept header asks for it (the handler receives it: headers=("accept",)).
     csv: bool = False
+    # Which of ERROR_BODIES the route's errors take (the ingress renders them; OpenAPI documents them).
+    error_body: str = "service"
 
     def path_names(self) -> tuple[str, ...]:
         return tuple(re.findall(r"{(\w+)}", self.path))
@@ -138,13 +149,13 @@ OPERATIONS: tuple[Operation, ...] = (
               "Training examples.", ExportResponse, errors=(422, 503), params=ExportParams, permission=Permission.EXPORT),
     Operation("openchs_feedback_update", "POST", "/api/v1/agent-feedback/update", "OpenCHS: rate a call's "
               "classification (1-5) with a reason.", "Updated.", OpenChsFeedback, OpenChsFeedbackUpdate,
-              (400, 404, 413, 415, 422, 503), permission=Permission.FEEDBACK),
+              (400, 404, 413, 415, 422, 503), permission=Permission.FEEDBACK, error_body="openchs_text"),
     Operation("openchs_feedback_call", "GET", "/api/v1/agent-feedback/call/{call_id}", "OpenCHS: the feedback "
               "entries of a call.", "Feedback entries.", OpenChsFeedbackList, errors=(404, 422, 503),
-              params=OpenChsCallParams, permission=Permission.READ_CASE),
+              params=OpenChsCallParams, permission=Permission.READ_CASE, error_body="openchs_text"),
     Operation("openchs_feedback_statistics", "GET", "/api/v1/agent-feedback/statistics", "OpenCHS: ratings per "
               "task over the last days.", "Statistics.", OpenChsStatistics, errors=(422, 503),
-              params=OpenChsStatsParams, permission=Permission.STATS),
+              params=OpenChsStatsParams, permission=Permission.STATS, error_body="openchs_text"),
     # The supervisors' worklist (deployments/review_handlers.py, deployments/core/store/worklist.py).
     Operation("review_list", "GET", "/review", "Cases sent to human review or escalated, escalated first, then by "
               "due time, then by age; filters and a cursor.", "A page of the worklist.", ReviewList,
@@ -177,10 +188,21 @@ OPERATIONS: tuple[Operation, ...] = (
               "The task.", TaskStatus, errors=TASK_ERRORS, permission=Permission.TASKS),
     Operation("openchs_classify", "POST", "/classifier/classify",
               "OpenCHS ai-service compatible: queue one narrative.", "Queued.",
-              OpenchsTaskResponse, OpenchsClassifyRequest, SUBMIT_ERRORS, permission=Permission.TASKS),
+              OpenchsTaskResponse, OpenchsClassifyRequest, SUBMIT_ERRORS, status=202, permission=Permission.TASKS,
+              error_body="openchs"),
     Operation("openchs_task", "GET", "/classifier/task/{task_id}",
-              "OpenCHS ai-service compatible: a task's state and result.", "The task.",
-              OpenchsTaskStatusResponse, errors=TASK_ERRORS, permission=Permission.TASKS),
+              "OpenCHS ai-service compatible: a task's state and result ('pending' for an id never seen, as "
+              "theirs).", "The task.", OpenchsTaskStatusResponse, errors=(503,), permission=Permission.TASKS,
+              error_body="openchs"),
+    Operation("openchs_info", "GET", "/classifier/info", "OpenCHS ai-service compatible: the classifier's model "
+              "info.", "Model info.", OpenchsClassifierInfo, errors=(503,), error_body="openchs"),
+    Operation("openchs_demo", "POST", "/classifier/demo", "OpenCHS ai-service compatible: queue their sample "
+              "narrative.", "Queued.", OpenchsTaskResponse, errors=(503,), permission=Permission.TASKS,
+              error_body="openchs"),
+    Operation("openchs_health_detailed", "GET", "/health/detailed", "OpenCHS ai-service compatible: system, "
+              "queue and model status.", "Status.", OpenchsHealthDetailed, errors=(503,), error_body="openchs"),
+    Operation("openchs_health_models", "GET", "/health/models", "OpenCHS ai-service compatible: the models' "
+              "status.", "Status.", OpenchsHealthModels, errors=(503,), error_body="openchs"),
     # -- the audit trail and the anonymous reports (deployments/core/audit.py, deployments/core/reports.py) --
     Operation("audit", "GET", "/audit", "The audit trail: who read a case, used the worklist, sent feedback, exported "
               "or queried statistics and reports; newest first, with filters.", "Audit rows.", AuditResponse,

@@ -206,6 +206,11 @@ class InfoLimits(_Body):
     max_batch_windows: int
 
 
+class TaxonomySource(_Body):
+    source: Literal["config", "checkpoint", "bundled", "off"]
+    detail: str
+
+
 class Info(_Body):
     model: ModelInfo
     labels: Labels
@@ -222,6 +227,12 @@ class Info(_Body):
     taxonomy: Optional[dict[str, str]] = Field(
         default=None, exclude_if=lambda v: v is None, json_schema_extra=_absent_not_null,
         description="Sub category → main category, when the checkpoint ships sub_to_main.json.")
+    priority_high: int = Field(description="The most urgent priority label (labels.priority_high): escalation and "
+                               "priority_aggregation 'max' follow it.")
+    priority_names: dict[str, str] = Field(description="Each priority label's name by urgency: High, Medium, Low.")
+    taxonomy_source: "TaxonomySource" = Field(
+        description="Where the taxonomy came from (labels.taxonomy_file, the checkpoint, the bundled release), or "
+        "'off' and why.")
 
 
 # -- errors -----------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from deployments.core.errors import ServiceError
 from deployments.core.labels import TASKS
 from deployments.core.review import Deadlines, review_fields
 from deployments.core.store import audit_log, report_counts
+from deployments.core.openchs import PROCESSING_MODE, flat_prediction
 from deployments.core.store.stats import StatRow, agreement, feedback_stats
 from deployments.core.store.tables import Case, Feedback, FeedbackHistory
 
@@ -215,20 +216,27 @@ class CaseStore:
             return [self._feedback_dict(session, f, c) for f, c in session.execute(query.order_by(Feedback.id)).all()]
 
     def openchs_call(self, call_id: str, task: Optional[str] = None) -> list[dict]:
-        """OpenCHS's ``GET /call/{call_id}``: the call's feedback entries in their shape."""
+        """OpenCHS's ``GET /call/{call_id}``: the call's feedback entries in their shape.
+
+        The call is named as ``/update`` names it: by call id, else a task id or case id (a case queued through
+        ``/classifier/classify`` without a call id is rated and read back by its task id)."""
         with Session(self.engine) as session:
-            query = select(Feedback, Case).join(Case, Feedback.case_id == Case.id).where(Case.call_id == call_id)
-            if task:
-                query = query.where(Feedback.task == task)
-            return [openchs_feedback(self._feedback_dict(session, f, c), case_dict(c))
-                    for f, c in session.execute(query.order_by(Feedback.id)).all()]
+            for column in (Case.call_id, Case.task_id, Case.id):
+                query = select(Feedback, Case).join(Case, Feedback.case_id == Case.id).where(column == call_id)
+                if task:
+                    query = query.where(Feedback.task == task)
+                rows = session.execute(query.order_by(Feedback.id)).all()
+                if rows:
+                    return [openchs_feedback(self._feedback_dict(session, f, c), case_dict(c), call_id)
+                            for f, c in rows]
+        return []
 
     def openchs_update(self, call_id: str, rating: int, reason: Optional[str]) -> dict:
         """OpenCHS's ``POST /update``: rate the latest case of the call; corrections already given stay."""
         stored = self.put_feedback(call_id, rating=rating, reason=reason, source="openchs", merge=True)
         with Session(self.engine) as session:
             case = case_dict(session.get(Case, stored["case_id"]))
-        return openchs_feedback(stored, case)
+        return openchs_feedback(stored, case, call_id)
 
     def openchs_statistics(self, days: int, task: Optional[str] = None, now: Optional[datetime] = None) -> dict:
         """OpenCHS's ``GET /statistics``: per task, predictions made and how they were rated."""
@@ -402,12 +410,13 @@ def case_row(*, case_id: str, request_id: Optional[str], call_id: Optional[str],
     return row
 
 
-# -- OpenCHS's agent-feedback shapes (ai_service/app/api/agent_feedback_routes.py) --------------------
+# -- OpenCHS's agent-feedback shapes (ai_service/app/api/agent_feedback_routes.py; the prediction as their
+# classifier_model.py's classify() returns it) ------------------------------------------------------------
 
-def openchs_feedback(fb: Mapping[str, Any], case: Mapping[str, Any]) -> dict:
-    """One of our feedback records as OpenCHS's ``FeedbackResponse``."""
-    return {"id": fb["id"], "call_id": fb["call_id"] or case["case_id"], "task": fb["task"],
-            "prediction": {"classification": case["classification"], "routing": case["routing"]},
+def openchs_feedback(fb: Mapping[str, Any], case: Mapping[str, Any], named: str) -> dict:
+    """One of our feedback records as OpenCHS's ``FeedbackResponse``; ``named``: the id the caller named the call by."""
+    return {"id": fb["id"], "call_id": fb["call_id"] or named, "task": fb["task"],
+            "prediction": flat_prediction(case["classification"]),
             "feedback": fb["rating"], "reason": fb["reason"], "created_at": fb["created_at"],
-            "updated_at": fb["updated_at"], "processing_mode": "realtime",
+            "updated_at": fb["updated_at"], "processing_mode": PROCESSING_MODE,
             "model_version": model_version(fb["model"]["id"], fb["model"]["revision"])}

@@ -131,6 +131,8 @@ class HttpIngress:
                     raise ServiceError.invalid(f"The {header} header must have 1 to 256 characters.")
                 keywords[header.replace("-", "_")] = value
             result = await handler(*inputs, **keywords)
+            if isinstance(result, Response):  # a stream (GET /calls/{call_id}/events) renders itself
+                return result
             if isinstance(result, Page):
                 return Response(result.body, media_type=result.media_type, status_code=op.status)
             return JSONResponse(result.model_dump() if isinstance(result, BaseModel) else result,

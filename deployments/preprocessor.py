@@ -7,6 +7,7 @@ operation's id, on this class or on one of the handler objects it composes:
 - classify: ``/classify`` (coalesced, ``deployments/pipeline.py``) and ``/classify/batch``, here;
 - the case store's routes: ``CaseStoreHandlers`` (``deployments/store_handlers.py``);
 - the durable intake's routes: ``IntakeHandlers`` (``deployments/intake/handlers.py``);
+- the live call routes: ``CallHandlers`` (``deployments/calls.py``);
 - health, info, the OpenAPI document and the pages for people, here.
 """
 
@@ -21,6 +22,7 @@ from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
 from starlette.responses import Response
 
+from deployments.calls import CallHandlers
 from deployments.core import contract, tasks
 from deployments.core.auth import ApiKeys
 from deployments.core.config import CALLBACK_SECRET_ENV_VAR, DEPLOYMENT_OPTIONS, AppArgs
@@ -59,8 +61,10 @@ class Preprocessor:
         self.intake = IntakeHandlers(
             IntakeStore(args.intake, tasks.resolve_broker(args.intake)),
             model_info={"model": args.model, "revision": self.checkpoint.revision}, on_depth=IntakeDepth().set)
+        self.calls = CallHandlers(self.pipeline, args)
+        self.calls.start_sweeper()  # on this replica's event loop, where Serve runs the constructor
         self.http = HttpIngress(
-            handlers_of(self, self.store_handlers, self.intake),
+            handlers_of(self, self.store_handlers, self.intake, self.calls),
             api_keys=ApiKeys.from_env(), max_body_bytes=args.max_body_bytes,
             limits=contract.Limits.of(args, callback_secret=os.environ.get(CALLBACK_SECRET_ENV_VAR)),
             request_id_of=serve_request_id,

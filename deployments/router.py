@@ -23,7 +23,8 @@ from deployments.core.errors import ModelVersionMismatchError
 from deployments.core.loading import load_labels, read_checkpoint_info, resolve_checkpoint
 from deployments.core.postprocess import CaseAssembler, concat_window_probs
 from deployments.core.routing import RoutingPolicy
-from deployments.core.store.repository import CaseNotFound, CaseStore, case_row, model_version, redacted, utcnow
+from deployments.core.store.repository import (CaseNotFound, CaseStore, call_fields, case_row, model_version,
+                                                redacted, utcnow)
 from deployments.core.store.writer import RecordWriter
 from deployments.metrics import RouterMetrics
 from deployments.pipeline import MODEL_KEY, model_key
@@ -36,6 +37,8 @@ PURGE_INTERVAL_S = 3600.0
 # The CaseStore methods the ingress may call through ``call_store``: reads, feedback and exports.
 STORE_CALLS = frozenset({"get_case", "put_feedback", "stats", "export", "openchs_update", "openchs_call",
                          "openchs_statistics"})
+# A live call's state between its pieces (deployments/calls.py).
+STORE_CALLS |= {"get_call", "save_call", "idle_calls"}
 
 
 @serve.deployment(name="Router", **DEPLOYMENT_OPTIONS["Router"])
@@ -75,7 +78,8 @@ class Router:
             rows.append(case_row(case_id=case_id, request_id=request_ids[i], call_id=meta["call_ids"][i],
                                  task_id=meta.get("task_id"), batch_index=i if meta["is_batch"] else None,
                                  created_at=now, model_id=self.checkpoint.model_id,
-                                 model_revision=self.checkpoint.revision, result=record, narrative=narratives[i]))
+                                 model_revision=self.checkpoint.revision, result=record, narrative=narratives[i],
+                                 **call_fields(meta)))
             bodies.append({**body, "case_id": case_id})
         self.writer.submit(rows)  # an in-memory append: the writer thread does the I/O
         return bodies

@@ -204,6 +204,16 @@ class IntakeArgs(_Strict):
     )
 
 
+class CallsArgs(_Strict):
+    """Live call sessions (POST /calls/{call_id}/transcript, deployments/core/calls.py)."""
+
+    idle_timeout_s: float = Field(1800.0, gt=0, description="A call with no piece for this long is closed, as if ended.")
+    sweep_interval_s: float = Field(30.0, gt=0, description="How often each ingress replica looks for idle calls.")
+    events_poll_s: float = Field(0.5, gt=0, description="How often an SSE stream looks for the call's new events.")
+    events_max_s: float = Field(
+        300.0, gt=0, description="An SSE stream ends after this long (the client reconnects with Last-Event-ID).")
+
+
 class AppArgs(_Strict):
     # Model source: a Hub repo id or a local directory; CHS_MODEL overrides.
     model: str = DEFAULT_MODEL_ID
@@ -259,6 +269,7 @@ class AppArgs(_Strict):
     translation: TranslationArgs = Field(default_factory=TranslationArgs)
     feedback: FeedbackArgs = Field(default_factory=FeedbackArgs)
     intake: IntakeArgs = Field(default_factory=IntakeArgs)
+    calls: CallsArgs = Field(default_factory=CallsArgs)
 
     @model_validator(mode="after")
     def _consistent(self) -> "AppArgs":

@@ -26,6 +26,8 @@ What lives where (each module imports only those above it in this list):
   ``StoredFeedback``, the statistics, the training-example export).
 * ``openchs``: OpenCHS's own shapes (its classifier's and agent-feedback
   routes' requests and responses).
+* ``calls``: the live call routes' shapes (``CallPiece``, ``CallUpdate``,
+  ``CallEnded``, ``CallState``).
 * ``operations``: the route table (``Operation``, ``OPERATIONS``; the ingress
   dispatches on it) and what each error status means (``ERRORS``).
 * ``openapi``: ``build_openapi``.
@@ -34,6 +36,17 @@ Everything is re-exported here: use ``contract.X``. Pure: imports only pydantic
 and ``deployments.core``.
 """
 
+from deployments.core.contract.calls import (
+    CallAnswer,
+    CallEnded,
+    CallParams,
+    CallPiece,
+    CallState,
+    CallUpdate,
+    Escalation,
+    EventParams,
+    TimelineEntry,
+)
 from deployments.core.contract.openapi import OPENAPI_VERSION, REF_TEMPLATE, build_openapi
 from deployments.core.contract.openchs import (
     OPENCHS_FEEDBACK_TASKS,
@@ -148,6 +161,9 @@ from deployments.core.contract.validation import (
 )
 
 __all__ = [
+    # calls
+    "CallAnswer", "CallEnded", "CallParams", "CallPiece", "CallState", "CallUpdate", "Escalation",
+    "EventParams", "TimelineEntry",
     # validation
     "CONFIG_KEY", "JSON_MEDIA_TYPES", "REFUSALS", "CallId", "CaseRef", "Confidence", "DescribedCallId", "FreeText",
     "FromConfig", "IncludeChunks", "IncludeConfidence", "Limits", "Narrative", "NoNul", "QueryText", "Rating",

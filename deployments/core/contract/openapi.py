@@ -72,8 +72,9 @@ def build_openapi(args: AppArgs, labels: LabelSet) -> dict:
     for op in OPERATIONS:
         if not op.documented:
             continue
-        responses = {str(op.status): {"description": op.ok,
-                             "content": _json_content(_ref(op.response) if op.response else {"type": "object"})}}
+        ok_content = (_json_content(_ref(op.response) if op.response else {"type": "object"})
+                      if op.media_type == "application/json" else {op.media_type: {"schema": {"type": "string"}}})
+        responses = {str(op.status): {"description": op.ok, "content": ok_content}}
         for status in op.statuses():
             responses[str(status)] = {"description": ERRORS[status], "content": _json_content(_ref(Error))}
         operation: dict[str, Any] = {"operationId": op.id, "summary": op.summary, "responses": responses}

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from deployments.core.auth import Permission
 
+from deployments.core.contract.calls import CallAnswer, CallEnded, CallParams, CallPiece, CallState, EventParams
 from deployments.core.contract.openchs import (
     OpenChsCallParams,
     OpenChsFeedback,
@@ -50,7 +51,8 @@ ERRORS = {
     401: "Missing or wrong API key (only when API keys are configured).",
     403: "The API key's role lacks the permission this route needs (the message names it).",
     404: "No such route, or no such task (never submitted, or its result expired).",
-    409: "The id names several cases (a batch's request id): use the case id or call id.",
+    409: "The id names several cases (a batch's request id): use the case id or call id. A live call: a piece "
+         "out of order, a repeated seq with other text, or a call already closed.",
     413: "Body, narrative or batch over its configured limit.",
     415: "Content-Type is not application/json.",
     422: "Well-formed JSON that does not match the request schema.",
@@ -62,6 +64,7 @@ ERRORS = {
 CLASSIFY_ERRORS = (400, 413, 415, 422, 429, 500, 503, 504)
 SUBMIT_ERRORS = (400, 413, 415, 422, 503)
 TASK_ERRORS = (404, 503)
+CALL_ERRORS = (400, 409, 413, 415, 422, 429, 500, 503, 504)
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,8 @@ class Operation:
     headers: tuple[str, ...] = ()
     # What a key's role must allow (deployments/core/auth.py); None: any valid key (or none, if public).
     permission: Optional[str] = None
+    # What a 200 carries: JSON, or a Server-Sent Events stream (the handler returns the response itself).
+    media_type: str = "application/json"
 
     def path_names(self) -> tuple[str, ...]:
         return tuple(re.findall(r"{(\w+)}", self.path))
@@ -144,4 +149,17 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("openchs_task", "GET", "/classifier/task/{task_id}",
               "OpenCHS ai-service compatible: a task's state and result.", "The task.",
               OpenchsTaskStatusResponse, errors=TASK_ERRORS, permission=Permission.TASKS),
+    Operation("call_transcript", "POST", "/calls/{call_id}/transcript",
+              "A live call's next transcript piece: classified at once, only the windows its text touches.",
+              "The call so far (for a final piece, the closed call's body).", CallAnswer, CallPiece, CALL_ERRORS,
+              params=CallParams, permission=Permission.CALLS),
+    Operation("call_end", "POST", "/calls/{call_id}/end", "End a live call: its case is recorded.",
+              "The /classify body for the whole transcript, with the case id, timeline and escalation.", CallEnded,
+              errors=(404, 409, 422, 500, 503, 504), params=CallParams, permission=Permission.CALLS),
+    Operation("call_state", "GET", "/calls/{call_id}", "A live call's state and timeline, without text.",
+              "The call.", CallState, errors=(404, 422, 503), params=CallParams, permission=Permission.CALLS),
+    Operation("call_events", "GET", "/calls/{call_id}/events",
+              "Server-Sent Events of a live call: 'update', 'escalation' and 'end'.", "An event stream.", None,
+              errors=(404, 422, 503), params=EventParams, permission=Permission.CALLS,
+              media_type="text/event-stream"),
 )

@@ -51,6 +51,9 @@ class Case(Base):
     truncated: Mapped[bool] = mapped_column(Boolean)
     chunk_details: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     narrative: Mapped[Optional[str]] = mapped_column(Text)
+    # A live call's case (POST /calls/{call_id}/...): each label change with its piece, and when it escalated.
+    call_timeline: Mapped[Optional[list[dict[str, Any]]]] = mapped_column(JSON)
+    escalated_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
 
 
 class Feedback(Base):
@@ -92,3 +95,16 @@ class FeedbackHistory(Base):
     reviewer: Mapped[Optional[str]] = mapped_column(String(LABEL_CHARS))
     source: Mapped[str] = mapped_column(String(32))
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CallSession(Base):
+    """A live call between its pieces (``deployments/core/calls.py``): tokens and probabilities while it is
+    open, only its text-free summary once closed. ``version`` makes each piece's write conditional."""
+
+    __tablename__ = "call_sessions"
+
+    call_id: Mapped[str] = mapped_column(String(ID_CHARS), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    version: Mapped[int] = mapped_column(Integer)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -118,13 +118,18 @@ class HttpIngress:
             if not op.public:
                 self.api_keys.authorize(request.headers.get("authorization"), op.permission)
             inputs, keywords = [], {}
-            if op.request is not None:
-                inputs.append(await self._parse(request, op.request))
+            # The path and query first (a bad call id is refused before its body is read); the handler
+            # takes the body first.
+            params = None
             if op.params is not None:
                 payload = {**dict(request.query_params), **path_params}
-                inputs.append(contract.parse_request(op.params, payload, self.limits))
+                params = contract.parse_request(op.params, payload, self.limits)
             else:
                 keywords.update(path_params)
+            if op.request is not None:
+                inputs.append(await self._parse(request, op.request))
+            if params is not None:
+                inputs.append(params)
             for header in op.headers:
                 value = request.headers.get(header)
                 if value is not None and not 0 < len(value) <= 256:

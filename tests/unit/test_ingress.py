@@ -190,6 +190,8 @@ def _sample_request(op: contract.Operation) -> tuple[str, dict]:
             kwargs["json"] = {"narratives": [NARRATIVE]}
         elif "narrative" in fields:
             kwargs["json"] = {"narrative": NARRATIVE}
+        elif "seq" in fields:  # a live call's piece
+            kwargs["json"] = {"text": NARRATIVE, "seq": 0}
         else:
             kwargs["json"] = {"call_id": "call-1", "feedback": 4, "task": "classification"}
     if op.id == "feedback_export":

@@ -174,9 +174,25 @@ class CaseStore:
                     return True
                 done = session.execute(update(CallSession).where(CallSession.call_id == call_id,
                                                                  CallSession.version == version).values(**values))
-                return done.rowcount == 1
+                if done.rowcount != 1:
+                    return False
         except IntegrityError:
             return False
+        if state["status"] != "open":
+            self._forget_old_versions()
+        return True
+
+    def _forget_old_versions(self) -> None:
+        """Once a call closes, the copies of its open state's pages that the database still holds go too:
+        SQLite's write-ahead log is checkpointed and truncated (the rows themselves were zeroed in place,
+        secure_delete); PostgreSQL's dead row versions go at the table's next vacuum."""
+        if self.dialect != "sqlite":
+            return
+        try:
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        except OperationalError:
+            pass  # a reader held the log: the next close truncates it
 
     def idle_calls(self, idle_since: datetime, limit: int = 100) -> list[str]:
         """Open calls whose last piece came before ``idle_since``, oldest first."""
@@ -345,6 +361,9 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # Deleted and rewritten rows are zeroed on disk, not left in free pages: a closed call's transcript
+    # and a purged narrative are gone from the file, not only from the table.
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
 

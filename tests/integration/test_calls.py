@@ -29,6 +29,8 @@ DANGER = " Then she whispered that she wants to kill herself tonight. "
 # safety lexicon escalates a call, so the test knows the piece it must escalate at.
 CALLS_APP = {"routing": {"escalate_priority": 99, "critical_sub_categories": []}}
 IDLE_APP = {**CALLS_APP, "calls": {"idle_timeout_s": 4, "sweep_interval_s": 0.5}}
+# The same app but for a setting the test does not look at: deploying it replaces the whole app.
+REDEPLOYED_APP = {**CALLS_APP, "calls": {"events_poll_s": 0.25}}
 
 
 def transcript(words: int, salt: str = "") -> str:
@@ -215,7 +217,7 @@ def store_and_broker_files(serve_session) -> list:
     return files
 
 
-@pytest.mark.app("calls", "calls-idle")
+@pytest.mark.app("calls", "calls-redeployed")
 def test_the_app_redeployed_mid_call_goes_on_and_a_closed_call_leaves_no_text(serve_session, tiny_checkpoint):
     marker = f"quokka{uuid.uuid4().hex[:8]}"
     call_id = f"call-{uuid.uuid4()}"
@@ -225,8 +227,8 @@ def test_the_app_redeployed_mid_call_goes_on_and_a_closed_call_leaves_no_text(se
     with httpx.Client(base_url=url, timeout=60) as http:
         for seq in range(6):
             assert send(http, call_id, seq, pieces[seq]).status_code == 200
-    # The whole app deleted and deployed again (other settings: the idle app), on the same store.
-    url = serve_session.deploy(model=str(tiny_checkpoint), **IDLE_APP)
+    # The whole app deleted and deployed again, on the same store.
+    url = serve_session.deploy(model=str(tiny_checkpoint), **REDEPLOYED_APP)
     with httpx.Client(base_url=url, timeout=60) as http:
         for seq in range(6, 10):
             r = send(http, call_id, seq, pieces[seq], attempts_s=60)

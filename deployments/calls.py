@@ -28,12 +28,13 @@ from typing import Any, AsyncIterator, Optional
 import numpy as np
 from starlette.responses import StreamingResponse
 
-from deployments.core import contract
+from deployments.core import contract, notifications
 from deployments.core.calls import CLOSED, OPEN, CallSessions, Piece, digest
 from deployments.core.config import AppArgs
 from deployments.core.errors import ServiceError
 from deployments.core.postprocess import CaseAssembler
 from deployments.core.routing import RoutingPolicy
+from deployments.intake.producer import IntakeStore
 from deployments.pipeline import MODEL_KEY, CasePipeline
 from deployments.ray_errors import backend_error
 
@@ -52,9 +53,14 @@ def call_not_found() -> ServiceError:
 
 
 class CallHandlers:
-    def __init__(self, pipeline: CasePipeline, args: AppArgs):
+    def __init__(self, pipeline: CasePipeline, args: AppArgs, intake: Optional[IntakeStore] = None):
         self.pipeline = pipeline
         self.args = args
+        self.intake = intake  # where notifications are queued (None: never sent)
+        refused = notifications.refusal(args.calls.notify_url, args.calls.notify_allow_hosts)
+        if args.calls.notify_url and refused:
+            logger.warning("live call notifications are off: %s", refused)
+        self.notify_to = None if refused or intake is None else args.calls.notify_url
         policy = RoutingPolicy(args.routing, pipeline.labels)
         assembler = CaseAssembler(pipeline.labels, policy, args.aggregation, args.priority_aggregation)
         self.sessions = CallSessions(pipeline.preparer, assembler)
@@ -77,11 +83,13 @@ class CallHandlers:
                 probs = await self._classify(work.windows)
                 state, answer = self.sessions.settle(work, probs, piece.seq, digest(piece.text), utcnow())
                 if piece.final:
-                    ended = await self._close(state, version, started)
+                    ended = await self._close(state, version, started, piece_answer=answer)
                     if ended is not None:
                         return ended
                     continue
                 if await self._store("save_call", call_id, state, version):
+                    escalated = answer["escalation"] is not None and answer["escalation"]["seq"] == piece.seq
+                    await self._notify(call_id, answer, ("update", "escalation") if escalated else ("update",))
                     return contract.CallUpdate(success=True, **answer)
         raise ServiceError(409, "call_busy", "Another piece of this call was being taken at the same time; retry.")
 
@@ -190,7 +198,8 @@ class CallHandlers:
             raise ServiceError.unavailable("The model is being updated; retry.", retry_after_s=1)
         return {task: np.concatenate([p[task] for p in parts]) for task in parts[0]}
 
-    async def _close(self, state: dict, version: int, started: float, reason: str = "end") -> Optional[contract.CallEnded]:
+    async def _close(self, state: dict, version: int, started: float, reason: str = "end",
+                     piece_answer: Optional[dict] = None) -> Optional[contract.CallEnded]:
         """Record the call's case through the Router, as /classify would, and keep only its summary.
 
         None when another replica changed the call meanwhile (the caller reads it again)."""
@@ -208,8 +217,28 @@ class CallHandlers:
         closed = self.sessions.close(state, body, utcnow(), reason=reason)
         if not await self._store("save_call", state["call_id"], closed, version):
             return None
+        if piece_answer is not None:
+            escalated = piece_answer["escalation"] is not None and piece_answer["escalation"]["seq"] == piece_answer["seq"]
+            await self._notify(state["call_id"], piece_answer, ("update", "escalation") if escalated else ("update",))
+        await self._notify(state["call_id"], {**body, "reason": reason}, ("end",))
         return contract.CallEnded(success=True, **body, model=self.pipeline.model_ref,
                                   processing_time_seconds=round(time.perf_counter() - started, 6))
+
+    async def _notify(self, call_id: str, body: dict, kinds: tuple) -> None:
+        """Queue the call's notifications this configuration wants; the consumer delivers them."""
+        if self.notify_to is None:
+            return
+        now = utcnow()
+        for kind in kinds:
+            if not notifications.wanted(self.args.calls.notify_mode, kind):
+                continue
+            message = notifications.envelope(kind, call_id, self.sessions.public(body), site_id=self.args.calls.site_id,
+                                             now=now)
+            try:
+                await asyncio.to_thread(self.intake.queue_notification, self.notify_to, message)
+            except Exception as exc:  # the piece is taken and on the event stream; the queue was away
+                logger.warning("call notification %s could not be queued (%s)", message["message_id"],
+                               type(exc).__name__)
 
     def _again(self, state: dict):
         if state["status"] == CLOSED:

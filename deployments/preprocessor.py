@@ -58,10 +58,11 @@ class Preprocessor:
         self.document = contract.build_openapi(args, self.labels)
         self.pages = Pages()
         self.store_handlers = CaseStoreHandlers(router, self.labels, args.backend_timeout_s)
+        intake_store = IntakeStore(args.intake, tasks.resolve_broker(args.intake))
         self.intake = IntakeHandlers(
-            IntakeStore(args.intake, tasks.resolve_broker(args.intake)),
+            intake_store,
             model_info={"model": args.model, "revision": self.checkpoint.revision}, on_depth=IntakeDepth().set)
-        self.calls = CallHandlers(self.pipeline, args)
+        self.calls = CallHandlers(self.pipeline, args, intake_store)
         self.calls.start_sweeper()  # on this replica's event loop, where Serve runs the constructor
         self.http = HttpIngress(
             handlers_of(self, self.store_handlers, self.intake, self.calls),

@@ -14,6 +14,8 @@ import httpx
 import pytest
 import ray
 
+from deployments.core import callbacks
+from tests.conftest import CALLBACK_SECRET, NOTIFY_TOKEN, free_port
 from tests.integration.declarative import replicas, wait_running
 
 SENTENCES = [
@@ -27,10 +29,14 @@ TASKS = ("main_category", "sub_category", "sub_category_2", "intervention", "pri
 DANGER = " Then she whispered that she wants to kill herself tonight. "
 # The tiny model is random: with no priority that escalates and no critical sub category, only the
 # safety lexicon escalates a call, so the test knows the piece it must escalate at.
-CALLS_APP = {"routing": {"escalate_priority": 99, "critical_sub_categories": []}}
-IDLE_APP = {**CALLS_APP, "calls": {"idle_timeout_s": 4, "sweep_interval_s": 0.5}}
+# Notifications go to a real HTTP server of the test's, on this port (a host on the allow-list).
+NOTIFY_PORT = free_port()
+CALLS_APP = {"routing": {"escalate_priority": 99, "critical_sub_categories": []},
+             "calls": {"notify_url": f"http://127.0.0.1:{NOTIFY_PORT}/helpline/notify",
+                       "notify_allow_hosts": ["127.0.0.1"], "notify_mode": "critical_only"}}
+IDLE_APP = {**CALLS_APP, "calls": {**CALLS_APP["calls"], "idle_timeout_s": 4, "sweep_interval_s": 0.5}}
 # The same app but for a setting the test does not look at: deploying it replaces the whole app.
-REDEPLOYED_APP = {**CALLS_APP, "calls": {"events_poll_s": 0.25}}
+REDEPLOYED_APP = {**CALLS_APP, "calls": {**CALLS_APP["calls"], "events_poll_s": 0.25}}
 
 
 def transcript(words: int, salt: str = "") -> str:
@@ -47,8 +53,53 @@ def cut(text: str, pieces: int, seed: int = 0) -> list[str]:
     return [text[a:b] for a, b in zip([0, *points], [*points, len(text)])]
 
 
+class Helpline:
+    """The helpline's receiving server: checks each notification's token and signature, keeps its envelope."""
+
+    def __init__(self, port: int):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        received, refused = [], []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["content-length"]))
+                ok = (self.path == "/helpline/notify"
+                      and self.headers.get("authorization") == f"Bearer {NOTIFY_TOKEN}"
+                      and callbacks.verify(body, CALLBACK_SECRET, self.headers.get(callbacks.SIGNATURE_HEADER)))
+                (received if ok else refused).append(json.loads(body))
+                self.send_response(200 if ok else 401)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.received, self.refused = received, refused
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def of_call(self, call_id: str) -> list[dict]:
+        return [e for e in self.received if e["call_metadata"]["call_id"] == call_id]
+
+    def wait_for(self, call_id: str, notification_type: str, timeout_s: float = 120) -> dict:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            found = [e for e in self.of_call(call_id) if e["notification_type"] == notification_type]
+            if found:
+                return found[0]
+            time.sleep(0.2)
+        raise AssertionError(f"no {notification_type} notification for {call_id}; got {self.of_call(call_id)}")
+
+
+@pytest.fixture(scope="module")
+def helpline():
+    server = Helpline(NOTIFY_PORT)
+    yield server
+    server.server.shutdown()
+
+
 @pytest.fixture
-def calls_url(serve_session, tiny_checkpoint) -> str:
+def calls_url(serve_session, tiny_checkpoint, helpline) -> str:
     return serve_session.deploy(model=str(tiny_checkpoint), **CALLS_APP)
 
 
@@ -154,7 +205,7 @@ class EventReader(threading.Thread):
 
 
 @pytest.mark.app("calls")
-def test_danger_in_piece_7_escalates_at_piece_7_on_the_event_stream_and_sticks(calls_url):
+def test_danger_in_piece_7_escalates_at_piece_7_on_the_event_stream_and_sticks(calls_url, helpline):
     call_id = f"call-{uuid.uuid4()}"
     pieces = cut(transcript(600), 11, seed=3)
     pieces.insert(7, DANGER)
@@ -180,6 +231,20 @@ def test_danger_in_piece_7_escalates_at_piece_7_on_the_event_stream_and_sticks(c
     assert updates == list(range(8))
     assert ended["escalated_at"] == answers[7]["escalated_at"] and ended["routing"]["escalate"]
     assert ended["escalation"]["reasons"] and any("safety lexicon" in r for r in ended["escalation"]["reasons"])
+    # The helpline got one critical alert, from piece 7, in OpenCHS's envelope, and the call's end.
+    alert = helpline.wait_for(call_id, "streaming_classification")
+    end = helpline.wait_for(call_id, "streaming_call_end")
+    assert alert["version"] == "2.0" and alert["processing_mode"] == "streaming" and alert["status"] == "success"
+    assert alert["ui_metadata"]["alert_type"] == "critical" and alert["ui_metadata"]["requires_action"] is True
+    assert alert["payload"]["seq"] == 7 and alert["payload"]["escalation"]["seq"] == 7
+    assert alert["call_metadata"] == {"call_id": call_id, "site_id": "helpline"}
+    assert end["payload"]["case_id"] == ended["case_id"] and end["ui_metadata"]["alert_type"] == "info"
+    assert [e["notification_type"] for e in helpline.of_call(call_id)].count("streaming_classification") == 1
+    assert helpline.refused == []
+    # critical_only: no update was sent, and no envelope carries the transcript's words.
+    assert all(e["ui_metadata"]["alert_type"] == "critical" or e["notification_type"] == "streaming_call_end"
+               for e in helpline.of_call(call_id))
+    assert "kill herself" not in json.dumps(helpline.of_call(call_id))
 
 
 def ingress_replica() -> dict:
@@ -218,7 +283,8 @@ def store_and_broker_files(serve_session) -> list:
 
 
 @pytest.mark.app("calls", "calls-redeployed")
-def test_the_app_redeployed_mid_call_goes_on_and_a_closed_call_leaves_no_text(serve_session, tiny_checkpoint):
+def test_the_app_redeployed_mid_call_goes_on_and_a_closed_call_leaves_no_text(serve_session, tiny_checkpoint,
+                                                                              helpline):
     marker = f"quokka{uuid.uuid4().hex[:8]}"
     call_id = f"call-{uuid.uuid4()}"
     text = transcript(700, salt=f"the boy called {marker} said")
@@ -242,7 +308,7 @@ def test_the_app_redeployed_mid_call_goes_on_and_a_closed_call_leaves_no_text(se
 
 
 @pytest.mark.app("calls-idle")
-def test_an_idle_call_is_closed_by_itself(serve_session, tiny_checkpoint):
+def test_an_idle_call_is_closed_by_itself(serve_session, tiny_checkpoint, helpline):
     url = serve_session.deploy(model=str(tiny_checkpoint), **IDLE_APP)
     call_id = f"call-{uuid.uuid4()}"
     with httpx.Client(base_url=url, timeout=60) as http:

@@ -322,3 +322,53 @@ def test_an_idle_call_is_closed_by_itself(serve_session, tiny_checkpoint, helpli
         assert http.get(f"/cases/{call_id}").json()["case"]["case_id"] == state["case_id"]
         refused = send(http, call_id, 1, "more")
         assert refused.status_code == 409
+
+
+@pytest.mark.app("calls")
+def test_the_clients_call_session_sync_and_async_and_chs_replay(calls_url, tmp_path, capsys):
+    import asyncio
+
+    from clients import AsyncHelplineClient, HelplineClient
+    from clients.replay import main as replay_main
+
+    pieces = cut(transcript(300), 4, seed=11)
+    with HelplineClient(calls_url) as client:
+        call = client.call(f"sync-{uuid.uuid4()}")
+        events: list = []
+        answers = [call.send(pieces[0])]
+        reader = threading.Thread(target=lambda: events.extend(call.events()), daemon=True)
+        reader.start()
+        answers += [call.send(p) for p in pieces[1:]]
+        final = call.end()
+        reader.join(60)
+        assert [a["seq"] for a in answers] == [0, 1, 2, 3] and final["status"] == "closed"
+        assert [name for name, _ in events] == ["update"] * 4 + ["end"]
+        assert events[-1][1]["case_id"] == final["case_id"] and call.state()["status"] == "closed"
+
+    async def async_call() -> tuple[dict, list]:
+        async with AsyncHelplineClient(calls_url) as client:
+            call = client.call(f"async-{uuid.uuid4()}")
+            await call.send(pieces[0])
+
+            async def read():
+                return [name async for name, _ in call.events()]
+
+            reading = asyncio.create_task(read())
+            for piece in pieces[1:]:
+                await call.send(piece)
+            return await call.end(), await asyncio.wait_for(reading, 60)
+
+    final_async, names = asyncio.run(async_call())
+    assert final_async["case_id"] != final["case_id"] and names == ["update"] * 4 + ["end"]
+    for task in TASKS:  # the same transcript, the same answer
+        assert final_async["classification"][task]["label"] == final["classification"][task]["label"]
+
+    text_file = tmp_path / "call.txt"
+    text_file.write_text(transcript(200) + DANGER + transcript(40), encoding="utf-8")
+    assert replay_main([str(text_file), "--url", calls_url, "--chars", "300", "--every", "0",
+                        "--call-id", f"replay-{uuid.uuid4()}"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("piece 0:") and lines[-1].startswith("ended call replay-")
+    alerts = [line for line in lines if line.startswith("ALERT")]
+    assert len(alerts) == 1 and "safety lexicon" in alerts[0]
+    assert "kill herself" not in "\n".join(lines)

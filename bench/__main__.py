@@ -4,6 +4,8 @@
                     [--app-arg KEY=VALUE ...]
     python -m bench --agreement     every engine and precision against eager PyTorch fp32
     python -m bench --engines       the engine candidates' bare throughput, side by side
+    python -m bench --live-calls N  live call piece latency, N calls at once, alone and under a backlog
+                                    (bench/live_calls.py)
 
 Phases, all on the same checkpoint (``base``: the real model's size) and corpus:
 
@@ -97,6 +99,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="only report each engine and precision's agreement with eager PyTorch fp32")
     parser.add_argument("--engines", action="store_true", help="only compare the engine candidates' bare throughput")
     parser.add_argument("--rounds", type=int, default=3, help="--engines: interleaved rounds")
+    parser.add_argument("--live-calls", type=int, default=None, metavar="N",
+                        help="only measure N concurrent live calls' piece latency (bench/live_calls.py)")
+    parser.add_argument("--backlog", type=int, default=2000, help="--live-calls: cases queued for the second run")
+    parser.add_argument("--pieces", type=int, default=12, help="--live-calls: pieces per call")
+    parser.add_argument("--every", type=float, default=3.0, help="--live-calls: seconds between a call's pieces")
     parser.add_argument("--cases", type=int, default=None,
                         help="corpus size (default 300 quick, 1000 full; --engines 128, --agreement 200)")
     args = parser.parse_args(argv)
@@ -119,6 +126,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.agreement:
         return report_agreement(args)
+    if args.live_calls:
+        from bench import live_calls
+
+        out = args.out.with_name(f"live_calls_{args.live_calls}.json") if args.out.name == "bench.json" else args.out
+        return live_calls.main(args.live_calls, list(argv if argv is not None else sys.argv[1:]), args.checkpoint,
+                               args.threads, args.dtype, args.backlog, args.pieces, args.every, out)
     if args.engines:
         corpus = make_corpus(args.checkpoint, args.cases or 128)
         table = engines.run_engines(args.checkpoint, corpus, args.threads, args.rounds)

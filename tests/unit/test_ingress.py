@@ -267,3 +267,11 @@ def test_the_readme_role_table_is_what_the_service_enforces():
         for role in ROLES:
             response = client.request(op.method, path, headers={"Authorization": f"Bearer key-of-{role}"}, **kwargs)
             assert (response.status_code != 403) == (role in allowed), (op.id, role, response.status_code)
+
+
+def test_a_live_call_piece_over_the_narrative_limit_is_413_and_a_bad_seq_422(client):
+    over = client.post("/calls/c-1/transcript", json={"text": "a" * 1001, "seq": 0})
+    assert over.status_code == 413, over.text
+    assert client.post("/calls/c-1/transcript", json={"text": "ok", "seq": -1}).status_code == 422
+    assert client.post("/calls/c-1/transcript", json={"text": "ok", "seq": "0"}).status_code == 422
+    assert client.post("/calls/c-1/transcript", json={"text": "", "seq": 0}).status_code == 200  # silence is a piece

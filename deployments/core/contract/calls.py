@@ -6,12 +6,22 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import Field, RootModel, Strict, StrictBool, StrictInt
+from pydantic import AfterValidator, Field, RootModel, Strict, StrictBool, StrictInt, ValidationInfo
+from pydantic_core import PydanticCustomError
 
 from deployments.core.contract.responses import CaseResult, ClassifyResponse, _Succeeded
-from deployments.core.contract.validation import CallId, FromConfig, NoNul, Timestamp, _Body, _Request
+from deployments.core.contract.validation import CallId, FromConfig, NoNul, Timestamp, _Body, _limits, _Request
 
-PieceText = Annotated[str, Strict(), NoNul, FromConfig("maxLength", "max_narrative_chars"),
+
+def _check_piece(value: str, info: ValidationInfo) -> str:
+    limit = _limits(info).max_narrative_chars
+    if len(value) > limit:  # the same refusal (413) as an over-long narrative
+        raise PydanticCustomError("narrative_too_long", "has {chars} characters; the limit is {limit} a piece.",
+                                  {"chars": len(value), "limit": limit})
+    return value
+
+
+PieceText = Annotated[str, Strict(), NoNul, AfterValidator(_check_piece), FromConfig("maxLength", "max_narrative_chars"),
                       Field(description="The transcript's new text since the last piece, as transcribed; the call's "
                                         "transcript is the pieces joined as sent.")]
 

@@ -211,8 +211,9 @@ class CallsArgs(_Strict):
     idle_timeout_s: float = Field(1800.0, gt=0, description="A call with no piece for this long is closed, as if ended.")
     sweep_interval_s: float = Field(30.0, gt=0, description="How often each ingress replica looks for idle calls.")
     events_poll_s: float = Field(0.5, gt=0, description="How often an SSE stream looks for the call's new events.")
+    # Below http_options.request_timeout_s (60): the stream ends cleanly before the proxy would cut it.
     events_max_s: float = Field(
-        300.0, gt=0, description="An SSE stream ends after this long (the client reconnects with Last-Event-ID).")
+        45.0, gt=0, description="An SSE stream ends after this long (the client reconnects with Last-Event-ID).")
     notify_url: Optional[str] = Field(
         None, description="The helpline's endpoint for call notifications (OpenCHS's envelope); null: none sent.")
     notify_mode: Literal["all", "results_only", "critical_only", "disabled"] = Field(

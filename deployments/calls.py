@@ -126,7 +126,7 @@ class CallHandlers:
         self.start_sweeper()
         after = params.last_event_id
         if after is None and last_event_id is not None:
-            after = int(last_event_id) if last_event_id.isdigit() else None
+            after = int(last_event_id) if last_event_id.isascii() and last_event_id.isdigit() else None
         loaded = await self._store("get_call", params.call_id)
         if loaded is None:
             raise call_not_found()

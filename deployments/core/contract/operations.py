@@ -160,6 +160,6 @@ OPERATIONS: tuple[Operation, ...] = (
               "The call.", CallState, errors=(404, 422, 503), params=CallParams, permission=Permission.CALLS),
     Operation("call_events", "GET", "/calls/{call_id}/events",
               "Server-Sent Events of a live call: 'update', 'escalation' and 'end'.", "An event stream.", None,
-              errors=(404, 422, 503), params=EventParams, permission=Permission.CALLS,
+              errors=(404, 422, 503), params=EventParams, headers=("last-event-id",), permission=Permission.CALLS,
               media_type="text/event-stream"),
 )

@@ -275,3 +275,8 @@ def test_a_live_call_piece_over_the_narrative_limit_is_413_and_a_bad_seq_422(cli
     assert client.post("/calls/c-1/transcript", json={"text": "ok", "seq": -1}).status_code == 422
     assert client.post("/calls/c-1/transcript", json={"text": "ok", "seq": "0"}).status_code == 422
     assert client.post("/calls/c-1/transcript", json={"text": "", "seq": 0}).status_code == 200  # silence is a piece
+
+
+def test_a_call_id_with_a_control_character_is_422(client):
+    error_of(client.post("/calls/a%0Ab/end"), 422, "invalid_request")
+    error_of(client.get("/calls/a%09b"), 422, "invalid_request")

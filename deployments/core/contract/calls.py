@@ -34,7 +34,9 @@ class CallPiece(_Request):
 
 
 class CallParams(_Request):
-    call_id: Annotated[CallId, Field(description="The case-management system's call id.")]
+    # No control characters: a path segment's \r, \n or \t do not survive every HTTP hop unchanged.
+    call_id: Annotated[CallId, Field(pattern=r"^[^\x00-\x1f\x7f]+$",
+                                     description="The case-management system's call id (no control characters).")]
 
 
 class EventParams(CallParams):

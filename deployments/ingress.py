@@ -149,7 +149,9 @@ class HttpIngress:
             return error_response(ServiceError.backend(), rid)
 
     def _route(self, request: Request) -> tuple[contract.Operation, Handler, dict[str, str]]:
-        path = request.url.path.rstrip("/") or "/"
+        # The decoded path as the server received it: request.url.path re-parses it as a URL, and
+        # urlsplit drops every \t, \r and \n (an id of 129 characters with a %0A in it became 128).
+        path = request.scope.get("path", request.url.path).rstrip("/") or "/"
         methods, path_params = self.routes.get(path), {}
         if methods is None:
             for pattern, template in self.templates:

@@ -280,3 +280,10 @@ def test_a_live_call_piece_over_the_narrative_limit_is_413_and_a_bad_seq_422(cli
 def test_a_call_id_with_a_control_character_is_422(client):
     error_of(client.post("/calls/a%0Ab/end"), 422, "invalid_request")
     error_of(client.get("/calls/a%09b"), 422, "invalid_request")
+
+
+def test_a_path_parameter_is_read_whole_control_characters_included(client):
+    # urlsplit (under request.url) would drop the %0A and %09 and let a 130-character id pass as 128.
+    long_id = "a%0A%09" + "b" * 127
+    error_of(client.post(f"/calls/{long_id}/end"), 422, "invalid_request")
+    assert "too long" in client.get(f"/cases/{long_id}").json()["error"]["message"]

@@ -6,6 +6,8 @@
     python -m bench --engines       the engine candidates' bare throughput, side by side
     python -m bench --review        what POST /review/next costs the case store at 10,000 open cases,
                                     SQLite and PostgreSQL (bench/review.py)
+    python -m bench --live-calls N  live call piece latency, N calls at once, alone and under a backlog
+                                    (bench/live_calls.py)
 
 Phases, all on the same checkpoint (``base``: the real model's size) and corpus:
 
@@ -99,6 +101,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="only report each engine and precision's agreement with eager PyTorch fp32")
     parser.add_argument("--engines", action="store_true", help="only compare the engine candidates' bare throughput")
     parser.add_argument("--rounds", type=int, default=3, help="--engines: interleaved rounds")
+    parser.add_argument("--live-calls", type=int, default=None, metavar="N",
+                        help="only measure N concurrent live calls' piece latency (bench/live_calls.py)")
+    parser.add_argument("--backlog", type=int, default=2000, help="--live-calls: cases queued for the second run")
+    parser.add_argument("--pieces", type=int, default=12, help="--live-calls: pieces per call")
+    parser.add_argument("--every", type=float, default=3.0, help="--live-calls: seconds between a call's pieces")
     parser.add_argument("--cases", type=int, default=None,
                         help="corpus size (default 300 quick, 1000 full; --engines 128, --agreement 200; "
                              "--review: open cases, 10000)")
@@ -129,6 +136,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.agreement:
         return report_agreement(args)
+    if args.live_calls:
+        from bench import live_calls
+
+        out = args.out.with_name(f"live_calls_{args.live_calls}.json") if args.out.name == "bench.json" else args.out
+        return live_calls.main(args.live_calls, list(argv if argv is not None else sys.argv[1:]), args.checkpoint,
+                               args.threads, args.dtype, args.backlog, args.pieces, args.every, out)
     if args.engines:
         corpus = make_corpus(args.checkpoint, args.cases or 128)
         table = engines.run_engines(args.checkpoint, corpus, args.threads, args.rounds)

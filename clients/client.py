@@ -21,6 +21,7 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
+from clients.calls import AsyncCallSession, CallSession
 from clients.models import ClassifyResult, Health, Info, TaskStatus
 from clients.retry import RetryPolicy, parse_retry_after
 
@@ -168,6 +169,11 @@ class _Base:
         err = HelplineError.from_response(response)
         return (self.retry.next_delay(retry, status=response.status_code, retry_after=err.retry_after), err,
                 f"{err.status} {err.code}")
+
+    @staticmethod
+    def error_of(response: httpx.Response) -> "HelplineError":
+        """The error an answer of 400 or more stands for."""
+        return HelplineError.from_response(response)
 
     def _note_retry(self, retry: int, delay: float, reason: str) -> None:
         self.stats.add("retries")
@@ -347,6 +353,9 @@ class HelplineClient(_Base):
         ``since``/``until``, ``cursor`` for the next page); ``{"events", "next_cursor"}``."""
         renamed = {"from": filters.pop("since", None), "to": filters.pop("until", None), **filters}
         return self._send("GET", _with_query("/audit", **renamed)).json()
+    def call(self, call_id: str) -> CallSession:
+        """A live call's session: ``send(text)`` each new piece of its transcript, ``end()``, ``events()``."""
+        return CallSession(self, call_id)
 
     def health(self) -> Health:
         """Never raises: a 503 or an unreachable server is ``Health(ok=False)``."""
@@ -478,6 +487,10 @@ class AsyncHelplineClient(_Base):
 
     async def info(self) -> Info:
         return Info.from_dict((await self._send("GET", "/info")).json())
+
+    def call(self, call_id: str) -> AsyncCallSession:
+        """A live call's session: ``await send(text)``, ``await end()``, ``async for ... in events()``."""
+        return AsyncCallSession(self, call_id)
 
     async def health(self) -> Health:
         """Never raises: a 503 or an unreachable server is ``Health(ok=False)``."""

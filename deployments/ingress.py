@@ -197,20 +197,27 @@ class HttpIngress:
                 raise
             _PRINCIPAL.set(call.principal)
         inputs, keywords = [], {}
+        # The path and query first (a bad call id is refused before its body is read); the handler
+        # takes the body first.
+        params = None
+        if op.params is not None:
+            payload = {**dict(request.query_params), **path_params}
+            params = contract.parse_request(op.params, payload, self.limits)
+        else:
+            keywords.update(path_params)
         if op.request is not None:
             inputs.append(await self._parse(request, op.request))
             call.subject = call.subject or subject_of({}, inputs[-1])
-        if op.params is not None:
-            payload = {**dict(request.query_params), **path_params}
-            inputs.append(contract.parse_request(op.params, payload, self.limits))
-        else:
-            keywords.update(path_params)
+        if params is not None:
+            inputs.append(params)
         for header in op.headers:
             value = request.headers.get(header)
             if value is not None and not 0 < len(value) <= 256:
                 raise ServiceError.invalid(f"The {header} header must have 1 to 256 characters.")
             keywords[header.replace("-", "_")] = value
         result = await handler(*inputs, **keywords)
+        if isinstance(result, Response):  # a stream (GET /calls/{call_id}/events) renders itself
+            return result
         if isinstance(result, Page):
             return Response(result.body, media_type=result.media_type, status_code=op.status)
         call.answer = result.model_dump() if isinstance(result, BaseModel) else result

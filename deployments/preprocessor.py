@@ -8,6 +8,7 @@ operation's id, on this class or on one of the handler objects it composes:
 - the case store's routes: ``CaseStoreHandlers`` (``deployments/store_handlers.py``);
 - the durable intake's routes: ``IntakeHandlers`` (``deployments/intake/handlers.py``);
 - the worklist, its page and ``/whoami``: ``ReviewHandlers`` (``deployments/review_handlers.py``);
+- the live call routes: ``CallHandlers`` (``deployments/calls.py``);
 - health, info, the OpenAPI document and the pages for people, here.
 """
 
@@ -23,6 +24,7 @@ from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
 from starlette.responses import Response
 
+from deployments.calls import CallHandlers
 from deployments.core import contract, openchs, tasks
 from deployments.core.auth import ApiKeys
 from deployments.core.config import CALLBACK_SECRET_ENV_VAR, DEPLOYMENT_OPTIONS, AppArgs
@@ -61,14 +63,15 @@ class Preprocessor:
         self.pages = Pages()
         self.store_handlers = CaseStoreHandlers(router, self.labels, args.backend_timeout_s,
                                                 report_min_count=args.reports.min_count)
-        self.intake = IntakeHandlers(
-            IntakeStore(args.intake, tasks.resolve_broker(args.intake)),
-            model_info=self._openchs_model_info, on_depth=IntakeDepth().set)
+        intake_store = IntakeStore(args.intake, tasks.resolve_broker(args.intake))
+        self.intake = IntakeHandlers(intake_store, model_info=self._openchs_model_info, on_depth=IntakeDepth().set)
         self._model_info: dict | None = None  # OpenCHS's get_model_info(), once the classifier has answered
         api_keys = ApiKeys.from_env()
         self.review_handlers = ReviewHandlers(self.store_handlers, self.pages, api_keys)
+        self.calls = CallHandlers(self.pipeline, args, intake_store)
+        self.calls.start_sweeper()  # on this replica's event loop, where Serve runs the constructor
         self.http = HttpIngress(
-            handlers_of(self, self.store_handlers, self.intake, self.review_handlers),
+            handlers_of(self, self.store_handlers, self.intake, self.review_handlers, self.calls),
             api_keys=api_keys, max_body_bytes=args.max_body_bytes,
             limits=contract.Limits.of(args, callback_secret=os.environ.get(CALLBACK_SECRET_ENV_VAR)),
             request_id_of=serve_request_id, audit=self.store_handlers.record_audit,

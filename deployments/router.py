@@ -27,7 +27,8 @@ from deployments.core.loading import load_labels, read_checkpoint_info, resolve_
 from deployments.core.postprocess import CaseAssembler, concat_window_probs
 from deployments.core.review import Deadlines
 from deployments.core.routing import RoutingPolicy
-from deployments.core.store.repository import CaseNotFound, CaseStore, case_row, model_version, redacted, utcnow
+from deployments.core.store.repository import (CaseNotFound, CaseStore, call_fields, case_row, model_version,
+                                                redacted, utcnow)
 from deployments.core.store.worklist import Worklist
 from deployments.core.store.writer import RecordWriter
 from deployments.metrics import ReviewMetrics, RouterMetrics
@@ -51,6 +52,8 @@ REVIEW_CALLS = {"review_list": "list", "review_case": "item", "review_claim_next
 # The audit trail's reads and the reports (deployments/core/audit.py, deployments/core/reports.py).
 AUDIT_READS = frozenset({"audit_events"})
 STORE_CALLS = STORE_CALLS | AUDIT_READS | {"report_summary"}
+# A live call's state between its pieces (deployments/calls.py).
+STORE_CALLS |= {"get_call", "save_call", "idle_calls"}
 
 
 @serve.deployment(name="Router", **DEPLOYMENT_OPTIONS["Router"])
@@ -100,7 +103,7 @@ class Router:
                                  task_id=meta.get("task_id"), batch_index=i if meta["is_batch"] else None,
                                  created_at=now, model_id=self.checkpoint.model_id,
                                  model_revision=self.checkpoint.revision, result=record, narrative=narratives[i],
-                                 deadlines=self.deadlines))
+                                 deadlines=self.deadlines, **call_fields(meta)))
             bodies.append({**body, "case_id": case_id})
         self.writer.submit(rows)  # an in-memory append: the writer thread does the I/O
         return bodies

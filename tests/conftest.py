@@ -27,6 +27,8 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.pop("CHS_MODEL", None)
 # The intake signs callbacks with this; set before Ray starts, so every replica has it.
 CALLBACK_SECRET = os.environ.setdefault("CHS_CALLBACK_SECRET", "helpline-tests-callback-secret")
+# The bearer token of live call notifications: set before Ray starts, so every replica has it.
+NOTIFY_TOKEN = os.environ.setdefault("CHS_NOTIFY_TOKEN", "helpline-tests-notify-token")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = REPO_ROOT.parent / "shared"

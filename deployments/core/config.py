@@ -23,8 +23,9 @@ API_KEYS_ENV_VAR = "CHS_API_KEYS"
 API_KEYS_FILE_ENV_VAR = "CHS_API_KEYS_FILE"
 CALLBACK_SECRET_ENV_VAR = "CHS_CALLBACK_SECRET"
 ENGINE_CACHE_ENV_VAR = "CHS_ENGINE_CACHE"
+NOTIFY_TOKEN_ENV_VAR = "CHS_NOTIFY_TOKEN"
 ENV_VARS = (MODEL_ENV_VAR, DATABASE_ENV_VAR, BROKER_ENV_VAR, API_KEYS_ENV_VAR, API_KEYS_FILE_ENV_VAR,
-            CALLBACK_SECRET_ENV_VAR, ENGINE_CACHE_ENV_VAR)
+            CALLBACK_SECRET_ENV_VAR, ENGINE_CACHE_ENV_VAR, NOTIFY_TOKEN_ENV_VAR)
 
 # Each deployment's Serve options, in one place: the decorators in deployments/ apply them, and
 # serve_config.yaml (and k8s/rayservice.yaml) may override them per deployment
@@ -248,6 +249,23 @@ class ReviewArgs(_Strict):
     deadlines: ReviewDeadlinesArgs = Field(default_factory=ReviewDeadlinesArgs)
     metrics_interval_s: float = Field(
         15.0, gt=0, description="How often the Router counts open and overdue cases for the metrics.")
+class CallsArgs(_Strict):
+    """Live call sessions (POST /calls/{call_id}/transcript, deployments/core/calls.py)."""
+
+    idle_timeout_s: float = Field(1800.0, gt=0, description="A call with no piece for this long is closed, as if ended.")
+    sweep_interval_s: float = Field(30.0, gt=0, description="How often each ingress replica looks for idle calls.")
+    events_poll_s: float = Field(0.5, gt=0, description="How often an SSE stream looks for the call's new events.")
+    # Below http_options.request_timeout_s (60): the stream ends cleanly before the proxy would cut it.
+    events_max_s: float = Field(
+        45.0, gt=0, description="An SSE stream ends after this long (the client reconnects with Last-Event-ID).")
+    notify_url: Optional[str] = Field(
+        None, description="The helpline's endpoint for call notifications (OpenCHS's envelope); null: none sent.")
+    notify_mode: Literal["all", "results_only", "critical_only", "disabled"] = Field(
+        "critical_only", description="'all'/'results_only': every update, the escalation and the end; "
+        "'critical_only': the escalation and the end; 'disabled': none.")
+    notify_allow_hosts: list[str] = Field(
+        default_factory=list, description="Hosts notify_url may name; empty: notifications are never sent.")
+    site_id: str = Field("helpline", description="call_metadata.site_id of each notification.")
 
 
 class AppArgs(_Strict):
@@ -308,6 +326,7 @@ class AppArgs(_Strict):
     intake: IntakeArgs = Field(default_factory=IntakeArgs)
     review: ReviewArgs = Field(default_factory=ReviewArgs)
     reports: ReportsArgs = Field(default_factory=ReportsArgs)
+    calls: CallsArgs = Field(default_factory=CallsArgs)
 
     @model_validator(mode="after")
     def _consistent(self) -> "AppArgs":

@@ -41,6 +41,11 @@ _WORD = re.compile(r"[a-z0-9]+")
 SHORT_TEXT_LANGUAGE_CONFIDENCE = 0.5
 
 
+def count_words(normalized: str) -> int:
+    """Words the model reads in a normalized narrative (runs of a-z and digits)."""
+    return len(_WORD.findall(normalized))
+
+
 @dataclass(frozen=True)
 class Screened:
     language: Language
@@ -68,8 +73,13 @@ class NarrativeScreen:
         ingress identifies the language before choosing to translate), are not computed again."""
         normalized = normalize_narrative(narrative) if normalized is None else normalized
         language = self.identifier.identify(narrative) if language is None else language
-        signals = [self._lexicon_signal(m) for m in self.lexicon.match(narrative)]
-        words = len(_WORD.findall(normalized))
+        lexicon = [self.lexicon_signal(m) for m in self.lexicon.match(narrative)]
+        return self.judge(language, lexicon, count_words(normalized))
+
+    def judge(self, language: Language, lexicon_signals: Sequence[Signal], words: int) -> Screened:
+        """The screen's answer from its parts: a live call (``deployments/core/calls.py``) gathers them
+        piece by piece and asks here, so its answer is the one ``screen`` gives for the whole text."""
+        signals = list(lexicon_signals)
         if words == 0:
             signals.append(Signal("length", "nothing_to_read", "After normalization there is nothing the model "
                                   "can read (only letters a-z and digits are kept); a person must read the "
@@ -85,7 +95,7 @@ class NarrativeScreen:
         return Screened(language, tuple(signals))
 
     @staticmethod
-    def _lexicon_signal(match) -> Signal:
+    def lexicon_signal(match) -> Signal:
         what = LEXICON_CATEGORY_NAMES.get(match.category, match.category.replace("_", " "))
         return Signal("lexicon", match.category, f"A phrase of {what} (safety lexicon, {match.language}) at "
                       f"characters {match.start}-{match.end}.", escalate=True, review=True, text=match.text,

@@ -35,6 +35,7 @@ from deployments.core.errors import LabelHeadMismatchError, ModelVersionMismatch
 BROKER_ENV_VAR = config.BROKER_ENV_VAR
 TASK_NAME = "chs.classify"
 CALLBACK_TASK_NAME = "chs.callback"
+NOTIFY_TASK_NAME = "chs.notify"  # a live call's notification to the helpline (deployments/core/notifications.py)
 RECORD_PREFIX = "chs-intake-task-"
 # A namespace of our own, so task ids from keys never collide with random ones.
 TASK_ID_NAMESPACE = uuid.UUID("6f1c2d1e-3a54-4d0b-9a63-5c1f0e2b7a41")

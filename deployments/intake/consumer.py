@@ -28,8 +28,8 @@ from ray.serve.handle import DeploymentHandle
 from ray.serve.schema import CeleryAdapterConfig, TaskProcessorConfig
 from ray.serve.task_consumer import task_consumer, task_handler
 
-from deployments.core import callbacks, contract, openchs, tasks
-from deployments.core.config import DEPLOYMENT_OPTIONS, AppArgs, IntakeArgs
+from deployments.core import callbacks, contract, notifications, openchs, tasks
+from deployments.core.config import DEPLOYMENT_OPTIONS, NOTIFY_TOKEN_ENV_VAR, AppArgs, IntakeArgs
 from deployments.core.errors import LabelHeadMismatchError, ServiceError
 from deployments.intake.fs_transport import recover_inflight  # also registers the embedded broker's chsfs:// transport
 from deployments.intake.producer import IntakeStore, broker_transport_options, celery_settings, producer_app
@@ -65,6 +65,7 @@ class IntakeConsumer:
         broker = tasks.resolve_broker(self.args.intake)
         self.store = IntakeStore(self.args.intake, broker)
         self.callback_secret = os.environ.get(callbacks.SECRET_ENV_VAR)
+        self.notify_token = os.environ.get(NOTIFY_TOKEN_ENV_VAR)
         self.http = httpx.Client(timeout=self.args.intake.callback_timeout_s, follow_redirects=False)
         if broker.embedded:
             # The filesystem result store has no expiry of its own: drop what is past its TTL at startup.
@@ -110,6 +111,27 @@ class IntakeConsumer:
         if status is None or not 200 <= status < 300:
             logger.warning("callback for task %s answered %s; retrying", task.get("task_id"), status or "nothing")
             raise tasks.TransientFailure("callback_failed")
+        return {"outcome": "delivered", "status": status}
+
+    @task_handler(name=tasks.NOTIFY_TASK_NAME)
+    def notify(self, url: str, envelope: dict) -> dict:
+        """POST a live call's notification to the helpline; a non-2xx answer or no answer is retried."""
+        why = notifications.refusal(url, self.args.calls.notify_allow_hosts)
+        if why:  # the allow-list changed since it was queued: never call it
+            return {"outcome": "failed", "error": {"code": "notify_not_allowed", "message": why}}
+        body = callbacks.body_bytes(envelope)
+        headers = {"content-type": "application/json"}
+        if self.notify_token:
+            headers["authorization"] = f"Bearer {self.notify_token}"
+        if self.callback_secret:
+            headers[callbacks.SIGNATURE_HEADER] = callbacks.sign(body, self.callback_secret)
+        try:
+            status = self.http.post(url, content=body, headers=headers).status_code
+        except httpx.HTTPError:
+            status = None
+        if status is None or not 200 <= status < 300:
+            logger.warning("notification %s answered %s; retrying", envelope.get("message_id"), status or "nothing")
+            raise tasks.TransientFailure("notify_failed")
         return {"outcome": "delivered", "status": status}
 
     def _classify(self, case: dict, submitted_at: float) -> dict:

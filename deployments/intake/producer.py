@@ -135,6 +135,11 @@ class IntakeStore:
             view["attempts"] = self.args.max_retries + 1 if state == "FAILURE" else None
         return view
 
+    def queue_notification(self, url: str, envelope: dict) -> None:
+        """A live call's notification, a task of its own on the same queue: durable, retried with backoff."""
+        self.app.send_task(tasks.NOTIFY_TASK_NAME, kwargs={"url": url, "envelope": envelope},
+                           queue=self.args.queue_name)
+
     def ping(self) -> None:
         self.queue_depth()
 

@@ -226,3 +226,35 @@ def test_a_record_renders_as_the_contracts_case_record(store):
     (entry,) = store.openchs_call("render")
     contract.OpenChsFeedbackList([entry])
     contract.OpenChsStatistics(**store.openchs_statistics(30, now=NOW))
+
+
+def test_a_call_session_is_written_only_at_the_version_read(store):
+    from datetime import timedelta
+
+    from deployments.core.store.repository import utcnow
+
+    state = {"call_id": "call-1", "status": "open", "n": 0}
+    assert store.get_call("call-1") is None
+    assert store.save_call("call-1", state, 0) is True
+    assert store.save_call("call-1", state, 0) is False  # a second "first piece" loses
+    assert store.get_call("call-1") == {"state": state, "version": 1}
+    assert store.save_call("call-1", {**state, "n": 1}, 1) is True
+    assert store.save_call("call-1", {**state, "n": 2}, 1) is False  # raced: the other replica's stands
+    assert store.get_call("call-1")["state"]["n"] == 1
+    now = utcnow()
+    assert store.idle_calls(now + timedelta(seconds=1)) == ["call-1"]
+    assert store.idle_calls(now - timedelta(minutes=5)) == []
+    assert store.save_call("call-1", {**state, "status": "closed"}, 2) is True
+    assert store.idle_calls(now + timedelta(seconds=1)) == []  # a closed call is never swept
+
+
+def test_a_call_case_keeps_its_timeline_and_escalation_time(store):
+    from deployments.core.store.repository import call_fields
+
+    timeline = [{"seq": 0, "at": "2026-01-01T00:00:00+00:00", "task": "priority", "label": 3, "previous": None}]
+    meta = {"call_timeline": timeline, "escalated_at": "2026-01-01T00:00:05+00:00"}
+    store.add_cases([row(case_id="c-call", call_id="live-1", **call_fields(meta))])
+    case = store.get_case("live-1")
+    assert case["timeline"] == timeline and case["escalated_at"].startswith("2026-01-01T00:00:05")
+    store.add_cases([row(case_id="c-plain")])
+    assert store.get_case("c-plain")["timeline"] is None and store.get_case("c-plain")["escalated_at"] is None

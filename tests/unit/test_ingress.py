@@ -194,6 +194,8 @@ def _sample_request(op: contract.Operation) -> tuple[str, dict]:
             kwargs["json"] = {"narratives": [NARRATIVE]}
         elif "narrative" in fields:
             kwargs["json"] = {"narrative": NARRATIVE}
+        elif "seq" in fields:  # a live call's piece
+            kwargs["json"] = {"text": NARRATIVE, "seq": 0}
         else:
             kwargs["json"] = {"call_id": "call-1", "feedback": 4, "task": "classification"}
     if op.id == "feedback_export":
@@ -279,3 +281,21 @@ def test_a_path_parameter_is_checked_as_the_server_decoded_it():
     error_of(client.post("/review/" + quote(too_long) + "/claim"), 422, "invalid_request")
     assert client.post("/review/" + "a" * 128 + "/claim").status_code == 200
     assert recorder.calls[-1][1][0].case_id == "a" * 128
+def test_a_live_call_piece_over_the_narrative_limit_is_413_and_a_bad_seq_422(client):
+    over = client.post("/calls/c-1/transcript", json={"text": "a" * 1001, "seq": 0})
+    assert over.status_code == 413, over.text
+    assert client.post("/calls/c-1/transcript", json={"text": "ok", "seq": -1}).status_code == 422
+    assert client.post("/calls/c-1/transcript", json={"text": "ok", "seq": "0"}).status_code == 422
+    assert client.post("/calls/c-1/transcript", json={"text": "", "seq": 0}).status_code == 200  # silence is a piece
+
+
+def test_a_call_id_with_a_control_character_is_422(client):
+    error_of(client.post("/calls/a%0Ab/end"), 422, "invalid_request")
+    error_of(client.get("/calls/a%09b"), 422, "invalid_request")
+
+
+def test_a_path_parameter_is_read_whole_control_characters_included(client):
+    # urlsplit (under request.url) would drop the %0A and %09 and let a 130-character id pass as 128.
+    long_id = "a%0A%09" + "b" * 127
+    error_of(client.post(f"/calls/{long_id}/end"), 422, "invalid_request")
+    assert "too long" in client.get(f"/cases/{long_id}").json()["error"]["message"]

@@ -29,6 +29,8 @@ What lives where (each module imports only those above it in this list):
   routes' requests and responses).
 * ``audit_reports``: the audit trail's and the anonymous reports' shapes
   (``AuditParams``, ``AuditResponse``, ``ReportParams``, ``ReportSummary``).
+* ``calls``: the live call routes' shapes (``CallPiece``, ``CallUpdate``,
+  ``CallEnded``, ``CallState``).
 * ``operations``: the route table (``Operation``, ``OPERATIONS``; the ingress
   dispatches on it) and what each error status means (``ERRORS``).
 * ``openapi``: ``build_openapi``.
@@ -46,6 +48,17 @@ from deployments.core.contract.audit_reports import (
     ReportPeriod,
     ReportSummary,
     ReportTaxonomy,
+)
+from deployments.core.contract.calls import (
+    CallAnswer,
+    CallEnded,
+    CallParams,
+    CallPiece,
+    CallState,
+    CallUpdate,
+    Escalation,
+    EventParams,
+    TimelineEntry,
 )
 from deployments.core.contract.openapi import OPENAPI_VERSION, REF_TEMPLATE, build_openapi
 from deployments.core.contract.openchs import (
@@ -190,6 +203,9 @@ from deployments.core.contract.validation import (
 )
 
 __all__ = [
+    # calls
+    "CallAnswer", "CallEnded", "CallParams", "CallPiece", "CallState", "CallUpdate", "Escalation",
+    "EventParams", "TimelineEntry",
     # validation
     "CONFIG_KEY", "JSON_MEDIA_TYPES", "REFUSALS", "CallId", "CaseRef", "Confidence", "DescribedCallId", "FreeText",
     "FromConfig", "IncludeChunks", "IncludeConfidence", "Limits", "Narrative", "NoNul", "QueryText", "Rating",

@@ -30,6 +30,19 @@ def _fill(node: Any, values: Mapping[str, Any]) -> Any:
     return node
 
 
+# One Server-Sent Event (OpenAPI before 3.2: a sequential media type's schema describes each item).
+SSE_EVENT = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "description": "The event's number in its call; send it back as Last-Event-ID."},
+        "event": {"type": "string", "enum": ["update", "escalation", "end"]},
+        "data": {"type": "string", "description": "The event's JSON: a piece's answer, the escalation, or the "
+                                                  "closed call's body; never words of the transcript."},
+    },
+    "required": ["data"],
+}
+
+
 def _json_content(schema: dict) -> dict:
     return {"application/json": {"schema": schema}}
 
@@ -72,10 +85,11 @@ def build_openapi(args: AppArgs, labels: LabelSet) -> dict:
     for op in OPERATIONS:
         if not op.documented:
             continue
-        responses = {str(op.status): {"description": op.ok,
-                             "content": _json_content(_ref(op.response) if op.response else {"type": "object"})}}
+        ok_content = (_json_content(_ref(op.response) if op.response else {"type": "object"})
+                      if op.media_type == "application/json" else {op.media_type: {"schema": SSE_EVENT}})
         if op.csv:
-            responses[str(op.status)]["content"]["text/csv"] = {"schema": {"type": "string"}}
+            ok_content["text/csv"] = {"schema": {"type": "string"}}
+        responses = {str(op.status): {"description": op.ok, "content": ok_content}}
         for status in op.statuses():
             responses[str(status)] = {"description": ERRORS[status],
                                       "content": _json_content(_ref(ERROR_BODIES[op.error_body]))}

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from deployments.core.auth import Permission
 
 from deployments.core.contract.audit_reports import AuditParams, AuditResponse, ReportParams, ReportSummary
+from deployments.core.contract.calls import CallAnswer, CallEnded, CallParams, CallPiece, CallState, EventParams
 from deployments.core.contract.openchs import (
     OpenchsClassifierInfo,
     OpenchsError,
@@ -69,7 +70,8 @@ ERRORS = {
     403: "The API key's role lacks the permission this route needs (the message names it).",
     404: "No such route, or no such task (never submitted, or its result expired).",
     409: "The id names several cases (a batch's request id): use the case id or call id. On the worklist: the "
-         "case's review state forbids the action (claimed by another key, resolved already, never sent to review).",
+         "case's review state forbids the action (claimed by another key, resolved already, never sent to review). "
+         "A live call: a piece out of order, a repeated seq with other text, or a call already closed.",
     413: "Body, narrative or batch over its configured limit.",
     415: "Content-Type is not application/json.",
     422: "Well-formed JSON that does not match the request schema.",
@@ -84,6 +86,7 @@ TASK_ERRORS = (404, 503)
 # How a route words its errors: this service's own body, or OpenCHS's {"detail": ...} on their routes
 # (structured on their classifier and health routes, a sentence on their agent-feedback routes).
 ERROR_BODIES: dict[str, type[BaseModel]] = {"service": Error, "openchs": OpenchsError, "openchs_text": OpenchsTextError}
+CALL_ERRORS = (400, 409, 413, 415, 422, 429, 500, 503, 504)
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,8 @@ class Operation:
     csv: bool = False
     # Which of ERROR_BODIES the route's errors take (the ingress renders them; OpenAPI documents them).
     error_body: str = "service"
+    # What a 200 carries: JSON, or a Server-Sent Events stream (the handler returns the response itself).
+    media_type: str = "application/json"
 
     def path_names(self) -> tuple[str, ...]:
         return tuple(re.findall(r"{(\w+)}", self.path))
@@ -213,4 +218,17 @@ OPERATIONS: tuple[Operation, ...] = (
               headers=("accept",), permission=Permission.REPORTS, csv=True),
     Operation("reports_page", "GET", "/console/reports", "The reports page: cases per week by main category.",
               "HTML page.", None, public=True, documented=False),
+    Operation("call_transcript", "POST", "/calls/{call_id}/transcript",
+              "A live call's next transcript piece: classified at once, only the windows its text touches.",
+              "The call so far (for a final piece, the closed call's body).", CallAnswer, CallPiece, CALL_ERRORS,
+              params=CallParams, permission=Permission.CALLS),
+    Operation("call_end", "POST", "/calls/{call_id}/end", "End a live call: its case is recorded.",
+              "The /classify body for the whole transcript, with the case id, timeline and escalation.", CallEnded,
+              errors=(404, 409, 422, 500, 503, 504), params=CallParams, permission=Permission.CALLS),
+    Operation("call_state", "GET", "/calls/{call_id}", "A live call's state and timeline, without text.",
+              "The call.", CallState, errors=(404, 422, 503), params=CallParams, permission=Permission.CALLS),
+    Operation("call_events", "GET", "/calls/{call_id}/events",
+              "Server-Sent Events of a live call: 'update', 'escalation' and 'end'.", "An event stream.", None,
+              errors=(404, 422, 503), params=EventParams, headers=("last-event-id",), permission=Permission.CALLS,
+              media_type="text/event-stream"),
 )

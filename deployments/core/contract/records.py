@@ -3,7 +3,7 @@ feedback, the live statistics and the training-example export."""
 
 from __future__ import annotations
 
-from typing import Literal, Optional, Union
+from typing import Any, Literal, Optional, Union
 
 from pydantic import Field
 
@@ -78,6 +78,9 @@ class CaseRecord(_Body):
     chunk_details: list[RecordedChunk]
     narrative_stored: bool
     feedback: list[StoredFeedback]
+    timeline: Optional[list[dict[str, Any]]] = Field(None, description="A live call's label changes, each with "
+                                                    "its piece's seq and time (null for other cases).")
+    escalated_at: Optional[Timestamp] = Field(None, description="When a live call first escalated (null otherwise).")
 
 
 class CaseResponse(_Succeeded):

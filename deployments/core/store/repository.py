@@ -31,7 +31,7 @@ from deployments.core.review import Deadlines, review_fields
 from deployments.core.store import audit_log, report_counts
 from deployments.core.openchs import PROCESSING_MODE, flat_prediction
 from deployments.core.store.stats import StatRow, agreement, feedback_stats
-from deployments.core.store.tables import Case, Feedback, FeedbackHistory
+from deployments.core.store.tables import CallSession, Case, Feedback, FeedbackHistory
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 CLASSIFICATION = "classification"  # the feedback task of the four labels (OpenCHS's name for it)
@@ -158,6 +158,52 @@ class CaseStore:
             case = self._find(session, ref)
             current = session.scalars(select(Feedback).where(Feedback.case_id == case.id)).all()
             return {**case_dict(case), "feedback": [self._feedback_dict(session, f, case) for f in current]}
+
+    # -- live call sessions (deployments/core/calls.py) -------------------------------------------
+
+    def get_call(self, call_id: str) -> Optional[dict]:
+        """``{"state", "version"}`` of a call, or None when it never sent a piece."""
+        with Session(self.engine) as session:
+            row = session.get(CallSession, call_id)
+            return None if row is None else {"state": row.state, "version": row.version}
+
+    def save_call(self, call_id: str, state: Mapping[str, Any], version: int, now: Optional[datetime] = None) -> bool:
+        """Write the call's state if it is still at ``version`` (0: new); False when another piece won."""
+        now = now or utcnow()
+        values = {"status": state["status"], "state": dict(state), "version": version + 1, "updated_at": now}
+        try:
+            with Session(self.engine) as session, session.begin():
+                if version == 0:
+                    session.execute(insert(CallSession), [{"call_id": call_id, **values}])
+                    return True
+                done = session.execute(update(CallSession).where(CallSession.call_id == call_id,
+                                                                 CallSession.version == version).values(**values))
+                if done.rowcount != 1:
+                    return False
+        except IntegrityError:
+            return False
+        if state["status"] != "open":
+            self._forget_old_versions()
+        return True
+
+    def _forget_old_versions(self) -> None:
+        """Once a call closes, the copies of its open state's pages that the database still holds go too:
+        SQLite's write-ahead log is checkpointed and truncated (the rows themselves were zeroed in place,
+        secure_delete); PostgreSQL's dead row versions go at the table's next vacuum."""
+        if self.dialect != "sqlite":
+            return
+        try:
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        except OperationalError:
+            pass  # a reader held the log: the next close truncates it
+
+    def idle_calls(self, idle_since: datetime, limit: int = 100) -> list[str]:
+        """Open calls whose last piece came before ``idle_since``, oldest first."""
+        with Session(self.engine) as session:
+            return list(session.scalars(select(CallSession.call_id).where(
+                CallSession.status == "open", CallSession.updated_at < idle_since)
+                .order_by(CallSession.updated_at).limit(limit)))
 
     # -- feedback --------------------------------------------------------------------------------
 
@@ -352,6 +398,9 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # Deleted and rewritten rows are zeroed on disk, not left in free pages: a closed call's transcript
+    # and a purged narrative are gone from the file, not only from the table.
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
 
@@ -376,20 +425,25 @@ def case_dict(case: Case) -> dict:
         "language": case.language,
         "chunks": case.chunks, "tokens": case.tokens, "truncated": case.truncated,
         "chunk_details": list(case.chunk_details), "narrative_stored": case.narrative is not None,
+        "timeline": list(case.call_timeline) if case.call_timeline is not None else None,
+        "escalated_at": _iso(case.escalated_at),
     }
 
 
 def case_row(*, case_id: str, request_id: Optional[str], call_id: Optional[str], task_id: Optional[str],
              batch_index: Optional[int], created_at: datetime, model_id: str, model_revision: Optional[str],
-             result: Mapping[str, Any], narrative: Optional[str], deadlines: Optional[Deadlines] = None) -> dict:
-    """A ``cases`` row from a case result rendered with confidences and chunk details.
+             result: Mapping[str, Any], narrative: Optional[str], deadlines: Optional[Deadlines] = None,
+             call_timeline: Optional[list] = None, escalated_at: Optional[datetime] = None) -> dict:
+    """A ``cases`` row from a case result rendered with confidences and chunk details (a live call's
+    with its timeline and escalation time).
 
     A case sent to review enters the worklist open, due by ``deadlines`` (default: review.deadlines' defaults).
     """
     c = result["classification"]
     row = {"id": case_id, "request_id": request_id, "call_id": call_id, "task_id": task_id,
            "batch_index": batch_index, "created_at": created_at, "model_id": model_id,
-           "model_revision": model_revision, "narrative": narrative}
+           "model_revision": model_revision, "narrative": narrative, "call_timeline": call_timeline,
+           "escalated_at": escalated_at}
     for task in PREDICTED_TASKS:
         row[task] = c[task]["label"]
         row[f"{task}_confidence"] = float(c[task]["confidence"])
@@ -408,6 +462,14 @@ def case_row(*, case_id: str, request_id: Optional[str], call_id: Optional[str],
     row.update(review_fields(human_review=row["human_review"], escalate=row["escalate"], priority=row["priority"],
                              created_at=created_at, deadlines=deadlines))
     return row
+
+
+def call_fields(meta: Mapping[str, Any]) -> dict:
+    """A live call's case record's extra columns, from the Router's ``meta`` (none for other cases)."""
+    if "call_timeline" not in meta:
+        return {}
+    at = meta.get("escalated_at")
+    return {"call_timeline": meta["call_timeline"], "escalated_at": datetime.fromisoformat(at) if at else None}
 
 
 # -- OpenCHS's agent-feedback shapes (ai_service/app/api/agent_feedback_routes.py; the prediction as their

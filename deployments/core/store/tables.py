@@ -61,6 +61,9 @@ class Case(Base):
     resolved_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (Index("ix_cases_worklist", "review_status", text("escalate DESC"), "due_at", "created_at", "id"),)
+    # A live call's case (POST /calls/{call_id}/...): each label change with its piece, and when it escalated.
+    call_timeline: Mapped[Optional[list[dict[str, Any]]]] = mapped_column(JSON)
+    escalated_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
 
 
 class Feedback(Base):
@@ -130,3 +133,14 @@ class AuditCase(Base):
 
     event_id: Mapped[str] = mapped_column(ForeignKey("audit_events.id", ondelete="CASCADE"), primary_key=True)
     case_id: Mapped[str] = mapped_column(String(ID_CHARS), primary_key=True, index=True)
+class CallSession(Base):
+    """A live call between its pieces (``deployments/core/calls.py``): tokens and probabilities while it is
+    open, only its text-free summary once closed. ``version`` makes each piece's write conditional."""
+
+    __tablename__ = "call_sessions"
+
+    call_id: Mapped[str] = mapped_column(String(ID_CHARS), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    version: Mapped[int] = mapped_column(Integer)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -16,7 +16,6 @@ import asyncio
 import logging
 import threading
 import time
-from datetime import datetime
 from typing import Any
 
 from ray import serve
@@ -35,10 +34,6 @@ from deployments.metrics import ReviewMetrics, RouterMetrics
 from deployments.pipeline import MODEL_KEY, model_key
 
 logger = logging.getLogger("ray.serve")
-
-
-def _seconds_between(start: str, end: str) -> float:
-    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
 
 # How often the Router deletes stored narrative text past feedback.retention_days.
 PURGE_INTERVAL_S = 3600.0
@@ -81,8 +76,9 @@ class Router:
         self._purger.start()
         self.review_args = args.review
         self.deadlines = Deadlines(args.review.deadlines)
-        self.worklist = Worklist(self.store)
         self.review_metrics = ReviewMetrics()
+        self.worklist = Worklist(self.store, on_claim=self.review_metrics.claimed,
+                                 on_resolve=self.review_metrics.resolved)
         self._counter = threading.Thread(target=self._count_loop, name="worklist-counts", daemon=True)
         self._counter.start()
 
@@ -133,11 +129,8 @@ class Router:
         if method == "put_feedback":
             self.metrics.record_feedback(result["agreed"], model_version(result["model"]["id"],
                                                                          result["model"]["revision"]))
-        if method in ("review_claim_next", "review_claim") and result is not None:
-            self.review_metrics.claimed(result["escalate"], _seconds_between(result["created_at"], result["claimed_at"]))
-        if method == "review_resolve":
-            item, feedback = result["item"], result["feedback"]
-            self.review_metrics.resolved(item["escalate"], _seconds_between(item["created_at"], item["resolved_at"]))
+        if method == "review_resolve":  # the worklist observed its times itself; the feedback is counted here
+            feedback = result["feedback"]
             self.metrics.record_feedback(feedback["agreed"], model_version(feedback["model"]["id"],
                                                                            feedback["model"]["revision"]))
         return result

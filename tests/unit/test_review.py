@@ -260,3 +260,20 @@ def test_the_migration_puts_earlier_review_cases_on_the_worklist(tmp_path):
     finally:
         worklist.close()
         store.close()
+
+
+def test_claims_and_resolves_are_observed_once_each_with_their_wait(store):
+    claims, resolves = [], []
+    worklist = Worklist(store, on_claim=lambda e, s: claims.append((e, s)),
+                        on_resolve=lambda e, s: resolves.append((e, s)))
+    try:
+        escalated, medium = case(T0, escalate=True), case(T0, priority=2)
+        store.add_cases([escalated, medium])
+        worklist.claim_next("sup-a", now=T0 + MINUTE)
+        worklist.claim(escalated["id"], "sup-a", now=T0 + HOUR)  # its holder again: no new claim
+        worklist.resolve(medium["id"], "sup-b", corrections={}, now=T0 + HOUR)  # open: claimed and resolved at once
+        worklist.resolve(escalated["id"], "sup-a", corrections={}, now=T0 + 2 * HOUR)
+        assert claims == [(True, 60.0), (False, 3600.0)]
+        assert resolves == [(False, 3600.0), (True, 7200.0)]
+    finally:
+        worklist.close()

@@ -17,7 +17,7 @@ takes ``now`` (tests pass their own).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from sqlalchemy import and_, case, create_engine, event, false, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -56,9 +56,18 @@ def review_item(case: Case, now: datetime) -> dict:
     }
 
 
+# Told (escalated, seconds since the case was created) at each claim and each resolve that happens.
+Observer = Callable[[bool, float], None]
+
+
+def _ignore(escalated: bool, seconds: float) -> None:
+    pass
+
+
 class Worklist:
-    def __init__(self, store: CaseStore):
+    def __init__(self, store: CaseStore, *, on_claim: Observer = _ignore, on_resolve: Observer = _ignore):
         self.store = store
+        self.on_claim, self.on_resolve = on_claim, on_resolve
         if store.dialect == "sqlite":
             self.writer = create_engine(store.url, connect_args={"timeout": 30})
             event.listen(self.writer, "connect", _sqlite_autocommit)
@@ -144,18 +153,25 @@ class Worklist:
                 if case_id is None:
                     return None
                 if self._set(session, case_id, (OPEN,), review_status=CLAIMED, claimed_by=who, claimed_at=now):
-                    return review_item(session.get(Case, case_id), now)
-        raise conflict("Every open case was claimed by others while this claim tried; ask again.")
+                    claimed = review_item(self._get(session, case_id), now)
+                    break
+        else:
+            raise conflict("Every open case was claimed by others while this claim tried; ask again.")
+        self._observe(self.on_claim, claimed, now)
+        return claimed
 
     def claim(self, case_id: str, who: str, *, now: Optional[datetime] = None) -> dict:
         """Claim this case for ``who`` (again, if ``who`` holds it already)."""
         now = now or utcnow()
         with Session(self.writer) as session, session.begin():
-            if not self._set(session, case_id, (OPEN,), review_status=CLAIMED, claimed_by=who, claimed_at=now):
-                current = self._get(session, case_id)
-                if not (current.review_status == CLAIMED and current.claimed_by == who):
-                    raise self._refusal(current, "claim")
-            return review_item(self._get(session, case_id), now)
+            taken = self._set(session, case_id, (OPEN,), review_status=CLAIMED, claimed_by=who, claimed_at=now)
+            current = self._get(session, case_id)
+            if not taken and not (current.review_status == CLAIMED and current.claimed_by == who):
+                raise self._refusal(current, "claim")
+            item = review_item(current, now)
+        if taken:  # claiming again what one holds is no new claim
+            self._observe(self.on_claim, item, now)
+        return item
 
     def release(self, case_id: str, who: str, *, now: Optional[datetime] = None) -> dict:
         """Put a claimed case back in the open list (any supervisor may: one who left holds none)."""
@@ -174,16 +190,24 @@ class Worklist:
         """
         now = now or utcnow()
         with Session(self.writer) as session, session.begin():
-            if not self._set(session, case_id, (OPEN,), review_status=CLAIMED, claimed_by=who, claimed_at=now):
-                current = self._get(session, case_id)
-                if not (current.review_status == CLAIMED and current.claimed_by == who):
-                    raise self._refusal(current, "resolve")
+            taken = self._set(session, case_id, (OPEN,), review_status=CLAIMED, claimed_by=who, claimed_at=now)
+            current = self._get(session, case_id)
+            if not taken and not (current.review_status == CLAIMED and current.claimed_by == who):
+                raise self._refusal(current, "resolve")
         feedback = self.store.put_feedback(case_id, corrections=corrections, rating=rating, reason=reason,
                                            reviewer=who, now=now)
         with Session(self.writer) as session, session.begin():
             if not self._set(session, case_id, (CLAIMED,), review_status=RESOLVED, resolved_by=who, resolved_at=now):
                 raise self._refusal(self._get(session, case_id), "resolve")
-            return {"item": review_item(self._get(session, case_id), now), "feedback": feedback}
+            item = review_item(self._get(session, case_id), now)
+        if taken:
+            self._observe(self.on_claim, item, now)
+        self._observe(self.on_resolve, item, now)
+        return {"item": item, "feedback": feedback}
+
+    @staticmethod
+    def _observe(observer: Observer, item: dict, now: datetime) -> None:
+        observer(item["escalate"], (now - datetime.fromisoformat(item["created_at"])).total_seconds())
 
     @staticmethod
     def _set(session: Session, case_id: str, when: tuple[str, ...], **values: Any) -> bool:

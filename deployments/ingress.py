@@ -115,12 +115,14 @@ class HttpIngress:
     async def __call__(self, request: Request) -> Response:
         rid = self.request_id_of(request)
         _REQUEST_ID.set(rid)
-        body = "service"  # until the route is known: an unknown path's 404 is ours
+        # An unknown route and a refused key (401/403: keys are this service's, OpenCHS's has none) are
+        # answered in our body; past them, in the body the route declares (contract.ERROR_BODIES).
+        body = "service"
         try:
             op, handler, path_params = self._route(request)
-            body = op.error_body
             if not op.public:
                 self.api_keys.authorize(request.headers.get("authorization"), op.permission)
+            body = op.error_body
             inputs, keywords = [], {}
             if op.request is not None:
                 inputs.append(await self._parse(request, op.request))

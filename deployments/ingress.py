@@ -112,11 +112,11 @@ class _Call:
         self.subject: str | None = None
         self.answer: Any = None
         self.error_code: str | None = None  # the ServiceError's code, whichever body style words it
+        # An unknown route and a refused key (401/403: keys are this service's, OpenCHS's has none) are
+        # answered in our body; past them, in the body the route declares (contract.ERROR_BODIES).
+        self.error_body = "service"
 
 
-def _error_body(call: _Call) -> str:
-    """The error body style of the call's route; an unknown path's 404 is ours."""
-    return call.op.error_body if call.op is not None else "service"
 
 
 def error_response(err: ServiceError, rid: str, body: str = "service") -> JSONResponse:
@@ -162,12 +162,12 @@ class HttpIngress:
             response = await self._handle(request, call)
         except ServiceError as err:
             call.error_code = err.code
-            response = error_response(err, rid, _error_body(call))
+            response = error_response(err, rid, call.error_body)
         except Exception as exc:  # never a trace in the body, never the narrative in the log
             logger.error("request %s failed: %s", rid, type(exc).__name__)
             err = ServiceError.backend()
             call.error_code = err.code
-            response = error_response(err, rid, _error_body(call))
+            response = error_response(err, rid, call.error_body)
         if self.audit is not None and call.op is not None and audited(call.op.permission):
             failed = response.status_code >= 400
             row = audit_row(route=f"{call.op.method} {call.op.path}", permission=call.op.permission,
@@ -180,7 +180,7 @@ class HttpIngress:
             except Exception as exc:  # nothing an audited route answers leaves without its row
                 logger.error("request %s: its audit row was not recorded (%s)", rid, type(exc).__name__)
                 return error_response(ServiceError.unavailable("The audit trail could not record this call; "
-                                                               "retry."), rid, _error_body(call))
+                                                               "retry."), rid, call.error_body)
         return response
 
     async def _handle(self, request: Request, call: _Call) -> Response:
@@ -196,6 +196,7 @@ class HttpIngress:
                     call.principal = self.api_keys.authenticate(authorization)
                 raise
             _PRINCIPAL.set(call.principal)
+        call.error_body = op.error_body
         inputs, keywords = [], {}
         # The path and query first (a bad call id is refused before its body is read); the handler
         # takes the body first.

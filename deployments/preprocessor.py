@@ -172,7 +172,7 @@ class Preprocessor:
         except ServiceError as err:
             return False, None, "unknown", err.message
         try:
-            depth = await self.intake._on_store(self.intake.store.queue_depth)
+            depth = await self.intake.queue_depth()
         except ServiceError as err:
             return False, None, info["device"], err.message
         return True, depth, info["device"], None

@@ -17,8 +17,8 @@ Read against openchlai/ai at 6c5353a3b1f299e34de8c21a22b6121146c96f41 (February 
 
 from __future__ import annotations
 
+import os
 import re
-import time
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -183,7 +183,7 @@ def health_detailed(ready: bool, queued: Optional[int], max_queued: int, version
     return {
         "status": "healthy" if ready else "unhealthy", "timestamp": iso_now(), "version": version,
         "site_id": "helpline-serve", "issues": issues,
-        "system": {"time": time.time()}, "gpu": {"device": device},
+        "system": {"cpu_count": os.cpu_count(), "load_average_1m": os.getloadavg()[0]}, "gpu": {"device": device},
         "queue": {"queue_size": queued or 0, "max_queue_size": max_queued},
         "models": {**models["summary"], "ready_models": models["ready_models"],
                    "implementable_models": [], "blocked_models": [], "details": models["details"]},

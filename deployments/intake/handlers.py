@@ -37,6 +37,9 @@ class IntakeHandlers:
     async def ping(self) -> None:
         await self._on_store(self.store.ping)
 
+    async def queue_depth(self) -> int:
+        return await self._on_store(self.store.queue_depth)
+
     async def _submit(self, narratives: list[str], call_ids: list, parsed, key: Optional[str],
                       callback_url: Optional[str] = None, for_openchs: bool = False) -> list[dict]:
         cases = []

@@ -49,6 +49,9 @@ def test_generated_cases_conform_to_the_served_schema(served_tiny):
         for (method, mode), n in EXAMPLES.items():
             if operation.method.upper() != method:
                 continue
+            raw = operation.definition.raw
+            if mode.is_negative and "requestBody" not in raw and not raw.get("parameters"):
+                continue  # a route that takes no input (POST /classifier/demo) has no invalid input to send
 
             @settings(max_examples=n, deadline=None, database=None, derandomize=True,
                       suppress_health_check=list(HealthCheck), print_blob=True)

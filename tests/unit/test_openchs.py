@@ -155,3 +155,16 @@ def test_an_empty_narrative_on_their_route_names_the_field_as_theirs():
     assert r.status_code == 400
     error = contract.OpenchsError(**r.json()).detail.error
     assert (error.error_code, error.field) == ("INVALID_INPUT", "narrative")
+
+
+def test_a_refused_key_on_their_route_keeps_our_body_their_service_has_no_keys():
+    handlers = {op.id: getattr(Raising(ServiceError.backend()), op.id) for op in contract.OPERATIONS}
+    ingress = HttpIngress(handlers, api_keys=ApiKeys.from_env({"CHS_API_KEYS": "svc:service:k1"}),
+                          max_body_bytes=1000, limits=contract.Limits())
+
+    async def app(scope, receive, send):
+        response = await ingress(Request(scope, receive))
+        await response(scope, receive, send)
+
+    r = TestClient(app).get("/api/v1/agent-feedback/statistics")
+    assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"

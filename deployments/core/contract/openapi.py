@@ -91,8 +91,9 @@ def build_openapi(args: AppArgs, labels: LabelSet) -> dict:
             ok_content["text/csv"] = {"schema": {"type": "string"}}
         responses = {str(op.status): {"description": op.ok, "content": ok_content}}
         for status in op.statuses():
-            responses[str(status)] = {"description": ERRORS[status],
-                                      "content": _json_content(_ref(ERROR_BODIES[op.error_body]))}
+            # 401/403 come before the route's own checks, in this service's body (deployments/ingress.py).
+            body = ERROR_BODIES["service" if status in (401, 403) else op.error_body]
+            responses[str(status)] = {"description": ERRORS[status], "content": _json_content(_ref(body))}
         operation: dict[str, Any] = {"operationId": op.id, "summary": op.summary, "responses": responses}
         if op.params is not None:
             parameters = _parameters(op, params[op.params])

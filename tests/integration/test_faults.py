@@ -141,29 +141,34 @@ def test_killed_classifier_replica_is_replaced_and_no_case_is_lost(serve_session
     try:
         texts = narratives(int(RATE * 20), salt="kill")
         references = {str(tiny_checkpoint): reference(url, texts)}
-        victim = classifier_replica()
-        killed_at = {}
+        # A kill almost always takes cases with it (SLOW_FILL), but on a busy host it can fall between
+        # batches; then the replacement is killed again, up to three times, so the retry path is proven.
+        for _ in range(3):
+            victim = classifier_replica()
+            killed_at = {}
 
-        async def kill_after(seconds=5.0):
-            await asyncio.sleep(seconds)
-            handle = ray.get_actor(victim["actor_name"], namespace="serve")
-            ray.kill(handle, no_restart=True)
-            killed_at["t"] = time.monotonic()
+            async def kill_after(seconds=5.0, victim=victim):
+                await asyncio.sleep(seconds)
+                handle = ray.get_actor(victim["actor_name"], namespace="serve")
+                ray.kill(handle, no_restart=True)
+                killed_at["t"] = time.monotonic()
 
-        steady = Steady(url, texts)
-        asyncio.run(steady.run(kill_after))
+            steady = Steady(url, texts)
+            asyncio.run(steady.run(kill_after))
 
-        # Serve replaced it: a new replica in a new process, the app RUNNING again.
-        wait_running(serve_session, timeout_s=120)
-        replacement = classifier_replica()
-        assert replacement["replica_id"] != victim["replica_id"]
-        assert replacement["actor_id"] != victim["actor_id"]
-        assert pid_gone(victim["pid"])
-        by_model = steady.check(references)
-        figures = {"cases": len(texts), "results": len(steady.results), "lost": len(steady.errors),
-                   "retries": steady.stats.get("retries"), "http_attempts": steady.stats.get("requests"),
-                   "retry_reasons": sorted(set(steady.retry_reasons)), "by_model": by_model}
-        record("classifier_killed", figures)
+            # Serve replaced it: a new replica in a new process, the app RUNNING again.
+            wait_running(serve_session, timeout_s=120)
+            replacement = classifier_replica()
+            assert replacement["replica_id"] != victim["replica_id"]
+            assert replacement["actor_id"] != victim["actor_id"]
+            assert pid_gone(victim["pid"])
+            by_model = steady.check(references)
+            figures = {"cases": len(texts), "results": len(steady.results), "lost": len(steady.errors),
+                       "retries": steady.stats.get("retries"), "http_attempts": steady.stats.get("requests"),
+                       "retry_reasons": sorted(set(steady.retry_reasons)), "by_model": by_model}
+            record("classifier_killed", figures)
+            if steady.stats["retries"] >= 1:
+                break
         # The kill did take cases with it, and the client's retries brought every one of them back.
         assert steady.stats["retries"] >= 1, figures
     except BaseException:

@@ -22,8 +22,8 @@ import asyncio
 import json
 import logging
 import time
-from datetime import datetime, timedelta, timezone
-from typing import Any, AsyncIterator, Optional
+from datetime import datetime, timedelta
+from typing import AsyncIterator, Optional
 
 import numpy as np
 from starlette.responses import StreamingResponse
@@ -33,10 +33,11 @@ from deployments.core.calls import CLOSED, OPEN, CallSessions, Piece, digest
 from deployments.core.config import AppArgs
 from deployments.core.errors import ServiceError
 from deployments.core.postprocess import CaseAssembler
-from deployments.core.routing import RoutingPolicy
+from deployments.core.store.repository import utcnow
 from deployments.intake.producer import IntakeStore
 from deployments.pipeline import MODEL_KEY, CasePipeline
 from deployments.ray_errors import backend_error
+from deployments.store_handlers import CaseStoreHandlers
 
 logger = logging.getLogger("ray.serve")
 
@@ -44,26 +45,22 @@ logger = logging.getLogger("ray.serve")
 SAVE_ATTEMPTS = 3
 
 
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 def call_not_found() -> ServiceError:
     return ServiceError(404, "call_not_found", "No call has this id: it never sent a piece.")
 
 
 class CallHandlers:
-    def __init__(self, pipeline: CasePipeline, args: AppArgs, intake: Optional[IntakeStore] = None):
+    def __init__(self, pipeline: CasePipeline, store: CaseStoreHandlers, args: AppArgs,
+                 intake: Optional[IntakeStore] = None):
         self.pipeline = pipeline
+        self.store = store  # the call's state lives in the case store, through the Router
         self.args = args
         self.intake = intake  # where notifications are queued (None: never sent)
         refused = notifications.refusal(args.calls.notify_url, args.calls.notify_allow_hosts)
         if args.calls.notify_url and refused:
             logger.warning("live call notifications are off: %s", refused)
         self.notify_to = None if refused or intake is None else args.calls.notify_url
-        policy = RoutingPolicy(args.routing, pipeline.labels)
-        assembler = CaseAssembler(pipeline.labels, policy, args.aggregation, args.priority_aggregation)
-        self.sessions = CallSessions(pipeline.preparer, assembler)
+        self.sessions = CallSessions(pipeline.preparer, CaseAssembler.from_args(pipeline.labels, args))
         self.locks: dict[str, asyncio.Lock] = {}
         self._sweeper: Optional[asyncio.Task] = None
 
@@ -75,7 +72,7 @@ class CallHandlers:
         call_id = params.call_id
         async with self._lock(call_id):
             for _ in range(SAVE_ATTEMPTS):
-                loaded = await self._store("get_call", call_id)
+                loaded = await self.store.call_store("get_call", call_id)
                 state, version = (loaded["state"], loaded["version"]) if loaded else (self.sessions.open(call_id, utcnow()), 0)
                 if not self.sessions.check(state, Piece(piece.seq, piece.text, piece.final)):
                     return self._again(state)  # a repeat: answered again, never classified twice
@@ -87,7 +84,7 @@ class CallHandlers:
                     if ended is not None:
                         return ended
                     continue
-                if await self._store("save_call", call_id, state, version):
+                if await self.store.call_store("save_call", call_id, state, version):
                     escalated = answer["escalation"] is not None and answer["escalation"]["seq"] == piece.seq
                     await self._notify(call_id, answer, ("update", "escalation") if escalated else ("update",))
                     return contract.CallUpdate(success=True, **answer)
@@ -98,7 +95,7 @@ class CallHandlers:
         started = time.perf_counter()
         async with self._lock(params.call_id):
             for _ in range(SAVE_ATTEMPTS):
-                loaded = await self._store("get_call", params.call_id)
+                loaded = await self.store.call_store("get_call", params.call_id)
                 if loaded is None:
                     raise call_not_found()
                 if loaded["state"]["status"] == CLOSED:
@@ -110,7 +107,7 @@ class CallHandlers:
 
     async def call_state(self, params: contract.CallParams) -> contract.CallState:
         self.start_sweeper()
-        loaded = await self._store("get_call", params.call_id)
+        loaded = await self.store.call_store("get_call", params.call_id)
         if loaded is None:
             raise call_not_found()
         s = loaded["state"]
@@ -127,7 +124,7 @@ class CallHandlers:
         after = params.last_event_id
         if after is None and last_event_id is not None:
             after = int(last_event_id) if last_event_id.isascii() and last_event_id.isdigit() else None
-        loaded = await self._store("get_call", params.call_id)
+        loaded = await self.store.call_store("get_call", params.call_id)
         if loaded is None:
             raise call_not_found()
         return StreamingResponse(self._events(params.call_id, after or 0, loaded["state"]),
@@ -155,9 +152,9 @@ class CallHandlers:
         """Close every call idle since before ``now - calls.idle_timeout_s``; how many this replica closed."""
         closed = 0
         idle_since = now - timedelta(seconds=self.args.calls.idle_timeout_s)
-        for call_id in await self._store("idle_calls", idle_since):
+        for call_id in await self.store.call_store("idle_calls", idle_since):
             async with self._lock(call_id):
-                loaded = await self._store("get_call", call_id)
+                loaded = await self.store.call_store("get_call", call_id)
                 if loaded is None or loaded["state"]["status"] != OPEN:
                     continue
                 if datetime.fromisoformat(loaded["state"]["updated_at"]) >= idle_since:
@@ -175,13 +172,6 @@ class CallHandlers:
                 self.locks = {k: v for k, v in self.locks.items() if v.locked()}
             lock = self.locks[call_id] = asyncio.Lock()
         return lock
-
-    async def _store(self, method: str, *args: Any) -> Any:
-        try:
-            return await asyncio.wait_for(self.pipeline.router.call_store.remote(method, *args),
-                                          self.args.backend_timeout_s)
-        except Exception as exc:
-            raise backend_error(exc) from None
 
     async def _classify(self, windows) -> dict:
         if len(windows) == 0:
@@ -215,7 +205,7 @@ class CallHandlers:
             raise backend_error(exc) from None
         body = self.sessions.final_body(state, case)
         closed = self.sessions.close(state, body, utcnow(), reason=reason)
-        if not await self._store("save_call", state["call_id"], closed, version):
+        if not await self.store.call_store("save_call", state["call_id"], closed, version):
             return None
         if piece_answer is not None:
             escalated = piece_answer["escalation"] is not None and piece_answer["escalation"]["seq"] == piece_answer["seq"]
@@ -261,7 +251,7 @@ class CallHandlers:
                 return
             await asyncio.sleep(self.args.calls.events_poll_s)
             try:
-                loaded = await self._store("get_call", call_id)
+                loaded = await self.store.call_store("get_call", call_id)
             except ServiceError:
                 continue  # the store is briefly away (a redeploy): the stream goes on
             if loaded is not None:

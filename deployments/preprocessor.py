@@ -68,7 +68,7 @@ class Preprocessor:
         self._model_info: dict | None = None  # OpenCHS's get_model_info(), once the classifier has answered
         api_keys = ApiKeys.from_env()
         self.review_handlers = ReviewHandlers(self.store_handlers, self.pages, api_keys)
-        self.calls = CallHandlers(self.pipeline, args, intake_store)
+        self.calls = CallHandlers(self.pipeline, self.store_handlers, args, intake_store)
         self.calls.start_sweeper()  # on this replica's event loop, where Serve runs the constructor
         self.http = HttpIngress(
             handlers_of(self, self.store_handlers, self.intake, self.review_handlers, self.calls),

@@ -22,30 +22,30 @@ class ReviewHandlers:
         self.api_keys = api_keys
 
     async def review_list(self, params: contract.ReviewParams) -> contract.ReviewList:
-        page = await self.store._store("review_list", queue=params.queue, status=params.status,
+        page = await self.store.call_store("review_list", queue=params.queue, status=params.status,
                                        priority=params.priority, overdue=params.overdue, cursor=params.cursor,
                                        limit=params.limit)
         return contract.ReviewList(success=True, **page)
 
     async def review_next(self, params: contract.ReviewNextParams) -> contract.ReviewNext:
-        item = await self.store._store("review_claim_next", current_principal().name, queue=params.queue)
+        item = await self.store.call_store("review_claim_next", current_principal().name, queue=params.queue)
         return contract.ReviewNext(success=True, item=item)
 
     async def review_case(self, params: contract.ReviewCaseParams) -> contract.ReviewAction:
-        return contract.ReviewAction(success=True, item=await self.store._store("review_case", params.case_id))
+        return contract.ReviewAction(success=True, item=await self.store.call_store("review_case", params.case_id))
 
     async def review_claim(self, params: contract.ReviewCaseParams) -> contract.ReviewAction:
-        item = await self.store._store("review_claim", params.case_id, current_principal().name)
+        item = await self.store.call_store("review_claim", params.case_id, current_principal().name)
         return contract.ReviewAction(success=True, item=item)
 
     async def review_release(self, params: contract.ReviewCaseParams) -> contract.ReviewAction:
-        item = await self.store._store("review_release", params.case_id, current_principal().name)
+        item = await self.store.call_store("review_release", params.case_id, current_principal().name)
         return contract.ReviewAction(success=True, item=item)
 
     async def review_resolve(self, body: contract.ResolveRequest,
                              params: contract.ReviewCaseParams) -> contract.ReviewResolved:
         corrections = contract.check_corrections(body.corrections, self.store.labels)
-        done = await self.store._store("review_resolve", params.case_id, current_principal().name,
+        done = await self.store.call_store("review_resolve", params.case_id, current_principal().name,
                                        corrections=corrections, rating=body.rating, reason=body.reason)
         return contract.ReviewResolved(success=True, **done)
 

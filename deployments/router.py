@@ -25,7 +25,6 @@ from deployments.core.errors import ModelVersionMismatchError
 from deployments.core.loading import load_labels, read_checkpoint_info, resolve_checkpoint
 from deployments.core.postprocess import CaseAssembler, concat_window_probs
 from deployments.core.review import Deadlines
-from deployments.core.routing import RoutingPolicy
 from deployments.core.store.repository import (CaseNotFound, CaseStore, call_fields, case_row, model_version,
                                                 redacted, utcnow)
 from deployments.core.store.worklist import Worklist
@@ -60,8 +59,7 @@ class Router:
         labels = load_labels(path, args.labels)
         self.checkpoint = read_checkpoint_info(path, args.model, args.revision)
         self.model_key = model_key(self.checkpoint)
-        policy = RoutingPolicy(args.routing, labels)
-        self.assembler = CaseAssembler(labels, policy, args.aggregation, args.priority_aggregation)
+        self.assembler = CaseAssembler.from_args(labels, args)
         self.metrics = RouterMetrics()
         self.feedback_args = args.feedback
         self.store = CaseStore(self.feedback_args.resolved_database_url())

@@ -32,29 +32,30 @@ class CaseStoreHandlers:
         self.timeout_s = timeout_s
         self.report_min_count = report_min_count
 
-    async def _store(self, method: str, *args: Any, **kwargs: Any) -> Any:
+    async def call_store(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """``CaseStore.<method>(...)`` run by the Router (``Router.call_store``); its errors as ``ServiceError``."""
         try:
             return await asyncio.wait_for(self.router.call_store.remote(method, *args, **kwargs), self.timeout_s)
         except Exception as exc:
             raise backend_error(exc) from None
 
     async def get_case(self, params: contract.CaseParams) -> contract.CaseResponse:
-        return contract.CaseResponse(success=True, case=await self._store("get_case", params.id))
+        return contract.CaseResponse(success=True, case=await self.call_store("get_case", params.id))
 
     async def feedback(self, body: contract.FeedbackRequest) -> contract.FeedbackResponse:
         corrections = contract.check_corrections(body.corrections, self.labels)
-        stored = await self._store(
+        stored = await self.call_store(
             "put_feedback", body.case_id, corrections=corrections, rating=body.rating, reason=body.reason,
             reviewer=body.reviewer,
             narrative=normalize_narrative(body.narrative) if body.narrative is not None else None)
         return contract.FeedbackResponse(success=True, feedback=stored)
 
     async def feedback_stats(self, params: contract.StatsParams) -> contract.FeedbackStats:
-        return contract.FeedbackStats(success=True, **await self._store("stats", params.days, params.model))
+        return contract.FeedbackStats(success=True, **await self.call_store("stats", params.days, params.model))
 
     async def feedback_export(self, params: contract.ExportParams) -> contract.ExportResponse:
         since = datetime.combine(params.since, datetime.min.time(), tzinfo=timezone.utc)
-        exported = await self._store("export", since, params.model)
+        exported = await self.call_store("export", since, params.model)
         return contract.ExportResponse(success=True, since=since.isoformat(), examples=exported.examples,
                                        skipped_without_narrative=exported.skipped_without_narrative)
 
@@ -62,16 +63,16 @@ class CaseStoreHandlers:
         if body.task != CLASSIFICATION:  # their task names are all accepted; this service holds one of them
             raise ServiceError(404, "not_found",
                                f"Feedback entry not found for call_id={body.call_id}, task={body.task}")
-        return contract.OpenChsFeedback(**await self._store("openchs_update", body.call_id, body.feedback, body.reason))
+        return contract.OpenChsFeedback(**await self.call_store("openchs_update", body.call_id, body.feedback, body.reason))
 
     async def openchs_feedback_call(self, params: contract.OpenChsCallParams) -> contract.OpenChsFeedbackList:
-        entries = await self._store("openchs_call", params.call_id, params.task)
+        entries = await self.call_store("openchs_call", params.call_id, params.task)
         if not entries:  # their words (agent_feedback_routes.py)
             raise ServiceError(404, "not_found", f"No feedback found for call_id={params.call_id}")
         return contract.OpenChsFeedbackList(entries)
 
     async def openchs_feedback_statistics(self, params: contract.OpenChsStatsParams) -> contract.OpenChsStatistics:
-        return contract.OpenChsStatistics(**await self._store("openchs_statistics", params.days, params.task))
+        return contract.OpenChsStatistics(**await self.call_store("openchs_statistics", params.days, params.task))
 
     # -- the audit trail and the anonymous reports --------------------------------------------------
 
@@ -83,10 +84,10 @@ class CaseStoreHandlers:
         where = AuditFilter(key_name=params.key_name, role=params.role, route=params.route, case_id=params.case_id,
                             status=params.status, since=_utc(params.since), until=_utc(params.until),
                             limit=params.limit, cursor=params.cursor)
-        return contract.AuditResponse(success=True, **await self._store("audit_events", where))
+        return contract.AuditResponse(success=True, **await self.call_store("audit_events", where))
 
     async def reports_summary(self, params: contract.ReportParams, accept: str | None = None):
-        summary = await self._store("report_summary", params.first, params.last, params.period, params.dimensions,
+        summary = await self.call_store("report_summary", params.first, params.last, params.period, params.dimensions,
                                     self.report_min_count)
         if accept and "text/csv" in accept.lower():
             return Page(to_csv(summary, params.dimensions).encode("utf-8"), "text/csv; charset=utf-8")

@@ -30,6 +30,12 @@ def refusal(url: str, allow_hosts: Iterable[str], secret: str | None) -> str | N
         return f"cannot be signed: {SECRET_ENV_VAR} is not set on this deployment."
     if len(url) > MAX_URL_CHARS:
         return f"is over {MAX_URL_CHARS} characters."
+    return destination_refusal(url, allowed, "this deployment's callback allow-list")
+
+
+def destination_refusal(url: str, allowed: Iterable[str], allow_list: str) -> str | None:
+    """Why the service may not POST to ``url`` (a valid http(s) URL, no credentials, a host of ``allowed``,
+    which ``allow_list`` names), or None when it may; worded to follow the URL's name."""
     try:
         parts = urlsplit(url)
         host = (parts.hostname or "").lower()
@@ -40,8 +46,8 @@ def refusal(url: str, allow_hosts: Iterable[str], secret: str | None) -> str | N
         return "must be an http or https URL."
     if parts.username is not None or parts.password is not None:
         return "must not carry credentials."
-    if host not in allowed:
-        return "names a host that is not on this deployment's callback allow-list."
+    if host not in {h.lower() for h in allowed}:
+        return f"names a host that is not on {allow_list}."
     return None
 
 

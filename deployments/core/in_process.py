@@ -31,7 +31,7 @@ from deployments.core.labels import TASKS, LabelSet, resolve_taxonomy
 from deployments.core.loading import CheckpointInfo, load_tokenizer, resolve_checkpoint
 from deployments.core.postprocess import CaseAssembler, concat_window_probs
 from deployments.core.preprocess import CasePlan, CasePreparer, NarrativeTokenizer
-from deployments.core.routing import Classification, Routing, RoutingPolicy
+from deployments.core.routing import Classification, Routing
 from deployments.core.windowing import TokenWindows
 
 # The AppArgs fields that decide which model is loaded, where and how: changing any of them needs a new load.
@@ -81,8 +81,7 @@ class InProcessPipeline:
         # The taxonomy as the service resolves it under these args (the runner's labels take the defaults).
         labels = resolve_taxonomy(backend.labels, Path(backend.info.path), args.labels.taxonomy_file,
                                   args.labels.bundled_taxonomy).with_priority_high(args.labels.priority_high)
-        policy = RoutingPolicy(args.routing, labels)
-        return CaseAssembler(labels, policy, args.aggregation, args.priority_aggregation)
+        return CaseAssembler.from_args(labels, args)
 
     def replace(self, **overrides: Any) -> "InProcessPipeline":
         """The same pipeline with other settings; the loaded model is kept unless a load setting changed."""

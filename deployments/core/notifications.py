@@ -26,7 +26,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from typing import Iterable, Literal, Optional
-from urllib.parse import urlsplit
+
+from deployments.core import callbacks
 
 Kind = Literal["update", "escalation", "end"]
 Mode = Literal["all", "results_only", "critical_only", "disabled"]
@@ -47,18 +48,8 @@ def refusal(url: Optional[str], allow_hosts: Iterable[str]) -> Optional[str]:
     """Why notifications may not go to ``url``, or None when they may."""
     if not url:
         return "no calls.notify_url is configured."
-    allowed = {h.lower() for h in allow_hosts}
-    try:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
-        parts.port  # noqa: B018 - raises on a malformed port
-    except ValueError:
-        return "calls.notify_url is not a valid URL."
-    if parts.scheme not in ("http", "https") or parts.username is not None or parts.password is not None:
-        return "calls.notify_url must be an http or https URL without credentials."
-    if host not in allowed:
-        return "calls.notify_url names a host that is not on calls.notify_allow_hosts."
-    return None
+    why = callbacks.destination_refusal(url, allow_hosts, "calls.notify_allow_hosts")
+    return None if why is None else f"calls.notify_url {why}"
 
 
 def envelope(kind: Kind, call_id: str, body: dict, *, site_id: str, now: datetime,

@@ -14,6 +14,7 @@ import numpy as np
 
 from deployments.core import contract
 from deployments.core.aggregation import aggregate_windows
+from deployments.core.config import AppArgs
 from deployments.core.labels import TASKS, LabelSet
 from deployments.core.language import UNDETERMINED
 from deployments.core.preprocess import CasePlan
@@ -55,6 +56,11 @@ class CaseAssembler:
         self.policy = policy
         self.aggregation = aggregation
         self.priority_aggregation = priority_aggregation
+
+    @classmethod
+    def from_args(cls, labels: LabelSet, args: AppArgs) -> "CaseAssembler":
+        """The assembler the service uses under ``args``: its routing policy and aggregations."""
+        return cls(labels, RoutingPolicy(args.routing, labels), args.aggregation, args.priority_aggregation)
 
     def assemble(
         self, plans: Sequence[CasePlan], window_probs: Mapping[str, np.ndarray]

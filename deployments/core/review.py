@@ -16,11 +16,12 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Optional
 
 from deployments.core.config import ReviewDeadlinesArgs
 from deployments.core.errors import ServiceError
+from deployments.core.store.tables import aware
 
 OPEN, CLAIMED, RESOLVED = "open", "claimed", "resolved"
 STATUSES = (OPEN, CLAIMED, RESOLVED)
@@ -50,13 +51,6 @@ def review_fields(*, human_review: bool, escalate: bool, priority: int, created_
         return {"review_status": None, "due_at": None}
     return {"review_status": OPEN,
             "due_at": (deadlines or Deadlines()).due_at(created_at, escalate, priority)}
-
-
-def aware(value: Optional[datetime]) -> Optional[datetime]:
-    """SQLite hands datetimes back naive; every time here is UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value
 
 
 def is_overdue(status: Optional[str], due_at: Optional[datetime], now: datetime) -> bool:

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, and_, insert, or_, select
 from sqlalchemy.orm import Session
 
 from deployments.core.errors import ServiceError
-from deployments.core.store.tables import AuditCase, AuditEvent
+from deployments.core.store.tables import AuditCase, AuditEvent, aware
 
 
 @dataclass(frozen=True)
@@ -30,12 +30,8 @@ class AuditFilter:
     cursor: Optional[str] = None
 
 
-def _aware(value: datetime) -> datetime:
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
-
-
 def encode_cursor(at: datetime, event_id: str) -> str:
-    return f"{_aware(at).isoformat()},{event_id}"
+    return f"{aware(at).isoformat()},{event_id}"
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
@@ -44,7 +40,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         if not sep or not event_id:
             raise ValueError
         at_time = datetime.fromisoformat(at)
-        return (_aware(at_time) if at_time.tzinfo is None else at_time.astimezone(timezone.utc)), event_id
+        return aware(at_time).astimezone(timezone.utc), event_id
     except (ValueError, OverflowError):
         raise ServiceError.invalid("'cursor' is not one this service gave out (next_cursor of a page).") from None
 
@@ -61,7 +57,7 @@ def add_events(engine: Engine, rows: Sequence[Mapping]) -> None:
 
 
 def event_dict(event: AuditEvent) -> dict:
-    return {"id": event.id, "at": _aware(event.at).isoformat(), "key_name": event.key_name, "role": event.role,
+    return {"id": event.id, "at": aware(event.at).isoformat(), "key_name": event.key_name, "role": event.role,
             "route": event.route, "permission": event.permission, "subject": event.subject,
             "case_ids": list(event.case_ids), "status": event.status, "error_code": event.error_code,
             "request_id": event.request_id}

@@ -31,7 +31,7 @@ from deployments.core.review import Deadlines, review_fields
 from deployments.core.store import audit_log, report_counts
 from deployments.core.openchs import PROCESSING_MODE, flat_prediction
 from deployments.core.store.stats import StatRow, agreement, feedback_stats
-from deployments.core.store.tables import CallSession, Case, Feedback, FeedbackHistory
+from deployments.core.store.tables import CallSession, Case, Feedback, FeedbackHistory, aware
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 CLASSIFICATION = "classification"  # the feedback task of the four labels (OpenCHS's name for it)
@@ -59,15 +59,8 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _aware(value: Optional[datetime]) -> Optional[datetime]:
-    # SQLite hands datetimes back naive; they were written in UTC.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value
-
-
 def _iso(value: Optional[datetime]) -> Optional[str]:
-    value = _aware(value)
+    value = aware(value)
     return value.isoformat() if value is not None else None
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Optional
 
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
@@ -10,6 +10,13 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 ID_CHARS = 128  # request ids, call ids and task ids: the contract's limit
 LABEL_CHARS = 200
+
+
+def aware(value: Optional[datetime]) -> Optional[datetime]:
+    """A time read back from a ``DateTime`` column, in UTC: SQLite hands them back naive; all were written in UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
 
 
 class Base(DeclarativeBase):

@@ -22,9 +22,9 @@ from typing import Any, Callable, Mapping, Optional
 from sqlalchemy import and_, case, create_engine, event, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from deployments.core.review import CLAIMED, OPEN, RESOLVED, UNRESOLVED, Position, aware, conflict, is_overdue
+from deployments.core.review import CLAIMED, OPEN, RESOLVED, UNRESOLVED, Position, conflict, is_overdue
 from deployments.core.store.repository import CaseNotFound, CaseStore, _iso, _sqlite_pragmas, utcnow
-from deployments.core.store.tables import Case
+from deployments.core.store.tables import Case, aware
 
 # A claim whose picked row was taken meanwhile tries again, at most this many times.
 CLAIM_ATTEMPTS = 20

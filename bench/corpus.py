@@ -28,12 +28,11 @@ class Corpus:
 
 def make_corpus(checkpoint: Path, n: int, seed: int = 0) -> Corpus:
     from training.corpus import benchmark_corpus
-    from deployments.core.loading import load_tokenizer
-    from deployments.core.preprocess import NarrativeTokenizer
+    from deployments.core.loading import load_narrative_tokenizer
     from deployments.core.text import normalize_narrative
 
     narratives = benchmark_corpus(n, seed)
-    tok = NarrativeTokenizer(load_tokenizer(checkpoint))
+    tok = load_narrative_tokenizer(checkpoint)
     tokens = [len(ids) for ids in tok.encode([normalize_narrative(t) for t in narratives])]
     return Corpus(narratives, tokens)
 

@@ -23,9 +23,9 @@ from deployments.core import contract
 from deployments.core.coalesce import CaseOutcome, Group, merge_cases, pack_groups
 from deployments.core.config import AppArgs, CoalescingArgs
 from deployments.core.errors import ServiceError
-from deployments.core.loading import load_labels, load_tokenizer, read_checkpoint_info, resolve_checkpoint
+from deployments.core.loading import load_labels, load_narrative_tokenizer, read_checkpoint_info, resolve_checkpoint
 from deployments.core.language import Language
-from deployments.core.preprocess import CasePlan, CasePreparer, NarrativeTokenizer, SingleCase, Translated
+from deployments.core.preprocess import CasePlan, CasePreparer, SingleCase, Translated
 from deployments.core.windowing import TokenWindows
 from deployments.ingress import current_request_id
 from deployments.ray_errors import backend_error
@@ -50,7 +50,7 @@ class CasePipeline:
         self.args = args
         self.translator = translator  # None: translation is off (translation.model null)
         path = resolve_checkpoint(args.model, args.revision)
-        self.preparer = CasePreparer.from_args(args, NarrativeTokenizer(load_tokenizer(path)))
+        self.preparer = CasePreparer.from_args(args, load_narrative_tokenizer(path))
         self.labels = load_labels(path, args.labels)
         self.checkpoint = read_checkpoint_info(path, args.model, args.revision)
         self.model_ref = contract.ModelRef(id=args.model, revision=self.checkpoint.revision)

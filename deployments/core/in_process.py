@@ -28,7 +28,7 @@ import torch
 from deployments.core.config import AppArgs
 from deployments.core.inference import ModelRunner
 from deployments.core.labels import TASKS, LabelSet, resolve_taxonomy
-from deployments.core.loading import CheckpointInfo, load_tokenizer, resolve_checkpoint
+from deployments.core.loading import CheckpointInfo, load_narrative_tokenizer, resolve_checkpoint
 from deployments.core.postprocess import CaseAssembler, concat_window_probs
 from deployments.core.preprocess import CasePlan, CasePreparer, NarrativeTokenizer
 from deployments.core.routing import Classification, Routing
@@ -72,7 +72,7 @@ class InProcessPipeline:
             args.model, args.revision, accelerator=args.accelerator, engine=args.engine, dtype=args.dtype,
             torch_threads=args.torch_threads,
         )
-        tokenizer = NarrativeTokenizer(load_tokenizer(resolve_checkpoint(args.model, args.revision)))
+        tokenizer = load_narrative_tokenizer(resolve_checkpoint(args.model, args.revision))
         return cls(args, backend, tokenizer, cls._assembler(args, backend),
                    CasePreparer.from_args(args, tokenizer, limit_windows=False))
 

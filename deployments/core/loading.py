@@ -13,15 +13,21 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
-from transformers import AutoTokenizer, DistilBertConfig, PreTrainedTokenizerBase
+from typing import TYPE_CHECKING, Any
 
 from deployments.core.errors import ModelUnavailableError
 from deployments.core.config import LabelArgs
 from deployments.core.labels import LabelSet, resolve_taxonomy
-from deployments.core.model import MultiTaskDistilBert, head_sizes_from_state_dict
+from deployments.core.preprocess import NarrativeTokenizer
+
+# torch and transformers are imported where the weights or a transformers tokenizer are loaded, not
+# here: the ingress, the Router and the intake's consumer read labels and tokenize but never run the
+# model, and importing both cost each of those replicas ~5 CPU-s at every start.
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedTokenizerBase
+
+    from deployments.core.model import MultiTaskDistilBert
 
 logger = logging.getLogger("ray.serve")
 
@@ -97,10 +103,38 @@ def load_labels(path: Path, label_args: LabelArgs | None = None) -> LabelSet:
 
 
 def load_tokenizer(path: Path) -> PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer
+
     return AutoTokenizer.from_pretrained(str(path))
 
 
+def load_narrative_tokenizer(path: Path) -> NarrativeTokenizer:
+    """The tokenizer the request path uses. A tokenizer saved by transformers 5 (``"backend":
+    "tokenizers"`` in tokenizer_config.json, as ``training.checkpoint`` writes it) is its tokenizer.json
+    as is, read with the Rust library alone; any other is built by transformers, which may convert or
+    adjust it (tests/unit/test_preprocess.py holds the two ways equal)."""
+    config_file, tokenizer_file = path / "tokenizer_config.json", path / "tokenizer.json"
+    config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+    if config.get("backend") != "tokenizers" or not tokenizer_file.is_file():
+        return NarrativeTokenizer.from_hf(load_tokenizer(path))
+    from tokenizers import Tokenizer
+
+    backend = Tokenizer.from_file(str(tokenizer_file))
+
+    def token_id(name: str, default: str) -> int | None:
+        token = config.get(name, default)
+        token = token.get("content") if isinstance(token, dict) else token
+        return backend.token_to_id(token) if token else None
+
+    cls_id, sep_id = token_id("cls_token", "[CLS]"), token_id("sep_token", "[SEP]")
+    if cls_id is None or sep_id is None:
+        raise ModelUnavailableError(f"Checkpoint at {path}: its tokenizer has no [CLS] or [SEP] token.")
+    return NarrativeTokenizer(backend, cls_id=cls_id, sep_id=sep_id, pad_id=token_id("pad_token", "[PAD]") or 0)
+
+
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    import torch
+
     for name in WEIGHT_FILES:
         file = path / name
         if file.is_file():
@@ -122,6 +156,10 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 def load_model(path: Path, labels: LabelSet) -> MultiTaskDistilBert:
     """Build the network from config.json, check heads against labels, load weights."""
+    from transformers import DistilBertConfig
+
+    from deployments.core.model import MultiTaskDistilBert, head_sizes_from_state_dict
+
     if not (path / "config.json").is_file():
         raise ModelUnavailableError(f"Checkpoint at {path} has no config.json: the encoder's dimensions are not "
                                     "guessed from its weights.")
@@ -148,6 +186,8 @@ def load_model(path: Path, labels: LabelSet) -> MultiTaskDistilBert:
 
 
 def resolve_device(accelerator: str) -> torch.device:
+    import torch
+
     if accelerator == "cpu":
         return torch.device("cpu")
     if torch.cuda.is_available():

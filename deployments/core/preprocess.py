@@ -44,20 +44,25 @@ class CasePlan:
 
 
 class NarrativeTokenizer:
-    """The checkpoint's WordPiece tokenizer, called through its Rust backend for speed."""
+    """The checkpoint's WordPiece tokenizer, called through its Rust backend (a ``tokenizers.Tokenizer``)
+    for speed; ``loading.load_narrative_tokenizer`` builds it from a checkpoint."""
 
-    def __init__(self, hf_tokenizer):
+    def __init__(self, backend, *, cls_id: int, sep_id: int, pad_id: int = 0):
         # A tokenizer.json can carry the truncation (and padding) its last user set,
         # e.g. one saved after a training loop tokenized with max_length=128; left on,
         # it would cut every narrative silently. Windowing is the only cut we make,
         # so a private copy of the backend runs with both off.
-        backend = type(hf_tokenizer.backend_tokenizer).from_str(hf_tokenizer.backend_tokenizer.to_str())
+        backend = type(backend).from_str(backend.to_str())
         backend.no_truncation()
         backend.no_padding()
         self._backend = backend
-        self.cls_id = int(hf_tokenizer.cls_token_id)
-        self.sep_id = int(hf_tokenizer.sep_token_id)
-        self.pad_id = int(hf_tokenizer.pad_token_id or 0)
+        self.cls_id, self.sep_id, self.pad_id = int(cls_id), int(sep_id), int(pad_id)
+
+    @classmethod
+    def from_hf(cls, hf_tokenizer) -> "NarrativeTokenizer":
+        """From a transformers tokenizer (its backend and special tokens)."""
+        return cls(hf_tokenizer.backend_tokenizer, cls_id=hf_tokenizer.cls_token_id,
+                   sep_id=hf_tokenizer.sep_token_id, pad_id=hf_tokenizer.pad_token_id or 0)
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         if len(texts) == 1:

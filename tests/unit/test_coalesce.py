@@ -36,7 +36,7 @@ SENTENCES = ["a girl of fourteen is being married off by her father next week",
 def tokenizer() -> NarrativeTokenizer:
     from training.vocabulary import build_tokenizer
 
-    return NarrativeTokenizer(build_tokenizer())
+    return NarrativeTokenizer.from_hf(build_tokenizer())
 
 
 @pytest.fixture(scope="module")

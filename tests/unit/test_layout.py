@@ -376,6 +376,16 @@ def test_clients_import_without_ray_or_torch_at_runtime(graph):
     assert done.returncode == 0, done.stderr[-3000:]
 
 
+# The replicas that never run the model: importing torch and transformers cost each of them ~5 CPU-s
+# and ~400 MiB at every start (a deploy, a scale-out, a replacement).
+MODEL_FREE_DEPLOYMENTS = ("deployments.preprocessor", "deployments.router", "deployments.intake.consumer")
+
+
+def test_the_replicas_that_never_run_the_model_import_without_torch():
+    done = imported_without(list(MODEL_FREE_DEPLOYMENTS), ("torch", "transformers"))
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
 def test_unit_tests_never_reach_ray(graph):
     problems = []
     unit_files = python_files(ROOT / "tests" / "unit")

@@ -32,28 +32,37 @@ ENV_VARS = (MODEL_ENV_VAR, DATABASE_ENV_VAR, BROKER_ENV_VAR, API_KEYS_ENV_VAR, A
 # (tests/deploy/test_serve_config.py holds the YAML's values equal to these where both name one).
 # Every queue is bounded: past max_queued_requests a caller gets this status with Retry-After.
 BACKPRESSURE = {"status_code": 503, "retry_after_s": 1}
+# A stopping replica sleeps this long before it first counts its ongoing requests (Ray's default is
+# 2 s): an idle replica leaves a redeploy or a downscale 1.5 s sooner; a busy one still drains fully
+# within graceful_shutdown_timeout_s.
+SHUTDOWN_WAIT_LOOP_S = 0.5
 DEPLOYMENT_OPTIONS: dict[str, dict] = {
     "Preprocessor": {
         "ray_actor_options": {"num_cpus": 0.25}, "max_ongoing_requests": 128, "max_queued_requests": 256,
         "backpressure_config": BACKPRESSURE, "graceful_shutdown_timeout_s": 30, "max_constructor_retry_count": 3,
+        "graceful_shutdown_wait_loop_s": SHUTDOWN_WAIT_LOOP_S,
     },
     "Classifier": {
         # The resources come from AppArgs (classifier_num_cpus, num_gpus): 'auto' decides GPUs at build time.
         "ray_actor_options": {"num_cpus": 1}, "max_ongoing_requests": 64, "max_queued_requests": 256,
         "backpressure_config": BACKPRESSURE, "health_check_period_s": 10, "health_check_timeout_s": 30,
         "graceful_shutdown_timeout_s": 30, "max_constructor_retry_count": 3,
+        "graceful_shutdown_wait_loop_s": SHUTDOWN_WAIT_LOOP_S,
     },
     "Router": {
         "ray_actor_options": {"num_cpus": 0.1}, "max_ongoing_requests": 256, "max_queued_requests": 512,
         "backpressure_config": BACKPRESSURE, "graceful_shutdown_timeout_s": 30,
+        "graceful_shutdown_wait_loop_s": SHUTDOWN_WAIT_LOOP_S,
     },
     # Its concurrency and resources come from AppArgs.intake (the queue's share of the classifier).
-    "IntakeConsumer": {"num_replicas": 1, "health_check_period_s": 10, "graceful_shutdown_timeout_s": 30},
+    "IntakeConsumer": {"num_replicas": 1, "health_check_period_s": 10, "graceful_shutdown_timeout_s": 30,
+                       "graceful_shutdown_wait_loop_s": SHUTDOWN_WAIT_LOOP_S},
     # Deployed only when AppArgs.translation.model is set; its CPUs come from AppArgs.translation.num_cpus.
     "Translator": {
         "ray_actor_options": {"num_cpus": 1}, "max_ongoing_requests": 64, "max_queued_requests": 256,
         "backpressure_config": BACKPRESSURE, "health_check_period_s": 10, "health_check_timeout_s": 30,
         "graceful_shutdown_timeout_s": 30, "max_constructor_retry_count": 3,
+        "graceful_shutdown_wait_loop_s": SHUTDOWN_WAIT_LOOP_S,
     },
 }
 # The embedded default store: an SQLite file under the project's var/ folder (gitignored).

@@ -32,6 +32,7 @@ from deployments.core import contract, notifications
 from deployments.core.calls import CLOSED, OPEN, CallSessions, Piece, digest
 from deployments.core.config import AppArgs
 from deployments.core.errors import ServiceError
+from deployments.core.lanes import LIVE
 from deployments.core.postprocess import CaseAssembler
 from deployments.core.store.repository import utcnow
 from deployments.intake.producer import IntakeStore
@@ -180,7 +181,7 @@ class CallHandlers:
         try:
             for start in range(0, len(windows), step):
                 part = windows if len(windows) <= step else windows.slice(start, min(start + step, len(windows)))
-                parts.append(await asyncio.wait_for(self.pipeline.classifier.classify.remote(part),
+                parts.append(await asyncio.wait_for(self.pipeline.classifier_lane(LIVE).remote(part),
                                                     self.args.backend_timeout_s))
         except Exception as exc:
             raise backend_error(exc) from None

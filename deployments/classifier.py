@@ -3,7 +3,8 @@
 Token windows in (int32 arrays from the Preprocessor), per-task probabilities out. The model and
 its engine are ``deployments/core/inference.py``'s ``ModelRunner``; this shell batches the calls
 of every ingress replica and the intake's consumer, and takes its batching live through
-``reconfigure``.
+``reconfigure``. Two lanes, each batched on its own: ``classify`` for what a person waits on,
+``classify_queued`` for the backlog and /classify/batch; ``core/lanes.py`` puts live first.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ray import serve
 from deployments.core.batching import window_count
 from deployments.core.config import DEPLOYMENT_OPTIONS, AppArgs, BatchingArgs
 from deployments.core.inference import ModelRunner
+from deployments.core.lanes import LIVE, QUEUED, LaneGate
 from deployments.core.windowing import TokenWindows
 from deployments.metrics import ClassifierMetrics
 from deployments.pipeline import MODEL_KEY, model_key
@@ -32,23 +34,37 @@ class Classifier:
         self.loaded_at = datetime.now(timezone.utc).isoformat()
         self.windows_per_call = args.windows_per_call
         self.batching = args.batching
-        self.metrics = ClassifierMetrics()
+        metrics = ClassifierMetrics()
+        self.record_forward = {lane: metrics.forward_recorder(lane) for lane in (LIVE, QUEUED)}
+        self.gate = LaneGate()
 
     def reconfigure(self, user_config: dict) -> None:
         self.batching = BatchingArgs(**user_config)
-        # Ray refuses a call larger than a batch; never go below what the ingress sends.
-        self.classify.set_max_batch_size(max(self.batching.max_batch_size, self.windows_per_call))
-        self.classify.set_batch_wait_timeout_s(self.batching.batch_wait_timeout_s)
+        for lane in (self.classify, self.classify_queued):
+            # Ray refuses a call larger than a batch; never go below what the ingress sends.
+            lane.set_max_batch_size(max(self.batching.max_batch_size, self.windows_per_call))
+            lane.set_batch_wait_timeout_s(self.batching.batch_wait_timeout_s)
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, batch_size_fn=window_count)
     async def classify(self, requests: list[TokenWindows]) -> list[dict]:
-        # In a worker thread, so the event loop keeps queueing the next batch meanwhile.
+        """The live lane: single cases and live calls' pieces."""
+        return await self._run(requests, LIVE)
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, batch_size_fn=window_count)
+    async def classify_queued(self, requests: list[TokenWindows]) -> list[dict]:
+        """The queued lane: the intake's cases and /classify/batch."""
+        return await self._run(requests, QUEUED)
+
+    async def _run(self, requests: list[TokenWindows], lane: str) -> list[dict]:
+        # In a worker thread, so the event loop keeps queueing the next batch meanwhile; each
+        # micro-batch takes its turn at the model through the gate.
         probs = await asyncio.to_thread(
             self.backend.classify,
             requests,
             max_rows=self.batching.max_batch_size,
             max_tokens=self.batching.max_batch_tokens,
-            on_microbatch=self.metrics.record_forward,
+            on_microbatch=self.record_forward[lane],
+            turn=lambda: self.gate.turn(lane),
         )
         return [{**p, MODEL_KEY: self.model_key} for p in probs]
 

@@ -10,7 +10,7 @@ know which names the Grafana dashboard may query. Ray exports each under
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Callable, Literal, Optional
 
 from ray.serve import metrics
 
@@ -42,10 +42,11 @@ class MetricSpec:
                                  tag_keys=tags)
 
 
+# lane: live (what a person waits on) or queued (the backlog, /classify/batch), core/lanes.py.
 BATCH_SIZE = MetricSpec("chs_batch_size", "histogram", "Model windows per forward pass.",
-                        boundaries=tuple(SIZE_BUCKETS))
+                        tag_keys=("lane",), boundaries=tuple(SIZE_BUCKETS))
 BATCH_TOKENS = MetricSpec("chs_batch_tokens", "histogram", "Real (unpadded) tokens per forward pass.",
-                          boundaries=tuple(TOKEN_BUCKETS))
+                          tag_keys=("lane",), boundaries=tuple(TOKEN_BUCKETS))
 CASES = MetricSpec("chs_cases_total", "counter", "Cases classified.", tag_keys=("main_category", "priority", "queue"))
 ESCALATIONS = MetricSpec("chs_escalations_total", "counter", "Cases escalated.")
 HUMAN_REVIEW = MetricSpec("chs_human_review_total", "counter", "Cases sent to human review.")
@@ -88,15 +89,21 @@ METRICS: tuple[MetricSpec, ...] = (BATCH_SIZE, BATCH_TOKENS, CASES, ESCALATIONS,
 
 
 class ClassifierMetrics:
-    """The classifier replica's: how full each forward pass was."""
+    """The classifier replica's: how full each forward pass was, by lane (``core/lanes.py``)."""
 
     def __init__(self):
         self.batch_size = BATCH_SIZE.create()
         self.batch_tokens = BATCH_TOKENS.create()
 
-    def record_forward(self, rows: int, tokens: int) -> None:
-        self.batch_size.observe(rows)
-        self.batch_tokens.observe(tokens)
+    def forward_recorder(self, lane: str) -> Callable[[int, int], None]:
+        """``on_microbatch`` for one lane's batches: (rows, tokens) of each forward pass."""
+        tags = {"lane": lane}
+
+        def record(rows: int, tokens: int) -> None:
+            self.batch_size.observe(rows, tags=tags)
+            self.batch_tokens.observe(tokens, tags=tags)
+
+        return record
 
 
 class CoalescingMetrics:

@@ -25,6 +25,7 @@ from deployments.core.config import AppArgs, CoalescingArgs
 from deployments.core.errors import ServiceError
 from deployments.core.loading import load_labels, load_narrative_tokenizer, read_checkpoint_info, resolve_checkpoint
 from deployments.core.language import Language
+from deployments.core.lanes import LIVE, QUEUED
 from deployments.core.preprocess import CasePlan, CasePreparer, SingleCase, Translated
 from deployments.core.windowing import TokenWindows
 from deployments.ingress import current_request_id
@@ -97,7 +98,9 @@ class CasePipeline:
 
     async def classify(self, parsed: contract.ClassifyRequest | contract.BatchRequest, *,
                        task_id: str | None = None) -> list[dict]:
-        """The case bodies, in order; the Router records each case (``task_id`` for a queued one)."""
+        """The case bodies, in order; the Router records each case (``task_id`` for a queued one).
+
+        A queued case and a batch go in the classifier's queued lane; a single case in its live lane."""
         windows, plans = await self.prepare(parsed)
         meta = {
             "case_ids": [str(uuid.uuid4()) for _ in plans], "call_ids": parsed.call_id_list(),
@@ -106,10 +109,15 @@ class CasePipeline:
             # The record keeps the text only when the operator turned keep_narratives on.
             "narratives": self.preparer.kept(parsed.narratives),
         }
-        return await self.send(windows, plans, meta)
+        return await self.send(windows, plans, meta, lane=QUEUED if task_id is not None or parsed.is_batch else LIVE)
 
-    async def send(self, windows: TokenWindows, plans: list[CasePlan], meta: dict) -> list[dict]:
+    def classifier_lane(self, lane: str):
+        """The classifier's method for ``lane`` (``core/lanes.py``)."""
+        return self.classifier.classify if lane == LIVE else self.classifier.classify_queued
+
+    async def send(self, windows: TokenWindows, plans: list[CasePlan], meta: dict, *, lane: str) -> list[dict]:
         """Windows to the classifier a slice at a time, then the plans to the router: the case bodies."""
+        classify = self.classifier_lane(lane)
         step = self.args.windows_per_call
         # One deadline for the whole request, however many slices: a draining replica
         # (graceful_shutdown_timeout_s > backend_timeout_s, see build_app) answers every request it took.
@@ -121,21 +129,20 @@ class CasePipeline:
         try:
             done = []
             for start in range(0, len(windows) - step, step):
-                done.append(await asyncio.wait_for(
-                    self.classifier.classify.remote(windows.slice(start, start + step)), left()
-                ))
+                done.append(await asyncio.wait_for(classify.remote(windows.slice(start, start + step)), left()))
             last_start = len(done) * step
             last = windows if last_start == 0 else windows.slice(last_start, len(windows))
             # The last classifier response goes to the router unawaited: Ray hands it over directly.
             response = self.router.route.remote(plans, self.model_key, meta, *done,
-                                                self.classifier.classify.remote(last))
+                                                classify.remote(last))
             return await asyncio.wait_for(response, left())
         except Exception as exc:
             raise backend_error(exc) from None
 
     async def send_group(self, group: Group) -> list[dict]:
-        """A group's cases through the classifier and router: one body per case, in the group's order."""
-        return group.split(await self.send(group.windows, group.plans, group.meta))
+        """A group of single cases through the classifier's live lane and the router: one body per
+        case, in the group's order."""
+        return group.split(await self.send(group.windows, group.plans, group.meta, lane=LIVE))
 
     def response(self, case: dict, started: float) -> contract.ClassifyResponse:
         return contract.ClassifyResponse(success=True, **case, model=self.model_ref,

@@ -12,6 +12,7 @@ budget, so one 512-token window does not make thirty 40-token rows pay for
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -70,10 +71,12 @@ def run_batch(
     max_tokens: int,
     pad_id: int = 0,
     on_microbatch: Callable[[int, int], None] | None = None,
+    turn: Callable[[], AbstractContextManager] = nullcontext,
 ) -> list[dict[str, np.ndarray]]:
     """Run every window of every request; return each request's per-task probabilities.
 
-    Results come back in request order, with each request's windows in order.
+    Results come back in request order, with each request's windows in order. Each micro-batch's
+    forward pass runs inside ``turn()`` (the replica's ``lanes.LaneGate``: live work goes first).
     """
     rows = [(r, w) for r, req in enumerate(requests) for w in range(len(req))]
     lengths = [len(requests[r].window(w)) for r, w in rows]
@@ -82,7 +85,8 @@ def run_batch(
         ids, mask = pad_rows([requests[rows[g][0]].window(rows[g][1]) for g in group], pad_id)
         if on_microbatch is not None:
             on_microbatch(len(group), int(mask.sum()))
-        probs = forward(ids, mask)
+        with turn():
+            probs = forward(ids, mask)
         for k, g in enumerate(group):
             r, w = rows[g]
             if out[r] is None:

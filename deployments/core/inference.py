@@ -10,6 +10,7 @@ code, so comparisons measure the serving machinery, not the model code.
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -83,10 +84,11 @@ class ModelRunner:
         max_rows: int,
         max_tokens: int,
         on_microbatch: Callable[[int, int], None] | None = None,
+        turn: Callable[[], AbstractContextManager] = nullcontext,
     ) -> list[dict[str, np.ndarray]]:
         return run_batch(
             requests, self.forward, max_rows=max_rows, max_tokens=max_tokens, pad_id=self.pad_id,
-            on_microbatch=on_microbatch,
+            on_microbatch=on_microbatch, turn=turn,
         )
 
     def health_check(self) -> None:

@@ -41,9 +41,11 @@ METRICS_REPORT_INTERVAL_S = 2.0
 
 # Each folder is one kind of test, with a marker of its name: `pytest -m unit`, `-m "not e2e"`.
 TEST_KINDS = ("unit", "integration", "e2e", "deploy")
-# The order the kinds run in: the Ray-free ones first, while the demo model for the e2e tests builds
-# beside them when it has to (tests/e2e/conftest.py), then e2e, then integration.
-KIND_ORDER = ("deploy", "unit", "e2e", "integration")
+# The order the kinds run in: the Ray-free ones first, then integration, then e2e. The demo model for
+# the e2e tests builds meanwhile when it has to (tests/e2e/conftest.py), at a low priority, so it
+# takes the CPU the integration tests leave idle (they wait on restarts, redeliveries and metric
+# reports) and is ready when e2e begins; it ran beside the unit tests and held e2e up ~2 minutes.
+KIND_ORDER = ("deploy", "unit", "integration", "e2e")
 
 
 def kind_of(item) -> str:
@@ -61,9 +63,10 @@ def kind_of(item) -> str:
 # (the apps it deploys, in order) or from the fixtures it uses (FIXTURE_APPS). Order never changes
 # what a test proves (each deploys what it needs); it only decides how often the app is replaced.
 FIXTURE_APPS = {"served_with_keys": "api-keys", "served_tiny": "tiny"}
-# Within a kind these groups come first: the e2e tests end on the keyed app and the integration
-# tests carry on with it.
-LEADING_APPS = {"integration": ("api-keys",)}
+# Within a kind these groups come first (LEADING_APPS) or last (TRAILING_APPS): the integration tests
+# end on the keyed app and the e2e tests carry on with it.
+LEADING_APPS = {"e2e": ("api-keys",)}
+TRAILING_APPS = {"integration": ("api-keys",)}
 
 
 def apps_of(item) -> tuple[str, ...]:
@@ -114,6 +117,13 @@ def order_by_app(items: list, leading: tuple[str, ...] = ()) -> list:
     return out
 
 
+def trailing_last(items: list, apps: tuple[str, ...]) -> list:
+    """The tests that serve only ``apps`` moved to the end, in their order."""
+    last = [item for item in items if apps_of(item) and set(apps_of(item)) <= set(apps)]
+    moved = {id(item) for item in last}
+    return [item for item in items if id(item) not in moved] + last
+
+
 @pytest.hookimpl(trylast=True)  # after pytest's own grouping by parametrized fixtures
 def pytest_collection_modifyitems(config, items):
     for item in items:
@@ -124,7 +134,8 @@ def pytest_collection_modifyitems(config, items):
     for end in range(1, len(items) + 1):  # each run of one kind, as collected
         if end == len(items) or kind_of(items[end]) != kind_of(items[start]):
             kind = kind_of(items[start])
-            runs.append((kind, order_by_app(items[start:end], LEADING_APPS.get(kind, ()))))
+            ordered = order_by_app(items[start:end], LEADING_APPS.get(kind, ()))
+            runs.append((kind, trailing_last(ordered, TRAILING_APPS.get(kind, ()))))
             start = end
     runs.sort(key=lambda run: KIND_ORDER.index(run[0]) if run[0] in KIND_ORDER else len(KIND_ORDER))
     items[:] = [item for _, run in runs for item in run]

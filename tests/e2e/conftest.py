@@ -7,8 +7,9 @@ command ``make serve`` runs, ``python -m training.checkpoint --size demo``
 tests judge the very model a user gets: at ``models/demo`` when there is none
 (as ``make demo`` would), else at ``models/demo-e2e``, the tests' own, reused
 the same way. CHS_TEST_REBUILD_DEMO=1 forces the build, to test the builder itself.
-A session that needs the build starts it as soon as its tests are collected, so
-it runs beside the Ray-free tests that come first (tests/conftest.py's KIND_ORDER).
+A session that needs the build starts it as soon as its tests are collected, at a low
+CPU priority, so it runs beside the unit and integration tests that come first
+(tests/conftest.py's KIND_ORDER) on the CPU they leave idle.
 
 Either way the demo lies in the checkout's git-ignored ``models/`` and is named
 relative to the working directory, which the session's Ray replicas share with
@@ -85,12 +86,13 @@ def start_demo_build() -> None:
     proc = subprocess.Popen([sys.executable, "-m", "training.checkpoint", "--size", "demo", "--out", str(out)],
                             cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                             env={**{k: v for k, v in os.environ.items() if k != KEEP_ENVIRONMENT[0]},
-                                 "OMP_WAIT_POLICY": "PASSIVE", "TQDM_DISABLE": "1"})
+                                 "OMP_WAIT_POLICY": "PASSIVE", "TQDM_DISABLE": "1"},
+                            preexec_fn=lambda: os.nice(10))  # the tests running meanwhile go first
     _BUILD.update(proc=proc, out=out, log=log)
 
 
 def pytest_collection_finish(session):
-    """A build the session will need starts now, so it runs beside the Ray-free tests that come first
+    """A build the session will need starts now, so it runs beside the tests that come first
     (tests/conftest.py's KIND_ORDER) instead of holding up the first e2e test for minutes."""
     if session.config.option.collectonly or _BUILD:
         return

@@ -34,7 +34,7 @@ def _candidate(base, engine: str, dtype: str):
         model = torch.compile(base.backend.engine.model, dynamic=True)
         backend = dataclasses.replace(base.backend, engine=TorchEngine(model, base.device, "fp32"))
         backend.engine.name = "torch_compile"
-        return InProcessPipeline(base.args, backend, base.tokenizer, base.assembler)
+        return InProcessPipeline(base.args, backend, base.tokenizer, base.assembler, base.preparer)
     return base.replace(engine=engine, dtype=dtype)
 
 
@@ -44,7 +44,7 @@ def run_engines(checkpoint: Path, corpus: Corpus, threads: int, rounds: int, chu
 
     base = InProcessPipeline.from_args(AppArgs(model=str(checkpoint), accelerator="cpu", engine="torch", dtype="fp32",
                                             torch_threads=threads))
-    candidates = list(CPU_CANDIDATES) + ([("torch", "bf16")] if cpu_supports_bf16() else [])
+    candidates = list(CPU_CANDIDATES) + ([("torch", "bf16"), ("openvino", "bf16")] if cpu_supports_bf16() else [])
     chunks = [base.prepare(corpus.narratives[i:i + chunk])[0] for i in range(0, len(corpus.narratives), chunk)]
     built, rows = {}, {}
     for engine, dtype in candidates:

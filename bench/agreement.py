@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 
 TASKS = ("main_category", "sub_category", "intervention", "priority")
 REFERENCE = ("torch", "fp32")
-# What `python -m bench --agreement` compares on a CPU (and torch bf16 where the CPU runs it natively).
+# What `python -m bench --agreement` compares on a CPU (and bf16 where the CPU runs it natively).
 CPU_CANDIDATES = (("onnxruntime", "fp32"), ("openvino", "fp32"), ("onnxruntime", "int8"), ("torch", "int8"))
 
 
@@ -40,7 +40,8 @@ def run_agreement(checkpoint: Path, narratives: Sequence[str], candidates: Itera
     from deployments.core.in_process import InProcessPipeline
     from deployments.core.config import AppArgs
 
-    args = AppArgs(model=str(checkpoint), accelerator="cpu", torch_threads=threads)
+    # min_agreement 0: this measures the agreement the serving gate would refuse, rather than refusing it.
+    args = AppArgs(model=str(checkpoint), accelerator="cpu", torch_threads=threads, min_agreement=0)
     reference_clf = InProcessPipeline.from_args(args, engine=REFERENCE[0], dtype=REFERENCE[1])
     reference = reference_clf.classify_cases(narratives)
     rows = {}

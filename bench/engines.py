@@ -42,8 +42,9 @@ def run_engines(checkpoint: Path, corpus: Corpus, threads: int, rounds: int, chu
     from deployments.core.in_process import InProcessPipeline
     from deployments.core.config import AppArgs
 
+    # min_agreement 0: throughput alone here (the base checkpoint is random and has no held-out set).
     base = InProcessPipeline.from_args(AppArgs(model=str(checkpoint), accelerator="cpu", engine="torch", dtype="fp32",
-                                            torch_threads=threads))
+                                            torch_threads=threads, min_agreement=0))
     candidates = list(CPU_CANDIDATES) + ([("torch", "bf16"), ("openvino", "bf16")] if cpu_supports_bf16() else [])
     chunks = [base.prepare(corpus.narratives[i:i + chunk])[0] for i in range(0, len(corpus.narratives), chunk)]
     built, rows = {}, {}

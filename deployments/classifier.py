@@ -26,8 +26,7 @@ class Classifier:
     """The model replica: dynamically batched windows in, per-task probabilities out."""
 
     def __init__(self, args: AppArgs):
-        self.backend = ModelRunner.load(args.model, args.revision, accelerator=args.accelerator, engine=args.engine,
-                                        dtype=args.dtype, torch_threads=args.torch_threads)
+        self.backend = ModelRunner.from_args(args)
         self.model_key = model_key(self.backend.info)
         self.loaded_at = datetime.now(timezone.utc).isoformat()
         self.windows_per_call = args.windows_per_call
@@ -57,4 +56,4 @@ class Classifier:
 
     def describe(self) -> dict:
         return {"device": str(self.backend.device), "engine": self.backend.engine_name,
-                "dtype": self.backend.dtype_name, "loaded_at": self.loaded_at}
+                "dtype": self.backend.dtype_name, "loaded_at": self.loaded_at, **self.backend.selection}

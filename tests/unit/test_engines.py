@@ -23,23 +23,27 @@ NARRATIVES = [
 
 
 @pytest.mark.parametrize("engine, dtype, device, want", [
-    ("auto", "auto", CPU, ("openvino", "fp32")),
-    ("auto", "fp32", CPU, ("openvino", "fp32")),
-    ("auto", "int8", CPU, ("onnxruntime", "int8")),
-    ("auto", "bf16", CPU, ("torch", "bf16")),
-    ("torch", "auto", CPU, ("torch", "fp32")),
-    ("torch", "int8", CPU, ("torch", "int8")),
-    ("openvino", "auto", CPU, ("openvino", "fp32")),
-    ("auto", "fp16", CUDA, ("torch", "fp16")),
-    ("torch", "bf16", CUDA, ("torch", "bf16")),
+    ("auto", "auto", CPU, ("auto", "fp32", ("torch", "onnxruntime", "openvino"))),
+    ("auto", "fp32", CPU, ("auto", "fp32", ("torch", "onnxruntime", "openvino"))),
+    ("auto", "int8", CPU, ("auto", "int8", ("torch", "onnxruntime"))),
+    ("auto", "bf16", CPU, ("auto", "bf16", ("torch", "openvino"))),
+    ("torch", "auto", CPU, ("torch", "fp32", ("torch",))),
+    ("torch", "int8", CPU, ("torch", "int8", ("torch",))),
+    ("openvino", "auto", CPU, ("openvino", "fp32", ("openvino",))),
+    ("openvino", "bf16", CPU, ("openvino", "bf16", ("openvino",))),
+    ("auto", "fp16", CUDA, ("torch", "fp16", ("torch",))),
+    ("auto", "fp32", CUDA, ("torch", "fp32", ("torch",))),
+    ("torch", "bf16", CUDA, ("torch", "bf16", ("torch",))),
 ])
-def test_resolve_gives_one_concrete_engine_and_precision(engine, dtype, device, want):
+def test_resolve_gives_the_precision_and_the_engines_to_measure(engine, dtype, device, want):
+    """'auto' on a CPU leaves the engine to the host's measurement; on CUDA it is PyTorch, the one installed."""
     choice = engines.resolve(engine, dtype, device)
-    assert (choice.engine, choice.dtype) == want
+    assert (choice.engine, choice.dtype, choice.candidates) == want
 
 
 @pytest.mark.parametrize("engine, dtype, device", [
     ("torch", "fp16", CPU), ("onnxruntime", "bf16", CPU), ("openvino", "int8", CPU), ("onnxruntime", "fp32", CUDA),
+    ("openvino", "fp16", CPU),
     ("torch", "int8", CUDA),
 ])
 def test_resolve_refuses_what_cannot_run_there(engine, dtype, device):
@@ -55,7 +59,10 @@ def test_auto_precision_is_never_int8(engine):
 def test_app_args_refuse_a_half_precision_on_an_exported_engine():
     with pytest.raises(ValueError, match="runs fp32 or int8, not bf16"):
         AppArgs(engine="onnxruntime", dtype="bf16")
+    with pytest.raises(ValueError, match="runs fp32 or bf16, not int8"):
+        AppArgs(engine="openvino", dtype="int8")
     assert AppArgs(engine="onnxruntime", dtype="int8").dtype == "int8"
+    assert AppArgs(engine="openvino", dtype="bf16").dtype == "bf16"
 
 
 @pytest.fixture()
@@ -154,8 +161,9 @@ def test_an_unwritable_cache_falls_back_to_pytorch(checkpoint, tmp_path, monkeyp
 
 @pytest.mark.parametrize("engine", ["torch", "onnxruntime"])
 def test_int8_serves_probabilities(checkpoint, engine):
+    # min_agreement 0: the tiny checkpoint is random and ships no held-out set to measure agreement on.
     clf = InProcessPipeline.from_args(AppArgs(model=str(checkpoint), accelerator="cpu", engine=engine, dtype="int8",
-                                           torch_threads=1))
+                                           torch_threads=1, min_agreement=0))
     assert (clf.engine_name, clf.dtype_name) == (engine, "int8")
     (probs,) = clf.forward([clf.prepare(NARRATIVES)[0]])
     for p in probs.values():

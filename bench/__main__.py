@@ -197,7 +197,7 @@ def report_agreement(args: argparse.Namespace) -> int:
     from bench.machine import cpu_supports_bf16
 
     ensure_demo(args.demo_checkpoint)
-    bf16 = [("torch", "bf16"), ("openvino", "bf16")] if cpu_supports_bf16() else []
+    bf16 = engines.BF16_CANDIDATES if cpu_supports_bf16() else []
     candidates = list(agreement.CPU_CANDIDATES) + bf16
     corpus = make_corpus(args.checkpoint, args.cases or 200, seed=1)
     sets = {"demo held-out set": (args.demo_checkpoint, agreement.heldout_narratives(args.demo_checkpoint)),

@@ -36,7 +36,8 @@ def compare(reference: Sequence, candidate: Sequence) -> dict:
 
 def run_agreement(checkpoint: Path, narratives: Sequence[str], candidates: Iterable[tuple[str, str]],
                   threads: int) -> dict:
-    """Every candidate against eager PyTorch fp32 on ``narratives``, through ``InProcessPipeline``."""
+    """Every candidate, (engine, dtype) or (engine, dtype, recheck_margin), against eager PyTorch fp32 on
+    ``narratives``, through ``InProcessPipeline``."""
     from deployments.core.in_process import InProcessPipeline
     from deployments.core.config import AppArgs
 
@@ -45,13 +46,14 @@ def run_agreement(checkpoint: Path, narratives: Sequence[str], candidates: Itera
     reference_clf = InProcessPipeline.from_args(args, engine=REFERENCE[0], dtype=REFERENCE[1])
     reference = reference_clf.classify_cases(narratives)
     rows = {}
-    for engine, dtype in candidates:
-        clf = reference_clf.replace(engine=engine, dtype=dtype)
+    for engine, dtype, *margin in candidates:
+        clf = reference_clf.replace(engine=engine, dtype=dtype, recheck_margin=margin[0] if margin else 0.0)
+        note = f" recheck {margin[0]}" if margin else ""
         resolved = f"{clf.engine_name} {clf.dtype_name}"
         if resolved != f"{engine} {dtype}":  # a fallback: the row would measure PyTorch against itself
-            rows[f"{engine} {dtype}"] = {"unavailable": f"fell back to {resolved}"}
+            rows[f"{engine} {dtype}{note}"] = {"unavailable": f"fell back to {resolved}"}
             continue
-        rows[resolved] = compare(reference, clf.classify_cases(narratives))
+        rows[resolved + note] = compare(reference, clf.classify_cases(narratives))
     return {"reference": " ".join(REFERENCE), "checkpoint": checkpoint.name, "candidates": rows}
 
 

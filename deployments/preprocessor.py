@@ -138,6 +138,7 @@ class Preprocessor:
             dtype=described["dtype"],
             engine_auto=described.get("engine_auto"),
             agreement=described.get("agreement"),
+            recheck_margin=described.get("recheck_margin"),
             limits=contract.InfoLimits(
                 max_narrative_chars=args.max_narrative_chars,
                 max_body_bytes=args.max_body_bytes,

@@ -318,6 +318,9 @@ class AppArgs(_Strict):
     min_agreement: float = Field(
         0.99, ge=0, le=1, description="Below fp32, the share of agreement cases that must keep all four labels of "
         "fp32, measured at startup; under it the replica refuses to start. 0 admits any precision unmeasured.")
+    recheck_margin: float = Field(
+        0.0, ge=0, le=1, description="Below fp32 on CPU: a window whose top two labels in any task are closer than "
+        "this at the lower precision is run again in fp32, so near ties are decided as fp32 decides them; 0: off.")
     agreement_cases: Optional[str] = Field(
         None, description="A JSONL of narratives ('narrative' per line) to measure agreement on; null: the "
         "checkpoint's held-out set (its heldout.jsonl, or the set its eval.json names).")

@@ -36,7 +36,7 @@ from deployments.core.windowing import TokenWindows
 
 # The AppArgs fields that decide which model is loaded, where and how: changing any of them needs a new load.
 LOAD_FIELDS = ("model", "revision", "accelerator", "engine", "dtype", "torch_threads", "min_agreement",
-               "agreement_cases")
+               "agreement_cases", "recheck_margin")
 
 
 class CaseResult(NamedTuple):

@@ -59,8 +59,10 @@ class ModelRunner:
         dtype: str = "auto",
         torch_threads: int | None = None,
         gate: PrecisionGate | None = None,
+        recheck_margin: float = 0.0,
     ) -> "ModelRunner":
-        """``gate``: the agreement a precision below fp32 must reach (``precision_gate``); None admits any."""
+        """``gate``: the agreement a precision below fp32 must reach (``precision_gate``); None admits any.
+        ``recheck_margin``: below fp32 on CPU, windows this close to a tie are decided in fp32 (``build_engine``)."""
         if torch_threads:
             torch.set_num_threads(torch_threads)
         path = resolve_checkpoint(model, revision)
@@ -74,7 +76,8 @@ class ModelRunner:
         reference = TorchEngine(copy.deepcopy(net) if device.type == "cuda" else net, device, "fp32") if gated else None
 
         def build(name: str) -> Engine:
-            return build_engine(EngineChoice(name, choice.dtype), net, path, device, torch_threads, pad_id)
+            return build_engine(EngineChoice(name, choice.dtype), net, path, device, torch_threads, pad_id,
+                                recheck_margin)
 
         selection: dict = {}
         if choice.engine == "auto":
@@ -93,13 +96,16 @@ class ModelRunner:
                             backend.name, backend.dtype_name, 100 * figure["agreement"], figure["cases"],
                             figure["source"], 100 * figure["min_agreement"])
             selection["agreement"] = figure
+        if isinstance(backend, engines.RecheckedEngine):
+            selection["recheck_margin"] = backend.margin
         return cls(backend, labels, read_checkpoint_info(path, model, revision), device, pad_id, selection)
 
     @classmethod
     def from_args(cls, args) -> "ModelRunner":
         """The model as ``AppArgs`` ``args`` name it, its precision gated as they say."""
         return cls.load(args.model, args.revision, accelerator=args.accelerator, engine=args.engine, dtype=args.dtype,
-                        torch_threads=args.torch_threads, gate=PrecisionGate.from_args(args))
+                        torch_threads=args.torch_threads, gate=PrecisionGate.from_args(args),
+                        recheck_margin=args.recheck_margin)
 
     @property
     def engine_name(self) -> str:
@@ -136,9 +142,19 @@ class ModelRunner:
 
 
 def build_engine(choice: EngineChoice, model: torch.nn.Module, checkpoint: Path, device: torch.device,
-                 threads: int | None, pad_id: int) -> Engine:
+                 threads: int | None, pad_id: int, recheck_margin: float = 0.0) -> Engine:
     """``choice`` ready to run. An exported engine that cannot be built, or that is not exact in fp32,
-    falls back to eager PyTorch fp32 with a warning: a slower replica, never a dead one."""
+    falls back to eager PyTorch fp32 with a warning: a slower replica, never a dead one. ``recheck_margin``
+    (CPU, below fp32): close calls run again on the same engine in fp32 (``engines.RecheckedEngine``)."""
+    fast = _build(choice, model, checkpoint, device, threads, pad_id)
+    if recheck_margin > 0 and device.type == "cpu" and fast.dtype_name != "fp32":
+        exact = _build(EngineChoice(fast.name, "fp32"), model, checkpoint, device, threads, pad_id)
+        return engines.RecheckedEngine(fast, exact, recheck_margin)
+    return fast
+
+
+def _build(choice: EngineChoice, model: torch.nn.Module, checkpoint: Path, device: torch.device,
+           threads: int | None, pad_id: int) -> Engine:
     if choice.engine == "torch":
         return TorchEngine(model, device, choice.dtype)
     try:

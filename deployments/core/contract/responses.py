@@ -244,6 +244,9 @@ class Info(_Body):
     agreement: Optional["Agreement"] = Field(
         default=None, exclude_if=lambda v: v is None, json_schema_extra=_absent_not_null,
         description="Below fp32: the share of agreement cases keeping all four labels of fp32, measured at startup.")
+    recheck_margin: Optional[float] = Field(
+        default=None, exclude_if=lambda v: v is None, json_schema_extra=_absent_not_null,
+        description="Below fp32: windows this close to a tie in any task are decided in fp32.")
     limits: InfoLimits
     auth: Literal["api_key", "none"]
     taxonomy: Optional[dict[str, str]] = Field(

@@ -39,8 +39,9 @@ PROBE_SHAPES = ((8, 64), (1, 512))
 # An exported engine must beat eager PyTorch by this much to replace it: closer figures are within
 # the noise of a short timing on shared cores, and PyTorch needs no export to restart.
 MIN_GAIN = 1.03
-# Timed passes over the probes per candidate, after one warm-up; the fastest pass counts.
-PASSES = 2
+# Timed passes over the probes per candidate, after one warm-up, the candidates taking turns (so a burst of
+# other work on shared cores slows one pass of each, not all of one); each one's fastest pass counts.
+PASSES = 3
 
 
 @dataclass(frozen=True)
@@ -88,18 +89,22 @@ def probe_batches(vocab_size: int, pad_id: int) -> list[tuple[np.ndarray, np.nda
     return batches
 
 
-def time_engine(engine: Engine, batches, passes: int = PASSES, clock: Callable[[], float] = time.perf_counter) -> float:
-    """Windows per second over ``batches``: one warm-up pass, then the fastest of ``passes``."""
-    for ids, mask in batches:
-        engine.logits(ids, mask)
-    windows = sum(ids.shape[0] for ids, _ in batches)
-    best = float("inf")
-    for _ in range(passes):
-        started = clock()
+def time_engines(candidates: Mapping[str, Engine], batches, passes: int = PASSES,
+                 clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
+    """Each engine's windows per second over ``batches``: one warm-up pass, then the fastest of ``passes``,
+    interleaved."""
+    for engine in candidates.values():
         for ids, mask in batches:
             engine.logits(ids, mask)
-        best = min(best, clock() - started)
-    return windows / max(best, 1e-9)
+    windows = sum(ids.shape[0] for ids, _ in batches)
+    best = {name: float("inf") for name in candidates}
+    for _ in range(passes):
+        for name, engine in candidates.items():
+            started = clock()
+            for ids, mask in batches:
+                engine.logits(ids, mask)
+            best[name] = min(best[name], clock() - started)
+    return {name: round(windows / max(seconds, 1e-9), 2) for name, seconds in best.items()}
 
 
 def cpu_model() -> str:
@@ -180,14 +185,13 @@ def pick(checkpoint: Path, dtype: str, candidates: list[str], build: Callable[[s
         engine = build(cached.choice)
         if engine.name == cached.choice:
             return engine, cached
-    built, rates = {}, {}
+    built = {}
     for name in candidates:
         engine = build(name)
-        if engine.name != name or engine.dtype_name != dtype:  # fell back: not a candidate after all
-            rates[name] = None
-            continue
-        built[name] = engine
-        rates[name] = round(time_engine(engine, batches), 2)
+        if engine.name == name and engine.dtype_name == dtype:  # else it fell back: not a candidate after all
+            built[name] = engine
+    measured_rates = time_engines(built, batches)
+    rates = {name: measured_rates.get(name) for name in candidates}
     choice = choose(rates)
     if choice not in built:  # nothing could be built as asked: serve the fallback
         return build("torch"), Measurement(dtype, rates, "torch", host)

@@ -50,3 +50,16 @@ def test_int8_keeps_what_its_figures_promise(reference):
     assert (int8.engine_name, int8.dtype_name) == ("onnxruntime", "int8")
     row = compare(want, int8.classify_cases(narratives))
     assert row["all_four_identical"] >= INT8_ALL_FOUR_REPORTED, row
+
+
+@pytest.mark.parametrize("engine", ["torch", "openvino"])
+def test_bf16_with_its_close_calls_rechecked_passes_the_serving_gate(demo_checkpoint, engine):
+    """The recipe README gives for bf16: recheck_margin 0.05 keeps the demo's labels (bench/RESULTS.md)."""
+    from deployments.core.inference import ModelRunner
+
+    runner = ModelRunner.from_args(AppArgs(model=str(demo_checkpoint), accelerator="cpu", engine=engine, dtype="bf16",
+                                           torch_threads=2, recheck_margin=0.05))
+    figure = runner.selection["agreement"]
+    assert (runner.engine_name, runner.dtype_name) == (engine, "bf16")
+    assert figure["source"] == "data/heldout.jsonl" and figure["cases"] == 81
+    assert figure["agreement"] >= figure["min_agreement"] == 0.99

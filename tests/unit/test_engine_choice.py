@@ -4,6 +4,7 @@ import json
 import logging
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -121,3 +122,24 @@ def test_an_unreadable_cache_is_measured_again(checkpoint, builder):
     _, measured = engine_choice.pick(checkpoint, "fp32", ["torch", "openvino"], builder, builder.batches, 1)
     assert not measured.cached and builder.built == ["torch", "openvino"]
     assert len(json.loads(engine_choice.cache_file(checkpoint).read_text())) == 1
+
+
+def test_the_candidates_take_turns_and_each_ones_fastest_pass_counts():
+    now, calls = [0.0], []
+
+    class Costing:
+        def __init__(self, name, costs):
+            self.name, self.costs = name, iter(costs)
+
+        def logits(self, ids, mask):
+            calls.append(self.name)
+            now[0] += next(self.costs)
+            return []
+
+    batches = [(np.zeros((8, 4), dtype=np.int64), None), (np.zeros((2, 4), dtype=np.int64), None)]
+    # Per batch: warm-up (2 batches), then 3 passes of 2 batches. "b" is slowed once, in its second pass.
+    a = Costing("a", [9, 9] + [1, 1] * 3)
+    b = Costing("b", [9, 9] + [2, 3, 50, 50, 2, 3])
+    rates = engine_choice.time_engines({"a": a, "b": b}, batches, passes=3, clock=lambda: now[0])
+    assert rates == {"a": 10 / 2, "b": 10 / 5}
+    assert calls == ["a", "a", "b", "b"] + ["a", "a", "b", "b"] * 3

@@ -175,10 +175,13 @@ def installed(engine: str) -> bool:
 
 
 def pick(checkpoint: Path, dtype: str, candidates: list[str], build: Callable[[str], Engine],
-         batches, threads: Optional[int]) -> tuple[Engine, Measurement]:
+         batches, threads: Optional[int], recheck_margin: float = 0.0) -> tuple[Engine, Measurement]:
     """The fastest of ``candidates`` for ``dtype``, built by ``build`` (which returns eager PyTorch fp32 for an
-    engine it cannot build exactly), measured now or taken from the cache."""
+    engine it cannot build exactly), measured now or taken from the cache. ``recheck_margin``: what ``build``
+    wraps a lower precision with; it changes the rates, so it is part of the key."""
     host = host_key(threads)
+    if recheck_margin and dtype != "fp32":
+        host["recheck_margin"] = recheck_margin
     candidates = [engine for engine in ENGINES if engine in candidates and installed(engine)]
     cached = read_cached(checkpoint, host, dtype)
     if cached is not None and cached.choice in candidates:

@@ -83,7 +83,7 @@ class ModelRunner:
         if choice.engine == "auto":
             backend, measured = engine_choice.pick(
                 path, choice.dtype, list(choice.candidates), build,
-                engine_choice.probe_batches(net.config.vocab_size, pad_id), torch_threads)
+                engine_choice.probe_batches(net.config.vocab_size, pad_id), torch_threads, recheck_margin)
             logger.info("%s", measured.summary())
             selection["engine_auto"] = measured.to_json()
         else:

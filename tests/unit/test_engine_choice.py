@@ -77,9 +77,13 @@ def test_pick_measures_every_candidate_then_keeps_the_figures_for_the_next_start
 
     # Another thread count (or CPU, or library version) is another host: measured anew, both kept.
     builder.built.clear()
-    engine_choice.pick(checkpoint, "fp32", candidates, builder, builder.batches, 2)
-    assert builder.built == candidates
+    _, two_threads = engine_choice.pick(checkpoint, "fp32", candidates, builder, builder.batches, 2)
+    assert builder.built == candidates and not two_threads.cached
     assert len(json.loads(engine_choice.cache_file(checkpoint).read_text())) == 2
+    # fp32 has nothing to recheck: a margin leaves its figures where they are.
+    builder.built.clear()
+    _, same = engine_choice.pick(checkpoint, "fp32", candidates, builder, builder.batches, 2, recheck_margin=0.05)
+    assert same.cached and builder.built == [two_threads.choice]
 
 
 def test_a_candidate_that_falls_back_is_not_measured(checkpoint, builder):
@@ -98,6 +102,12 @@ def test_int8_candidates_are_measured_at_int8(checkpoint, builder):
     engine, measured = engine_choice.pick(checkpoint, "int8", ["torch", "onnxruntime"], build, builder.batches, 1)
     assert set(measured.rates) == {"torch", "onnxruntime"} and all(measured.rates.values())
     assert engine.dtype_name == "int8" and engine.name == measured.choice
+    # A recheck margin changes what is timed: its figures are kept apart.
+    builder.built.clear()
+    _, rechecked = engine_choice.pick(checkpoint, "int8", ["torch", "onnxruntime"], build, builder.batches, 1,
+                                      recheck_margin=0.05)
+    assert not rechecked.cached and rechecked.host["recheck_margin"] == 0.05
+    assert builder.built == ["torch", "onnxruntime"]
 
 
 def test_the_replica_reports_the_rates_and_the_choice_and_logs_them(checkpoint, caplog):

@@ -73,7 +73,8 @@ def ensure_demo(path: Path) -> None:
 
 
 def resolved_engine(engine: str, dtype: str) -> tuple[str, str]:
-    """What ``--engine`` and ``--dtype`` mean on this machine's default device ('auto' resolved)."""
+    """What ``--engine`` and ``--dtype`` mean on this machine's default device: the precision resolved, the engine
+    too unless it is 'auto' on a CPU, which each replica measures at startup (deployments/core/engine_choice.py)."""
     from deployments.core.engines import resolve
     from deployments.core.loading import resolve_device
 
@@ -196,7 +197,8 @@ def report_agreement(args: argparse.Namespace) -> int:
     from bench.machine import cpu_supports_bf16
 
     ensure_demo(args.demo_checkpoint)
-    candidates = list(agreement.CPU_CANDIDATES) + ([("torch", "bf16")] if cpu_supports_bf16() else [])
+    bf16 = engines.BF16_CANDIDATES if cpu_supports_bf16() else []
+    candidates = list(agreement.CPU_CANDIDATES) + bf16
     corpus = make_corpus(args.checkpoint, args.cases or 200, seed=1)
     sets = {"demo held-out set": (args.demo_checkpoint, agreement.heldout_narratives(args.demo_checkpoint)),
             "bench corpus": (args.checkpoint, corpus.narratives)}

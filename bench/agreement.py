@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 
 TASKS = ("main_category", "sub_category", "intervention", "priority")
 REFERENCE = ("torch", "fp32")
-# What `python -m bench --agreement` compares on a CPU (and torch bf16 where the CPU runs it natively).
+# What `python -m bench --agreement` compares on a CPU (and bf16 where the CPU runs it natively).
 CPU_CANDIDATES = (("onnxruntime", "fp32"), ("openvino", "fp32"), ("onnxruntime", "int8"), ("torch", "int8"))
 
 
@@ -36,21 +36,24 @@ def compare(reference: Sequence, candidate: Sequence) -> dict:
 
 def run_agreement(checkpoint: Path, narratives: Sequence[str], candidates: Iterable[tuple[str, str]],
                   threads: int) -> dict:
-    """Every candidate against eager PyTorch fp32 on ``narratives``, through ``InProcessPipeline``."""
+    """Every candidate, (engine, dtype) or (engine, dtype, recheck_margin), against eager PyTorch fp32 on
+    ``narratives``, through ``InProcessPipeline``."""
     from deployments.core.in_process import InProcessPipeline
     from deployments.core.config import AppArgs
 
-    args = AppArgs(model=str(checkpoint), accelerator="cpu", torch_threads=threads)
+    # min_agreement 0: this measures the agreement the serving gate would refuse, rather than refusing it.
+    args = AppArgs(model=str(checkpoint), accelerator="cpu", torch_threads=threads, min_agreement=0)
     reference_clf = InProcessPipeline.from_args(args, engine=REFERENCE[0], dtype=REFERENCE[1])
     reference = reference_clf.classify_cases(narratives)
     rows = {}
-    for engine, dtype in candidates:
-        clf = reference_clf.replace(engine=engine, dtype=dtype)
+    for engine, dtype, *margin in candidates:
+        clf = reference_clf.replace(engine=engine, dtype=dtype, recheck_margin=margin[0] if margin else 0.0)
+        note = f" recheck {margin[0]}" if margin else ""
         resolved = f"{clf.engine_name} {clf.dtype_name}"
         if resolved != f"{engine} {dtype}":  # a fallback: the row would measure PyTorch against itself
-            rows[f"{engine} {dtype}"] = {"unavailable": f"fell back to {resolved}"}
+            rows[f"{engine} {dtype}{note}"] = {"unavailable": f"fell back to {resolved}"}
             continue
-        rows[resolved] = compare(reference, clf.classify_cases(narratives))
+        rows[resolved + note] = compare(reference, clf.classify_cases(narratives))
     return {"reference": " ".join(REFERENCE), "checkpoint": checkpoint.name, "candidates": rows}
 
 

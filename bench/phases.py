@@ -166,15 +166,15 @@ def run_litserve(checkpoint: Path, corpus: Corpus, engine: str, dtype: str, thre
 
 
 def run_int8_agreement(demo: Path, threads: int) -> dict:
-    """int8 (the default engine's) against eager PyTorch fp32 on the demo's held-out set."""
+    """int8 on every engine that runs it (those 'auto' measures) against eager PyTorch fp32 on the demo's held-out set."""
     from bench.agreement import heldout_narratives, run_agreement
     from deployments.core.engines import resolve
     from deployments.core.loading import resolve_device
 
     int8 = resolve("auto", "int8", resolve_device("cpu"))
-    table = run_agreement(demo, heldout_narratives(demo), [(int8.engine, int8.dtype)], threads)
-    (row,) = table["candidates"].values()
-    say(f"int8 agreement on the demo's held-out set: {row.get('all_four_identical')} all four identical")
+    table = run_agreement(demo, heldout_narratives(demo), [(engine, int8.dtype) for engine in int8.candidates], threads)
+    for key, row in table["candidates"].items():
+        say(f"{key} agreement on the demo's held-out set: {row.get('all_four_identical')} all four identical")
     return table
 
 

@@ -28,15 +28,14 @@ class Classifier:
     """The model replica: dynamically batched windows in, per-task probabilities out."""
 
     def __init__(self, args: AppArgs):
-        self.backend = ModelRunner.load(args.model, args.revision, accelerator=args.accelerator, engine=args.engine,
-                                        dtype=args.dtype, torch_threads=args.torch_threads)
+        self.backend = ModelRunner.from_args(args)
         self.model_key = model_key(self.backend.info)
         self.loaded_at = datetime.now(timezone.utc).isoformat()
         self.windows_per_call = args.windows_per_call
         self.batching = args.batching
         metrics = ClassifierMetrics()
         self.record_forward = {lane: metrics.forward_recorder(lane) for lane in (LIVE, QUEUED)}
-        self.gate = LaneGate()
+        self.lanes = LaneGate()
 
     def reconfigure(self, user_config: dict) -> None:
         self.batching = BatchingArgs(**user_config)
@@ -64,7 +63,7 @@ class Classifier:
             max_rows=self.batching.max_batch_size,
             max_tokens=self.batching.max_batch_tokens,
             on_microbatch=self.record_forward[lane],
-            turn=lambda: self.gate.turn(lane),
+            turn=lambda: self.lanes.turn(lane),
         )
         return [{**p, MODEL_KEY: self.model_key} for p in probs]
 
@@ -73,4 +72,4 @@ class Classifier:
 
     def describe(self) -> dict:
         return {"device": str(self.backend.device), "engine": self.backend.engine_name,
-                "dtype": self.backend.dtype_name, "loaded_at": self.loaded_at}
+                "dtype": self.backend.dtype_name, "loaded_at": self.loaded_at, **self.backend.selection}

@@ -136,6 +136,9 @@ class Preprocessor:
             device=described["device"],
             engine=described["engine"],
             dtype=described["dtype"],
+            engine_auto=described.get("engine_auto"),
+            agreement=described.get("agreement"),
+            recheck_margin=described.get("recheck_margin"),
             limits=contract.InfoLimits(
                 max_narrative_chars=args.max_narrative_chars,
                 max_body_bytes=args.max_body_bytes,

@@ -314,15 +314,25 @@ class AppArgs(_Strict):
         description="Ray custom resources per classifier replica, e.g. {'gpu_pool': 1} to pin it to a node pool.",
     )
     engine: Literal["auto", "torch", "onnxruntime", "openvino"] = Field(
-        "auto", description="What runs the model (deployments/core/engines.py). 'auto': the fastest exact engine "
-        "measured for the device and dtype (CPU: OpenVINO for fp32, onnxruntime for int8; CUDA: PyTorch); an "
-        "export that fails falls back to eager PyTorch."
+        "auto", description="What runs the model (deployments/core/engines.py). 'auto': on CPU, the fastest of the "
+        "engines that run the dtype exactly, timed by the replica at startup on its own checkpoint and kept per CPU "
+        "model beside the ONNX export (deployments/core/engine_choice.py); on CUDA, PyTorch. An export that fails "
+        "falls back to eager PyTorch."
     )
     dtype: Literal["auto", "fp32", "bf16", "fp16", "int8"] = Field(
-        "auto", description="'auto': fp32 on CPU, bf16 (else fp16) on CUDA. 'int8' (CPU) is an opt-in: read its "
-        "agreement figures first (README, bench/RESULTS.md); 'auto' never picks it."
+        "auto", description="'auto': fp32 on CPU, bf16 (else fp16) on CUDA. 'bf16' and 'int8' on CPU are opt-ins, "
+        "served only when their agreement with fp32 reaches min_agreement; 'auto' never picks them on CPU."
     )
     torch_threads: Optional[int] = Field(None, ge=1)
+    min_agreement: float = Field(
+        0.99, ge=0, le=1, description="Below fp32, the share of agreement cases that must keep all four labels of "
+        "fp32, measured at startup; under it the replica refuses to start. 0 admits any precision unmeasured.")
+    recheck_margin: float = Field(
+        0.0, ge=0, le=1, description="Below fp32 on CPU: a window whose top two labels in any task are closer than "
+        "this at the lower precision is run again in fp32, so near ties are decided as fp32 decides them; 0: off.")
+    agreement_cases: Optional[str] = Field(
+        None, description="A JSONL of narratives ('narrative' per line) to measure agreement on; null: the "
+        "checkpoint's held-out set (its heldout.jsonl, or the set its eval.json names).")
 
     batching: BatchingArgs = Field(default_factory=BatchingArgs)
     coalescing: CoalescingArgs = Field(default_factory=CoalescingArgs)
@@ -341,8 +351,10 @@ class AppArgs(_Strict):
     def _consistent(self) -> "AppArgs":
         if self.window_overlap >= self.max_length - 2:
             raise ValueError(f"window_overlap ({self.window_overlap}) must be below max_length - 2 ({self.max_length - 2})")
-        if self.engine in ("onnxruntime", "openvino") and self.dtype in ("bf16", "fp16"):
-            raise ValueError(f"engine '{self.engine}' runs fp32 or int8, not {self.dtype}: use engine 'torch' for it")
+        if self.engine == "onnxruntime" and self.dtype in ("bf16", "fp16"):
+            raise ValueError(f"engine 'onnxruntime' runs fp32 or int8, not {self.dtype}: use engine 'torch' for it")
+        if self.engine == "openvino" and self.dtype in ("fp16", "int8"):
+            raise ValueError(f"engine 'openvino' runs fp32 or bf16, not {self.dtype}")
         if self.windows_per_call > self.batching.max_batch_size:
             raise ValueError(
                 f"windows_per_call ({self.windows_per_call}) must not exceed batching.max_batch_size "

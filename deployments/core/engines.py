@@ -9,10 +9,12 @@ them into probabilities the same way whatever ran them.
 - ``onnxruntime``  the exported graph (``deployments.core.export``), BERT-fused, fp32 or int8
 - ``openvino``     the same exported fp32 graph compiled by OpenVINO
 
-``resolve`` turns the settings (``engine``, ``dtype``) into one concrete pair for a
-device. Its ``auto`` is the measured choice (bench/RESULTS.md, "Engines"): the
-fastest engine whose answers are exact (labels identical to fp32 PyTorch, confidences
-within ``EXACT_TOLERANCE``). It never chooses int8: that is an operator's opt-in.
+``resolve`` turns the settings (``engine``, ``dtype``) into one precision and the engines that
+may run it on a device. ``auto`` on a CPU is measured on the host at startup
+(``deployments.core.engine_choice``): the fastest of the engines that run the precision, for fp32
+only exact ones (labels identical to fp32 PyTorch, confidences within ``EXACT_TOLERANCE``). It never
+changes the precision: 'auto' precision is fp32 on a CPU, and a lower one is an operator's opt-in, and must pass the agreement gate
+(``deployments.core.precision_gate``).
 """
 
 from __future__ import annotations
@@ -35,23 +37,21 @@ SUPPORTED = {
     ("torch", "cpu"): ("fp32", "bf16", "int8"),
     ("torch", "cuda"): ("fp32", "bf16", "fp16"),
     ("onnxruntime", "cpu"): ("fp32", "int8"),
-    # OpenVINO cannot read onnxruntime's int8 graph (its fused com.microsoft quantized MatMuls).
-    ("openvino", "cpu"): ("fp32",),
+    # OpenVINO cannot read onnxruntime's int8 graph (its fused com.microsoft quantized MatMuls); its bf16 is
+    # the fp32 graph compiled with a bf16 inference precision (AMX or AVX-512 bf16 matmuls).
+    ("openvino", "cpu"): ("fp32", "bf16"),
 }
-# 'auto', per device and precision, measured side by side on the bench corpus (`python -m bench
-# --engines`, bench/RESULTS.md "Engines"): on a 2-core AVX2 EPYC, fp32 OpenVINO 1.03x eager
-# PyTorch (onnxruntime 0.94x); int8 onnxruntime 1.53x with 91% of the demo's held-out cases keeping
-# all four labels (PyTorch's int8 1.49x, 73%). On CUDA only PyTorch is installed (no
-# onnxruntime-gpu, no TensorRT), so it is PyTorch there. Any other precision: PyTorch.
-AUTO_ENGINE = {("cpu", "fp32"): "openvino", ("cpu", "int8"): "onnxruntime"}
 # What "exact" means: a probability may move this much against fp32 PyTorch.
 EXACT_TOLERANCE = 1e-3
 
 
 @dataclass(frozen=True)
 class EngineChoice:
+    """``engine`` 'auto': the fastest of ``candidates``, measured on the host (engine_choice.pick)."""
+
     engine: str
     dtype: str
+    candidates: tuple[str, ...] = ()
 
 
 def auto_dtype(device: torch.device) -> str:
@@ -62,15 +62,19 @@ def auto_dtype(device: torch.device) -> str:
 
 
 def resolve(engine: str, dtype: str, device: torch.device) -> EngineChoice:
-    """The concrete (engine, dtype) for ``device``. Raises ValueError for a pair that cannot run there."""
+    """The precision for ``device``, and the engine: a concrete one, or 'auto' with the ``candidates`` to measure
+    (more than one engine runs the precision there). Raises ValueError for a pair that cannot run there."""
     precision = auto_dtype(device) if dtype == "auto" else dtype
     if engine == "auto":
-        engine = AUTO_ENGINE.get((device.type, precision), "torch")
+        runnable = tuple(e for e in ENGINES if precision in SUPPORTED.get((e, device.type), ()))
+        if len(runnable) > 1:  # on CUDA only PyTorch is installed (no onnxruntime-gpu, no TensorRT)
+            return EngineChoice("auto", precision, runnable)
+        engine = runnable[0] if runnable else "torch"
     supported = SUPPORTED.get((engine, device.type), ())
     if precision not in supported:
         can = ", ".join(supported) or "nothing"
         raise ValueError(f"engine '{engine}' on {device.type} runs {can}, not dtype '{precision}'")
-    return EngineChoice(engine, precision)
+    return EngineChoice(engine, precision, (engine,))
 
 
 class Engine(Protocol):
@@ -146,9 +150,10 @@ class OpenVinoEngine:
     def __init__(self, path: Path, dtype: str, threads: int | None):
         import openvino as ov
 
-        # One stream (the classifier runs one batch at a time), fp32 (exact), and no pinning of its
-        # threads to cores: Ray's proxy and the ingress share those cores.
-        config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
+        # One stream (the classifier runs one batch at a time), fp32 unless bf16 is asked for (OpenVINO
+        # would pick bf16 on its own on an AMX CPU), and no pinning of its threads to cores: Ray's proxy
+        # and the ingress share those cores.
+        config = {"INFERENCE_PRECISION_HINT": "bf16" if dtype == "bf16" else "f32", "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
                   "ENABLE_CPU_PINNING": False}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
@@ -162,6 +167,38 @@ class OpenVinoEngine:
         with self._lock:
             result = self.request.infer({"input_ids": ids, "attention_mask": mask})
             return [np.array(result[output]) for output in self.compiled.outputs]
+
+
+class RecheckedEngine:
+    """A precision below fp32 whose close calls are decided in fp32.
+
+    bf16 and int8 move a probability by a few hundredths at most on the demo (bench/RESULTS.md,
+    "Agreement"), so they can only change a label where fp32's top two are about that close. A window
+    whose top two labels in any task are closer than ``margin`` in the fast engine's answer is run again
+    on the exact engine, and fp32's logits replace the fast ones for it: the labels that a lower
+    precision would flip are mostly the ones fp32 decides, at the cost of the share of windows rerun.
+    """
+
+    def __init__(self, fast: Engine, exact: Engine, margin: float):
+        self.fast, self.exact, self.margin = fast, exact, margin
+        self.name, self.dtype_name = fast.name, fast.dtype_name
+        self.windows = self.rechecked = 0  # counted for the measurement of the share rerun, not for serving
+
+    def logits(self, ids: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
+        heads = [np.array(head, dtype=np.float32) for head in self.fast.logits(ids, mask)]
+        close = np.zeros(len(ids), dtype=bool)
+        for head in heads:
+            top_two = np.sort(softmax(head), axis=-1)[:, -2:]
+            close |= top_two[:, 1] - top_two[:, 0] < self.margin
+        self.windows += len(ids)
+        if close.any():
+            rows = np.flatnonzero(close)
+            self.rechecked += len(rows)
+            width = int(mask[rows].sum(axis=1).max())  # the rows rerun may need fewer padded columns
+            exact = self.exact.logits(np.ascontiguousarray(ids[rows, :width]), np.ascontiguousarray(mask[rows, :width]))
+            for head, replacement in zip(heads, exact):
+                head[rows] = np.asarray(replacement, dtype=np.float32)
+        return heads
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

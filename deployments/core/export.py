@@ -42,7 +42,8 @@ logger = logging.getLogger("ray.serve")
 EXPORT_FORMAT = "chs-onnx-2"
 CACHE_ENV_VAR = ENGINE_CACHE_ENV_VAR
 SHIPPED_ONNX = Path("onnx") / "model.onnx"
-FILE_FOR = {"fp32": "model.onnx", "int8": "model_int8.onnx"}
+# bf16 (OpenVINO) compiles the fp32 graph with a lower inference precision: no file of its own.
+FILE_FOR = {"fp32": "model.onnx", "bf16": "model.onnx", "int8": "model_int8.onnx"}
 OPSET = 18
 
 
@@ -78,7 +79,7 @@ def onnx_model(checkpoint: Path, dtype: str, load_model: Callable[[], torch.nn.M
     ``load_model`` is called only when an export is needed.
     """
     shipped = checkpoint / SHIPPED_ONNX
-    if dtype == "fp32" and shipped.is_file():
+    if FILE_FOR[dtype] == FILE_FOR["fp32"] and shipped.is_file():
         return shipped
     folder = cache_root(checkpoint) / content_key(checkpoint)
     target = folder / FILE_FOR[dtype]

@@ -35,7 +35,8 @@ from deployments.core.routing import Classification, Routing
 from deployments.core.windowing import TokenWindows
 
 # The AppArgs fields that decide which model is loaded, where and how: changing any of them needs a new load.
-LOAD_FIELDS = ("model", "revision", "accelerator", "engine", "dtype", "torch_threads")
+LOAD_FIELDS = ("model", "revision", "accelerator", "engine", "dtype", "torch_threads", "min_agreement",
+               "agreement_cases", "recheck_margin")
 
 
 class CaseResult(NamedTuple):
@@ -68,10 +69,7 @@ class InProcessPipeline:
     def from_args(cls, args: AppArgs | Mapping[str, Any], **overrides: Any) -> "InProcessPipeline":
         """Load the model ``args`` name. ``overrides`` are AppArgs fields (``dtype="fp32"``), validated with the rest."""
         args = _validated(args, overrides)
-        backend = ModelRunner.load(
-            args.model, args.revision, accelerator=args.accelerator, engine=args.engine, dtype=args.dtype,
-            torch_threads=args.torch_threads,
-        )
+        backend = ModelRunner.from_args(args)
         tokenizer = load_narrative_tokenizer(resolve_checkpoint(args.model, args.revision))
         return cls(args, backend, tokenizer, cls._assembler(args, backend),
                    CasePreparer.from_args(args, tokenizer, limit_windows=False))

@@ -10,15 +10,16 @@ code, so comparisons measure the serving machinery, not the model code.
 from __future__ import annotations
 
 import logging
+import copy
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
-from deployments.core import engines, export
+from deployments.core import engine_choice, engines, export
 from deployments.core.batching import run_batch
 from deployments.core.engines import Engine, EngineChoice, TorchEngine
 from deployments.core.labels import TASKS, LabelSet
@@ -26,10 +27,12 @@ from deployments.core.loading import (
     CheckpointInfo,
     load_labels,
     load_model,
+    load_narrative_tokenizer,
     read_checkpoint_info,
     resolve_checkpoint,
     resolve_device,
 )
+from deployments.core.precision_gate import GATED, PrecisionGate
 from deployments.core.windowing import TokenWindows
 
 logger = logging.getLogger("ray.serve")
@@ -42,6 +45,8 @@ class ModelRunner:
     info: CheckpointInfo
     device: torch.device
     pad_id: int = 0
+    # How the engine was chosen and admitted, for /info: each candidate's measured rate, the agreement figure.
+    selection: dict = field(default_factory=dict)
 
     @classmethod
     def load(
@@ -53,7 +58,11 @@ class ModelRunner:
         engine: str = "auto",
         dtype: str = "auto",
         torch_threads: int | None = None,
+        gate: PrecisionGate | None = None,
+        recheck_margin: float = 0.0,
     ) -> "ModelRunner":
+        """``gate``: the agreement a precision below fp32 must reach (``precision_gate``); None admits any.
+        ``recheck_margin``: below fp32 on CPU, windows this close to a tie are decided in fp32 (``build_engine``)."""
         if torch_threads:
             torch.set_num_threads(torch_threads)
         path = resolve_checkpoint(model, revision)
@@ -62,8 +71,41 @@ class ModelRunner:
         choice = engines.resolve(engine, dtype, device)
         pad_id = _pad_id(path)
         net = load_model(path, labels)
-        backend = build_engine(choice, net, path, device, torch_threads, pad_id)
-        return cls(backend, labels, read_checkpoint_info(path, model, revision), device, pad_id)
+        gated = gate is not None and choice.dtype in GATED
+        # On CUDA a half engine converts the weights in place: the gate's fp32 reference keeps a copy.
+        reference = TorchEngine(copy.deepcopy(net) if device.type == "cuda" else net, device, "fp32") if gated else None
+
+        def build(name: str) -> Engine:
+            return build_engine(EngineChoice(name, choice.dtype), net, path, device, torch_threads, pad_id,
+                                recheck_margin)
+
+        selection: dict = {}
+        if choice.engine == "auto":
+            backend, measured = engine_choice.pick(
+                path, choice.dtype, list(choice.candidates), build,
+                engine_choice.probe_batches(net.config.vocab_size, pad_id), torch_threads, recheck_margin)
+            logger.info("%s", measured.summary())
+            selection["engine_auto"] = measured.to_json()
+        else:
+            backend = build(choice.engine)
+        if gated and backend.dtype_name in GATED:
+            figure = gate.check(backend, reference, path, labels, load_narrative_tokenizer(path),
+                                required=dtype != "auto")
+            if figure is not None:
+                logger.info("%s %s keeps all four labels of fp32 on %.2f%% of %d cases (%s); min_agreement %.2f%%",
+                            backend.name, backend.dtype_name, 100 * figure["agreement"], figure["cases"],
+                            figure["source"], 100 * figure["min_agreement"])
+            selection["agreement"] = figure
+        if isinstance(backend, engines.RecheckedEngine):
+            selection["recheck_margin"] = backend.margin
+        return cls(backend, labels, read_checkpoint_info(path, model, revision), device, pad_id, selection)
+
+    @classmethod
+    def from_args(cls, args) -> "ModelRunner":
+        """The model as ``AppArgs`` ``args`` name it, its precision gated as they say."""
+        return cls.load(args.model, args.revision, accelerator=args.accelerator, engine=args.engine, dtype=args.dtype,
+                        torch_threads=args.torch_threads, gate=PrecisionGate.from_args(args),
+                        recheck_margin=args.recheck_margin)
 
     @property
     def engine_name(self) -> str:
@@ -101,9 +143,19 @@ class ModelRunner:
 
 
 def build_engine(choice: EngineChoice, model: torch.nn.Module, checkpoint: Path, device: torch.device,
-                 threads: int | None, pad_id: int) -> Engine:
+                 threads: int | None, pad_id: int, recheck_margin: float = 0.0) -> Engine:
     """``choice`` ready to run. An exported engine that cannot be built, or that is not exact in fp32,
-    falls back to eager PyTorch fp32 with a warning: a slower replica, never a dead one."""
+    falls back to eager PyTorch fp32 with a warning: a slower replica, never a dead one. ``recheck_margin``
+    (CPU, below fp32): close calls run again on the same engine in fp32 (``engines.RecheckedEngine``)."""
+    fast = _build(choice, model, checkpoint, device, threads, pad_id)
+    if recheck_margin > 0 and device.type == "cpu" and fast.dtype_name != "fp32":
+        exact = _build(EngineChoice(fast.name, "fp32"), model, checkpoint, device, threads, pad_id)
+        return engines.RecheckedEngine(fast, exact, recheck_margin)
+    return fast
+
+
+def _build(choice: EngineChoice, model: torch.nn.Module, checkpoint: Path, device: torch.device,
+           threads: int | None, pad_id: int) -> Engine:
     if choice.engine == "torch":
         return TorchEngine(model, device, choice.dtype)
     try:

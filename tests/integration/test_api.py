@@ -82,7 +82,11 @@ def test_health_and_info(http, tiny_checkpoint):
     assert info["labels"] == LABELS.to_json()
     assert info["max_length"] == 512
     assert info["device"] == "cpu" and info["dtype"] == "fp32"
-    assert info["engine"] == "openvino"  # the default engine on CPU
+    # engine auto on CPU: the replica measured the candidates, serves the fastest and says so.
+    auto = info["engine_auto"]
+    assert info["engine"] == auto["choice"] and auto["dtype"] == "fp32"
+    assert set(auto["rates_windows_per_s"]) == {"torch", "onnxruntime", "openvino"}
+    assert "agreement" not in info  # fp32 passes no gate
 
 
 def test_openapi_document_describes_routes_and_errors(http):

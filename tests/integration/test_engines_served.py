@@ -1,5 +1,6 @@
-"""The engine setting, served: the default exported engine, the int8 opt-in, and the fallback to PyTorch."""
+"""The engine setting, served: the measured default engine, the int8 opt-in, and the fallback to PyTorch."""
 
+import json
 import shutil
 
 import httpx
@@ -26,10 +27,16 @@ def answers(url):
     return info, [b.json() for b in bodies], batch.json()["results"]
 
 
-def test_int8_serves_and_says_so(serve_session, checkpoint):
-    url = serve_session.deploy(model=str(checkpoint), dtype="int8")
+def test_int8_serves_and_says_so(serve_session, checkpoint, tmp_path):
+    cases = tmp_path / "cases.jsonl"
+    cases.write_text("".join(json.dumps({"narrative": n}) + "\n" for n in NARRATIVES))
+    # The tiny checkpoint is random: its agreement is whatever it is, so the bar is 0 and only the figure is checked.
+    url = serve_session.deploy(model=str(checkpoint), dtype="int8", min_agreement=0, agreement_cases=str(cases))
     info, singles, batch = answers(url)
-    assert (info["engine"], info["dtype"]) == ("onnxruntime", "int8")
+    assert info["dtype"] == "int8" and info["engine"] == info["engine_auto"]["choice"]
+    assert set(info["engine_auto"]["rates_windows_per_s"]) == {"torch", "onnxruntime"}
+    assert info["agreement"]["cases"] == 2 and info["agreement"]["source"] == str(cases)
+    assert 0 <= info["agreement"]["agreement"] <= 1
     _, again, _ = answers(url)
     # A case sent alone gets the same answer each time. (In a batch it may not: dynamic int8 scales
     # activations per batch, so its company moves it; README and RESULTS say so.)
@@ -45,7 +52,7 @@ def test_the_default_engine_answers_what_eager_pytorch_answers(serve_session, ti
     info, eager, _ = answers(serve_session.deploy(model=str(tiny_checkpoint), engine="torch"))
     assert (info["engine"], info["dtype"]) == ("torch", "fp32")
     info, exported, _ = answers(serve_session.deploy(model=str(tiny_checkpoint)))
-    assert (info["engine"], info["dtype"]) == ("openvino", "fp32")
+    assert info["dtype"] == "fp32" and info["engine"] == info["engine_auto"]["choice"]
     for a, b in zip(exported, eager):
         for task in TASKS:
             assert a["classification"][task]["label"] == b["classification"][task]["label"]

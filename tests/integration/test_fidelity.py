@@ -89,7 +89,8 @@ def test_service_equals_the_model_card_reference(serve_session, tiny_checkpoint,
 
     url = serve_session.deploy(model=str(tiny_checkpoint), dtype="fp32")
     with httpx.Client(base_url=url, timeout=60) as client:
-        assert client.get("/info").json()["engine"] == "openvino"  # the default engine on CPU
+        info = client.get("/info").json()
+        assert info["engine"] == info["engine_auto"]["choice"]  # the engine measured fastest on this host
         batch = client.post("/classify/batch", json={"narratives": NARRATIVES}).json()["results"]
         for narrative, batched in zip(NARRATIVES, batch):
             single = client.post("/classify", json={"narrative": narrative}).json()

@@ -23,23 +23,27 @@ NARRATIVES = [
 
 
 @pytest.mark.parametrize("engine, dtype, device, want", [
-    ("auto", "auto", CPU, ("openvino", "fp32")),
-    ("auto", "fp32", CPU, ("openvino", "fp32")),
-    ("auto", "int8", CPU, ("onnxruntime", "int8")),
-    ("auto", "bf16", CPU, ("torch", "bf16")),
-    ("torch", "auto", CPU, ("torch", "fp32")),
-    ("torch", "int8", CPU, ("torch", "int8")),
-    ("openvino", "auto", CPU, ("openvino", "fp32")),
-    ("auto", "fp16", CUDA, ("torch", "fp16")),
-    ("torch", "bf16", CUDA, ("torch", "bf16")),
+    ("auto", "auto", CPU, ("auto", "fp32", ("torch", "onnxruntime", "openvino"))),
+    ("auto", "fp32", CPU, ("auto", "fp32", ("torch", "onnxruntime", "openvino"))),
+    ("auto", "int8", CPU, ("auto", "int8", ("torch", "onnxruntime"))),
+    ("auto", "bf16", CPU, ("auto", "bf16", ("torch", "openvino"))),
+    ("torch", "auto", CPU, ("torch", "fp32", ("torch",))),
+    ("torch", "int8", CPU, ("torch", "int8", ("torch",))),
+    ("openvino", "auto", CPU, ("openvino", "fp32", ("openvino",))),
+    ("openvino", "bf16", CPU, ("openvino", "bf16", ("openvino",))),
+    ("auto", "fp16", CUDA, ("torch", "fp16", ("torch",))),
+    ("auto", "fp32", CUDA, ("torch", "fp32", ("torch",))),
+    ("torch", "bf16", CUDA, ("torch", "bf16", ("torch",))),
 ])
-def test_resolve_gives_one_concrete_engine_and_precision(engine, dtype, device, want):
+def test_resolve_gives_the_precision_and_the_engines_to_measure(engine, dtype, device, want):
+    """'auto' on a CPU leaves the engine to the host's measurement; on CUDA it is PyTorch, the one installed."""
     choice = engines.resolve(engine, dtype, device)
-    assert (choice.engine, choice.dtype) == want
+    assert (choice.engine, choice.dtype, choice.candidates) == want
 
 
 @pytest.mark.parametrize("engine, dtype, device", [
     ("torch", "fp16", CPU), ("onnxruntime", "bf16", CPU), ("openvino", "int8", CPU), ("onnxruntime", "fp32", CUDA),
+    ("openvino", "fp16", CPU),
     ("torch", "int8", CUDA),
 ])
 def test_resolve_refuses_what_cannot_run_there(engine, dtype, device):
@@ -55,7 +59,10 @@ def test_auto_precision_is_never_int8(engine):
 def test_app_args_refuse_a_half_precision_on_an_exported_engine():
     with pytest.raises(ValueError, match="runs fp32 or int8, not bf16"):
         AppArgs(engine="onnxruntime", dtype="bf16")
+    with pytest.raises(ValueError, match="runs fp32 or bf16, not int8"):
+        AppArgs(engine="openvino", dtype="int8")
     assert AppArgs(engine="onnxruntime", dtype="int8").dtype == "int8"
+    assert AppArgs(engine="openvino", dtype="bf16").dtype == "bf16"
 
 
 @pytest.fixture()
@@ -154,8 +161,9 @@ def test_an_unwritable_cache_falls_back_to_pytorch(checkpoint, tmp_path, monkeyp
 
 @pytest.mark.parametrize("engine", ["torch", "onnxruntime"])
 def test_int8_serves_probabilities(checkpoint, engine):
+    # min_agreement 0: the tiny checkpoint is random and ships no held-out set to measure agreement on.
     clf = InProcessPipeline.from_args(AppArgs(model=str(checkpoint), accelerator="cpu", engine=engine, dtype="int8",
-                                           torch_threads=1))
+                                           torch_threads=1, min_agreement=0))
     assert (clf.engine_name, clf.dtype_name) == (engine, "int8")
     (probs,) = clf.forward([clf.prepare(NARRATIVES)[0]])
     for p in probs.values():
@@ -171,3 +179,48 @@ def test_the_probes_catch_an_engine_that_is_not_exact(checkpoint):
                                CPU, "int8")
     gap, _ = engines.largest_difference(int8, reference, probes)
     assert gap > 0
+
+
+class Fixed:
+    """An engine answering fixed logits per row, recording the rows and columns it was asked."""
+
+    def __init__(self, name, dtype, heads):
+        self.name, self.dtype_name, self.heads, self.calls = name, dtype, heads, []
+
+    def logits(self, ids, mask):
+        self.calls.append(ids.shape)
+        return [h[ids[:, 0]] for h in self.heads]  # column 0 carries the row's index
+
+
+def test_a_close_call_is_decided_in_fp32_and_a_clear_one_is_not():
+    # Row 0: clear in every task. Row 1: its second head's top two 0.02 apart. Row 2: clear, padded short.
+    fast_heads = [np.log(np.array([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3]], dtype=np.float32)),
+                  np.log(np.array([[0.1, 0.9], [0.51, 0.49], [0.2, 0.8]], dtype=np.float32))]
+    exact_heads = [np.log(np.array([[0.88, 0.12], [0.79, 0.21], [0.71, 0.29]], dtype=np.float32)),
+                   np.log(np.array([[0.12, 0.88], [0.48, 0.52], [0.21, 0.79]], dtype=np.float32))]
+    fast, exact = Fixed("openvino", "bf16", fast_heads), Fixed("openvino", "fp32", exact_heads)
+    rechecked = engines.RecheckedEngine(fast, exact, margin=0.05)
+    ids = np.array([[0, 7, 7, 7], [1, 7, 0, 0], [2, 7, 7, 0]], dtype=np.int64)
+    mask = (np.arange(4) < np.array([[4], [2], [3]])).astype(np.int64)
+    heads = rechecked.logits(ids, mask)
+    assert (rechecked.name, rechecked.dtype_name) == ("openvino", "bf16")
+    np.testing.assert_allclose(heads[1][1], exact_heads[1][1])  # the close call: fp32's answer, label flipped back
+    np.testing.assert_allclose(heads[0][1], exact_heads[0][1])  # every head of that row comes from fp32
+    np.testing.assert_allclose(heads[0][[0, 2]], fast_heads[0][[0, 2]])
+    assert exact.calls == [(1, 2)]  # only that row, without its padding columns
+    assert (rechecked.windows, rechecked.rechecked) == (3, 1)
+    engines.RecheckedEngine(fast, exact, margin=0.01).logits(ids, mask)
+    assert exact.calls == [(1, 2)]  # 0.02 apart is not close under a 0.01 margin
+
+
+@pytest.mark.parametrize("engine", ["torch", "onnxruntime"])
+def test_recheck_margin_wraps_a_lower_precision_with_the_same_engine_in_fp32(checkpoint, engine):
+    runner = ModelRunner.load(str(checkpoint), accelerator="cpu", engine=engine, dtype="int8", torch_threads=1,
+                              recheck_margin=0.2)
+    assert isinstance(runner.engine, engines.RecheckedEngine) and runner.selection["recheck_margin"] == 0.2
+    assert (runner.engine.exact.name, runner.engine.exact.dtype_name) == (engine, "fp32")
+    assert (runner.engine_name, runner.dtype_name) == (engine, "int8")
+    runner.health_check()
+    # fp32 has nothing to recheck.
+    exact = ModelRunner.load(str(checkpoint), accelerator="cpu", engine=engine, torch_threads=1, recheck_margin=0.2)
+    assert not isinstance(exact.engine, engines.RecheckedEngine) and "recheck_margin" not in exact.selection

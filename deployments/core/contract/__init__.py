@@ -134,6 +134,7 @@ from deployments.core.contract.requests import (
 from deployments.core.contract.responses import (
     BARE,
     SUB_PARENT,
+    Agreement,
     BatchResponse,
     CaseId,
     CaseResult,
@@ -141,6 +142,7 @@ from deployments.core.contract.responses import (
     Classification,
     ClassifiedCase,
     ClassifyResponse,
+    EngineAuto,
     Error,
     ErrorDetail,
     Health,
@@ -214,8 +216,8 @@ __all__ = [
     "SMALL_LABEL_SET", "AssetParams", "BatchRequest", "CallbackUrl", "CaseParams", "ClassifyRequest", "Corrections",
     "ExportParams", "FeedbackRequest", "StatsParams", "TaskBatchRequest", "TaskClassifyRequest", "check_corrections",
     # responses
-    "BARE", "SUB_PARENT", "BatchResponse", "CaseId", "CaseResult", "ChunkDetail", "Classification", "ClassifiedCase",
-    "ClassifyResponse", "Error", "ErrorDetail", "Health", "Info", "InfoLimits", "Labels", "Language", "ModelInfo", "ModelRef",
+    "BARE", "SUB_PARENT", "Agreement", "BatchResponse", "CaseId", "CaseResult", "ChunkDetail", "Classification", "ClassifiedCase",
+    "ClassifyResponse", "EngineAuto", "Error", "ErrorDetail", "Health", "Info", "InfoLimits", "Labels", "Language", "ModelInfo", "ModelRef",
     "Prediction", "PriorityLabel", "PriorityPrediction", "ProcessingTime", "Routing", "Signal", "Translation", "SubCategoryPrediction", "TaxonomySource",
     "TaskAccepted", "TaskBatchAccepted", "TaskError", "TaskRef", "TaskStatus", "TaskStatusName",
     # records

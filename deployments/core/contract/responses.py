@@ -206,6 +206,22 @@ class InfoLimits(_Body):
     max_batch_windows: int
 
 
+class EngineAuto(_Body):
+    dtype: str
+    rates_windows_per_s: dict[str, Optional[float]] = Field(
+        description="Probe windows per second per candidate engine; null: it could not be built exactly.")
+    choice: str
+    host: dict = Field(description="What the figures hold for: CPU model, threads, the engines' versions.")
+    cached: bool = Field(description="Kept from an earlier start on the same kind of host, not measured now.")
+
+
+class Agreement(_Body):
+    agreement: float = Field(description="Share of the cases whose four labels are fp32's.")
+    cases: int
+    source: str = Field(description="Where the cases came from.")
+    min_agreement: float
+
+
 class TaxonomySource(_Body):
     source: Literal["config", "checkpoint", "bundled", "off"]
     detail: str
@@ -222,6 +238,15 @@ class Info(_Body):
     device: str
     engine: str = Field(description="What runs the model, resolved: torch, onnxruntime or openvino.")
     dtype: str
+    engine_auto: Optional["EngineAuto"] = Field(
+        default=None, exclude_if=lambda v: v is None, json_schema_extra=_absent_not_null,
+        description="With engine 'auto' on a CPU: each candidate's measured rate and the choice.")
+    agreement: Optional["Agreement"] = Field(
+        default=None, exclude_if=lambda v: v is None, json_schema_extra=_absent_not_null,
+        description="Below fp32: the share of agreement cases keeping all four labels of fp32, measured at startup.")
+    recheck_margin: Optional[float] = Field(
+        default=None, exclude_if=lambda v: v is None, json_schema_extra=_absent_not_null,
+        description="Below fp32: windows this close to a tie in any task are decided in fp32.")
     limits: InfoLimits
     auth: Literal["api_key", "none"]
     taxonomy: Optional[dict[str, str]] = Field(

@@ -118,6 +118,8 @@ def test_case_metrics_count_exactly_what_was_served(served_tiny, serve_session):
         "chunks_buckets": {b: sum(r.chunks <= b for r in results) for b in SIZE_BUCKETS[:5]},
         "http_200": len(singles) + 1,
         "http_400": 1,
+        # The classifier reports its own metrics, on its own interval: wait for its passes too.
+        "forward_passes_reported": True,
     }
 
     def observe(b, a):
@@ -132,6 +134,7 @@ def test_case_metrics_count_exactly_what_was_served(served_tiny, serve_session):
                                for le in SIZE_BUCKETS[:5]},
             "http_200": delta(b, a, "ray_serve_num_http_requests_total", status_code="200"),
             "http_400": delta(b, a, "ray_serve_num_http_requests_total", status_code="400"),
+            "forward_passes_reported": delta(b, a, "ray_chs_batch_size_count") >= len(singles) + 1,
         }
 
     got = poll(metrics_url, before, expected, observe)

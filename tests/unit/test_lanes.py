@@ -20,16 +20,32 @@ def wait_for(predicate, timeout_s: float = 10.0) -> None:
         time.sleep(0.001)
 
 
-def order_of_turns(gate: LaneGate, waiters: list[str]) -> list[str]:
+class FakeClock:
+    """The gate's clock: each pass advances it by its lane's duration, so shares are exact."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# Seconds of model time per pass: a queued pass of long windows costs several live passes.
+PASS_S = {LIVE: 1.0, QUEUED: 3.5}
+
+
+def order_of_turns(gate: LaneGate, clock: FakeClock, waiters: list[str], holder: str = QUEUED) -> list[str]:
     """The lanes in the order their waiters got the model, all of them waiting (in ``waiters``'s
-    order) while a queued pass runs."""
+    order) while a ``holder`` pass runs."""
     order: list[str] = []
-    holder = gate.turn(QUEUED)
-    holder.__enter__()
+    held = gate.turn(holder)
+    held.__enter__()
+    clock.now += PASS_S[holder]
 
     def wait_turn(lane: str) -> None:
         with gate.turn(lane):
             order.append(lane)
+            clock.now += PASS_S[lane]
 
     threads = []
     for i, lane in enumerate(waiters):
@@ -37,36 +53,65 @@ def order_of_turns(gate: LaneGate, waiters: list[str]) -> list[str]:
         thread.start()
         threads.append(thread)
         wait_for(lambda: sum(gate._waiting.values()) == i + 1)  # each in line before the next comes
-    holder.__exit__(None, None, None)
+    held.__exit__(None, None, None)
     for thread in threads:
         thread.join(10)
     return order
 
 
-def expected_order(n_live: int, n_queued: int, streak: int) -> list[str]:
-    """Live first; after ``streak`` live turns while queued work waits, one queued turn."""
-    out, run = [], 0
+def expected_order(n_live: int, n_queued: int, share: float) -> list[str]:
+    """The rule, stated plainly (no decay): live first, unless queued work waits and has had less
+    than ``share`` of the model's time; a queued pass holds the model before the waiters come."""
+    model = {LIVE: 0.0, QUEUED: PASS_S[QUEUED]}
+    out = []
     while n_live or n_queued:
-        if n_live and not (n_queued and run >= streak):
-            out.append(LIVE)
-            n_live, run = n_live - 1, run + 1
-        else:
-            out.append(QUEUED)
-            n_queued, run = n_queued - 1, 0
+        total = model[LIVE] + model[QUEUED]
+        queued_due = n_queued > 0 and total > 0 and model[QUEUED] < share * total
+        lane = LIVE if n_live and not queued_due else QUEUED
+        out.append(lane)
+        model[lane] += PASS_S[lane]
+        n_live, n_queued = (n_live - 1, n_queued) if lane == LIVE else (n_live, n_queued - 1)
     return out
 
 
 def test_a_live_pass_waiting_goes_before_a_queued_one_that_waited_longer():
-    assert order_of_turns(LaneGate(), [QUEUED, QUEUED, LIVE]) == [LIVE, QUEUED, QUEUED]
+    clock = FakeClock()
+    assert order_of_turns(LaneGate(clock=clock), clock, [QUEUED, QUEUED, LIVE]) == [LIVE, QUEUED, QUEUED]
 
 
-@pytest.mark.parametrize("streak", [1, 2, 8])
-@pytest.mark.parametrize("n_live,n_queued", [(0, 3), (3, 0), (1, 1), (5, 2), (12, 3), (2, 6)])
-def test_the_order_over_a_grid_of_waiting_work(n_live, n_queued, streak):
-    """However they arrived (queued first here, the worst case for live), live goes first, and the
-    backlog still gets one pass in every ``streak + 1`` while live work keeps coming."""
+def test_under_a_live_overload_the_backlog_keeps_its_share_of_the_models_time():
+    """Forty live passes waiting and a backlog: the backlog's passes (3.5 s each) get a tenth of the
+    model's time, one for every ~32 s of live passes, not one in every few passes."""
+    clock = FakeClock()
+    order = order_of_turns(LaneGate(queued_share=0.1, horizon_s=1e9, clock=clock), clock,
+                           [QUEUED] * 3 + [LIVE] * 40)
+    assert order[:32] == [LIVE] * 32 and order[32] == QUEUED
+    live = order[: len(order) - order[::-1].index(LIVE)]  # up to the last live pass
+    queued_time = (1 + live.count(QUEUED)) * PASS_S[QUEUED]
+    assert 0.05 < queued_time / (queued_time + live.count(LIVE) * PASS_S[LIVE]) < 0.15
+
+
+@pytest.mark.parametrize("share", [0.0, 0.1, 0.3])
+@pytest.mark.parametrize("n_live,n_queued", [(0, 3), (3, 0), (1, 1), (5, 2), (40, 3), (2, 6)])
+def test_the_order_over_a_grid_of_waiting_work(n_live, n_queued, share):
+    """However they arrived (queued first here, the worst case for live), the order follows the rule."""
+    clock = FakeClock()
     waiters = [QUEUED] * n_queued + [LIVE] * n_live
-    assert order_of_turns(LaneGate(max_live_streak=streak), waiters) == expected_order(n_live, n_queued, streak)
+    gate = LaneGate(queued_share=share, horizon_s=1e9, clock=clock)
+    assert order_of_turns(gate, clock, waiters) == expected_order(n_live, n_queued, share)
+
+
+def test_old_model_time_fades():
+    """A backlog that had the model long ago has no claim on it now: after a quiet spell its past
+    time has faded, and its share is that of the recent passes only."""
+    clock = FakeClock()
+    gate = LaneGate(queued_share=0.1, horizon_s=10.0, clock=clock)
+    with gate.turn(QUEUED):
+        clock.now += 1000.0  # a long queued run, long ago
+    clock.now += 1000.0
+    # Without the fade, a thousand seconds of queued time would keep live first for hours; faded,
+    # one live pass now leaves the queued lane under its share, so it goes next.
+    assert order_of_turns(gate, clock, [QUEUED, LIVE, LIVE], holder=LIVE) == [QUEUED, LIVE, LIVE]
 
 
 def test_one_pass_at_a_time():
@@ -91,12 +136,13 @@ def test_one_pass_at_a_time():
     assert most[0] == 1
 
 
-def test_an_unknown_lane_and_a_zero_streak_are_refused():
+def test_an_unknown_lane_and_impossible_settings_are_refused():
     with pytest.raises(ValueError):
         with LaneGate().turn("bulk"):
             pass
-    with pytest.raises(ValueError):
-        LaneGate(max_live_streak=0)
+    for settings in ({"queued_share": 1.0}, {"queued_share": -0.1}, {"horizon_s": 0}):
+        with pytest.raises(ValueError):
+            LaneGate(**settings)
 
 
 def test_each_micro_batch_takes_its_own_turn():

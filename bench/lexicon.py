@@ -27,18 +27,8 @@ import timeit
 from collections import Counter
 from typing import Sequence
 
+from deployments.core.engine_choice import cpu_model
 from deployments.core.lexicon import CATEGORIES, Lexicon
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def exactly(words: list[str], n: int) -> str:

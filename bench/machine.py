@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import platform
 import subprocess
 from pathlib import Path
 
@@ -11,13 +10,10 @@ from bench.common import ROOT
 
 
 def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+    """The CPU model the replicas key their engine measurement by, and the core count."""
+    from deployments.core.engine_choice import cpu_model
+
+    return f"{cpu_model()} ({os.cpu_count()} cores)"
 
 
 def cpu_supports_bf16() -> bool:

@@ -13,8 +13,8 @@ them into probabilities the same way whatever ran them.
 may run it on a device. ``auto`` on a CPU is measured on the host at startup
 (``deployments.core.engine_choice``): the fastest of the engines that run the precision, for fp32
 only exact ones (labels identical to fp32 PyTorch, confidences within ``EXACT_TOLERANCE``). It never
-changes the precision: 'auto' precision is fp32 on a CPU, and a lower one is an operator's opt-in, and must pass the agreement gate
-(``deployments.core.precision_gate``).
+changes the precision: 'auto' is fp32 on a CPU, and a lower precision is an operator's opt-in that must
+pass the agreement gate (``deployments.core.precision_gate``).
 """
 
 from __future__ import annotations
@@ -153,8 +153,8 @@ class OpenVinoEngine:
         # One stream (the classifier runs one batch at a time), fp32 unless bf16 is asked for (OpenVINO
         # would pick bf16 on its own on an AMX CPU), and no pinning of its threads to cores: Ray's proxy
         # and the ingress share those cores.
-        config = {"INFERENCE_PRECISION_HINT": "bf16" if dtype == "bf16" else "f32", "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
-                  "ENABLE_CPU_PINNING": False}
+        config = {"INFERENCE_PRECISION_HINT": "bf16" if dtype == "bf16" else "f32", "PERFORMANCE_HINT": "LATENCY",
+                  "NUM_STREAMS": 1, "ENABLE_CPU_PINNING": False}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         self.compiled = ov.Core().compile_model(str(path), "CPU", config)

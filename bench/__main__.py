@@ -4,6 +4,8 @@
                     [--app-arg KEY=VALUE ...]
     python -m bench --agreement     every engine and precision against eager PyTorch fp32
     python -m bench --engines       the engine candidates' bare throughput, side by side
+    python -m bench --token-budgets the tokens per forward pass: throughput, and how long one pass
+                                    holds the model (bench/budgets.py)
     python -m bench --review        what POST /review/next costs the case store at 10,000 open cases,
                                     SQLite and PostgreSQL (bench/review.py)
     python -m bench --live-calls N  live call piece latency, N calls at once, alone and under a backlog
@@ -43,7 +45,7 @@ from typing import Sequence
 
 import yaml
 
-from bench import agreement, engines, lexicon
+from bench import agreement, budgets, engines, lexicon
 from bench.common import DEFAULT_CHECKPOINT, DEFAULT_DEMO, ROOT, say
 from bench.corpus import make_corpus
 from bench.phases import PHASES, measure
@@ -101,14 +103,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--agreement", action="store_true",
                         help="only report each engine and precision's agreement with eager PyTorch fp32")
     parser.add_argument("--engines", action="store_true", help="only compare the engine candidates' bare throughput")
-    parser.add_argument("--rounds", type=int, default=3, help="--engines: interleaved rounds")
+    parser.add_argument("--token-budgets", action="store_true",
+                        help="only compare tokens per forward pass: throughput and the longest pass")
+    parser.add_argument("--rounds", type=int, default=3, help="--engines, --token-budgets: interleaved rounds")
     parser.add_argument("--live-calls", type=int, default=None, metavar="N",
                         help="only measure N concurrent live calls' piece latency (bench/live_calls.py)")
     parser.add_argument("--backlog", type=int, default=2000, help="--live-calls: cases queued for the second run")
     parser.add_argument("--pieces", type=int, default=12, help="--live-calls: pieces per call")
     parser.add_argument("--every", type=float, default=3.0, help="--live-calls: seconds between a call's pieces")
     parser.add_argument("--cases", type=int, default=None,
-                        help="corpus size (default 300 quick, 1000 full; --engines 128, --agreement 200; "
+                        help="corpus size (default 300 quick, 1000 full; --engines and --token-budgets 128, "
+                             "--agreement 200; "
                              "--review: open cases, 10000)")
     parser.add_argument("--review", action="store_true",
                         help="only time the worklist's claim of the next case on SQLite and PostgreSQL")
@@ -143,6 +148,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = args.out.with_name(f"live_calls_{args.live_calls}.json") if args.out.name == "bench.json" else args.out
         return live_calls.main(args.live_calls, list(argv if argv is not None else sys.argv[1:]), args.checkpoint,
                                args.threads, args.dtype, args.backlog, args.pieces, args.every, out)
+    if args.token_budgets:
+        corpus = make_corpus(args.checkpoint, args.cases or 128)
+        table = budgets.run_budgets(args.checkpoint, corpus, args.engine, args.threads, args.rounds)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        out = args.out.with_name("budgets.json") if args.out.name == "bench.json" else args.out
+        out.write_text(json.dumps(table, indent=2))
+        print(budgets.markdown(table))
+        say(f"wrote {out}")
+        return 0
     if args.engines:
         corpus = make_corpus(args.checkpoint, args.cases or 128)
         table = engines.run_engines(args.checkpoint, corpus, args.threads, args.rounds)

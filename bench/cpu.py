@@ -11,6 +11,7 @@ PROCESS_ROLES = [
     ("ServeReplica:helpline:Classifier", "model replica"),
     ("ServeReplica:helpline:Preprocessor", "ingress"),
     ("ServeReplica:helpline:Router", "router"),
+    ("ServeReplica:helpline:IntakeConsumer", "intake consumer"),
     ("ProxyActor", "proxy"),
     ("ServeController", "controller"),
 ]
@@ -56,6 +57,16 @@ def cpu_breakdown(before: dict, after: dict, cases: int, client_cpu_s: float) ->
         per_role[role] += cpu - before.get(pid, (role, 0.0))[1]
     per_role["load generator"] += client_cpu_s
     return {role: round(1000 * cpu / max(cases, 1), 2) for role, cpu in sorted(per_role.items())}
+
+
+# What serving_cpu_ms_per_case leaves out: the model's own work, and the load generator's.
+NOT_SERVING = ("model replica", "load generator")
+
+
+def serving_cpu(breakdown: dict) -> dict:
+    """The CPU-ms per case outside the model replica, by process, and their total."""
+    serving = {role: ms for role, ms in breakdown.items() if role not in NOT_SERVING}
+    return {**serving, "total": round(sum(serving.values()), 2)}
 
 
 def cpu_used(before: dict, after: dict) -> float:

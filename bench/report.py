@@ -82,6 +82,8 @@ def markdown(result: dict) -> str:
         lines += ["", f"CPU-ms per case, pipeline at concurrency {best['concurrency']}:", "",
                   "| process | CPU-ms/case |", "|---|---:|"]
         lines += [f"| {k} | {v} |" for k, v in best["cpu_ms_per_case"].items()]
+        lines += ["", f"serving_cpu_ms_per_case (outside the model replica): "
+                      f"{result['serving_cpu_ms_per_case']['total']}"]
     return "\n".join(lines) + "\n"
 
 

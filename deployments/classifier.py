@@ -3,8 +3,10 @@
 Token windows in (int32 arrays from the Preprocessor), per-task probabilities out. The model and
 its engine are ``deployments/core/inference.py``'s ``ModelRunner``; this shell batches the calls
 of every ingress replica and the intake's consumer, and takes its batching live through
-``reconfigure``. Two lanes, each batched on its own: ``classify`` for what a person waits on,
-``classify_queued`` for the backlog and /classify/batch; ``core/lanes.py`` puts live first.
+``reconfigure``. Three lanes, each batched on its own: ``classify`` for the short cases a person waits
+on, ``classify_long`` for a single case of several windows, ``classify_queued`` for the backlog and
+/classify/batch; ``core/lanes.py`` orders their passes, live first, and the two lower lanes run in
+small passes (``batching.yield_batch_tokens``), so a short case never waits long behind one.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from ray import serve
 from deployments.core.batching import window_count
 from deployments.core.config import DEPLOYMENT_OPTIONS, AppArgs, BatchingArgs
 from deployments.core.inference import ModelRunner
-from deployments.core.lanes import LIVE, QUEUED, LaneGate
+from deployments.core.lanes import LANES, LIVE, LONG, QUEUED, LaneGate
 from deployments.core.windowing import TokenWindows
 from deployments.metrics import ClassifierMetrics
 from deployments.pipeline import MODEL_KEY, model_key
@@ -34,34 +36,40 @@ class Classifier:
         self.windows_per_call = args.windows_per_call
         self.batching = args.batching
         metrics = ClassifierMetrics()
-        self.record_forward = {lane: metrics.forward_recorder(lane) for lane in (LIVE, QUEUED)}
+        self.record_forward = {lane: metrics.forward_recorder(lane) for lane in LANES}
         self.lanes = LaneGate()
 
     def reconfigure(self, user_config: dict) -> None:
         self.batching = BatchingArgs(**user_config)
-        for lane in (self.classify, self.classify_queued):
+        for lane in (self.classify, self.classify_long, self.classify_queued):
             # Ray refuses a call larger than a batch; never go below what the ingress sends.
             lane.set_max_batch_size(max(self.batching.max_batch_size, self.windows_per_call))
             lane.set_batch_wait_timeout_s(self.batching.batch_wait_timeout_s)
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, batch_size_fn=window_count)
     async def classify(self, requests: list[TokenWindows]) -> list[dict]:
-        """The live lane: single cases and live calls' pieces."""
+        """The live lane: single short cases and live calls' pieces."""
         return await self._run(requests, LIVE)
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, batch_size_fn=window_count)
+    async def classify_long(self, requests: list[TokenWindows]) -> list[dict]:
+        """The long lane: a single case of several windows."""
+        return await self._run(requests, LONG, max_tokens=self.batching.yield_batch_tokens)
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, batch_size_fn=window_count)
     async def classify_queued(self, requests: list[TokenWindows]) -> list[dict]:
         """The queued lane: the intake's cases and /classify/batch."""
-        return await self._run(requests, QUEUED)
+        return await self._run(requests, QUEUED, max_tokens=self.batching.yield_batch_tokens)
 
-    async def _run(self, requests: list[TokenWindows], lane: str) -> list[dict]:
+    async def _run(self, requests: list[TokenWindows], lane: str, max_tokens: int | None = None) -> list[dict]:
+        """``max_tokens``: the lane's budget per forward pass (default ``batching.max_batch_tokens``)."""
         # In a worker thread, so the event loop keeps queueing the next batch meanwhile; each
         # micro-batch takes its turn at the model through the gate.
         probs = await asyncio.to_thread(
             self.backend.classify,
             requests,
             max_rows=self.batching.max_batch_size,
-            max_tokens=self.batching.max_batch_tokens,
+            max_tokens=max_tokens or self.batching.max_batch_tokens,
             on_microbatch=self.record_forward[lane],
             turn=lambda: self.lanes.turn(lane),
         )

@@ -25,7 +25,7 @@ from deployments.core.config import AppArgs, CoalescingArgs
 from deployments.core.errors import ServiceError
 from deployments.core.loading import load_labels, load_narrative_tokenizer, read_checkpoint_info, resolve_checkpoint
 from deployments.core.language import Language
-from deployments.core.lanes import LIVE, QUEUED
+from deployments.core.lanes import LIVE, LONG, QUEUED
 from deployments.core.preprocess import CasePlan, CasePreparer, SingleCase, Translated
 from deployments.core.windowing import TokenWindows
 from deployments.ingress import current_request_id
@@ -113,7 +113,8 @@ class CasePipeline:
 
     def classifier_lane(self, lane: str):
         """The classifier's method for ``lane`` (``core/lanes.py``)."""
-        return self.classifier.classify if lane == LIVE else self.classifier.classify_queued
+        return {LIVE: self.classifier.classify, LONG: self.classifier.classify_long,
+                QUEUED: self.classifier.classify_queued}[lane]
 
     async def send(self, windows: TokenWindows, plans: list[CasePlan], meta: dict, *, lane: str) -> list[dict]:
         """Windows to the classifier a slice at a time, then the plans to the router: the case bodies."""
@@ -139,10 +140,10 @@ class CasePipeline:
         except Exception as exc:
             raise backend_error(exc) from None
 
-    async def send_group(self, group: Group) -> list[dict]:
-        """A group of single cases through the classifier's live lane and the router: one body per
-        case, in the group's order."""
-        return group.split(await self.send(group.windows, group.plans, group.meta, lane=LIVE))
+    async def send_group(self, group: Group, lane: str = LIVE) -> list[dict]:
+        """A group of single cases through the classifier's ``lane`` and the router: one body per case,
+        in the group's order."""
+        return group.split(await self.send(group.windows, group.plans, group.meta, lane=lane))
 
     def response(self, case: dict, started: float) -> contract.ClassifyResponse:
         return contract.ClassifyResponse(success=True, **case, model=self.model_ref,
@@ -180,10 +181,13 @@ class CaseCoalescer:
         """Exactly the /classify response body, as ``CasePipeline.classify_one`` answers it."""
         started = time.perf_counter()
         case = await self.pipeline.prepare_single(parsed)  # a bad case is refused here, to its own caller only
-        if self.enabled and case.n_windows <= self.pipeline.args.windows_per_call:
+        if case.n_windows > 1:
+            # A case of several windows goes alone, in the long lane's small passes, so it never
+            # holds a group of short ones back, nor a short case's forward pass.
+            (body,) = await self.pipeline.send_group(merge_cases([case]), lane=LONG)
+        elif self.enabled:
             body = (await self._classify_group(case)).result()
         else:
-            # A long case goes alone, a slice at a time, so it never holds a group of short ones back.
             (body,) = await self.pipeline.send_group(merge_cases([case]))
         return self.pipeline.response(body, started)
 

@@ -91,10 +91,20 @@ class BatchingArgs(_Strict):
 
     max_batch_size: int = Field(32, ge=1, description="Windows per @serve.batch call.")
     batch_wait_timeout_s: float = Field(0.005, ge=0, description="How long a batch waits to fill.")
-    # On a 2-core AVX2 EPYC, 2048 ran 1.13x faster than 4096 (1024 within 3% of 2048); on a
-    # 2-core AMX Xeon 4096 beat 8192 by a third (bench/RESULTS.md, "Micro-batch size").
+    # The rule (bench/RESULTS.md, "Token budget per pass"): on a CPU, the smallest budget at full
+    # throughput. A 2-core AMX Xeon peaked at 1024 (2048 9% slower, 4096 30%); a 2-core AVX2 EPYC had
+    # 1024 within 3% of 2048. A GPU wants large passes (k8s: 8192).
     max_batch_tokens: int = Field(
-        2048, ge=512, description="Padded tokens per forward pass; a batch is cut into micro-batches under it."
+        1024, ge=512, description="Padded tokens per forward pass; a batch is cut into micro-batches under it."
+    )
+    # The passes a short live case may find running when it arrives are held to this size: those of
+    # a single case of several windows and of the backlog (the Classifier's long and queued lanes,
+    # deployments/core/lanes.py). A pass's time grows with its tokens while a CPU's throughput is
+    # flat from 512 to 2048 tokens (bench/RESULTS.md, "Token budget per pass"), so one 512-token
+    # window a pass costs the backlog little and caps a short case's wait. A GPU's pass is cheap (k8s: 8192).
+    yield_batch_tokens: int = Field(
+        512, ge=64, description="Padded tokens per forward pass of the long and queued lanes (what a short case "
+                                "may wait behind)."
     )
 
 

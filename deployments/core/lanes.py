@@ -1,20 +1,27 @@
-"""Live first: the order in which the model replica's two lanes take their forward passes.
+"""Live first: the order in which the model replica's lanes take their forward passes.
 
-The Classifier has two lanes of work. ``live`` carries what a person is waiting on: a single
-``/classify`` (and each coalesced group of them) and every piece of a live call. ``queued`` carries
-what nobody waits on at the moment: the intake's backlog and ``/classify/batch``. Each lane forms its
-own batches (its own ``@serve.batch`` queue), so a live case is never queued behind a batch of
-queued ones, and this gate orders their micro-batches through the one model: a waiting live
-micro-batch goes before every waiting queued one. A live case therefore waits for the micro-batch
-already running (and at most one queued pass more, when the backlog is owed its share, below), never
-for a whole queued batch or a long transcript's every window.
+The Classifier has three lanes of work, each forming its own batches (its own ``@serve.batch`` queue):
 
-The queued lane is not starved, and its share is counted in the model's time, not in passes (a
-queued pass of long windows costs many live passes of one short window): when both lanes wait and
-the queued lane has had less than ``queued_share`` of the model's recent time (decaying over
-``horizon_s``), one queued pass goes. Under a steady live overload the backlog still gets about
-``queued_share`` of the model; otherwise live goes first. The intake's ``consumer_concurrency``
-bounds the backlog's share from above, as before.
+- ``live``: what a person waits on and the model reads in one window: a single short ``/classify``
+  (and each coalesced group of them), and every piece of a live call;
+- ``long``: a single ``/classify`` of several windows. A person waits on it too, but its own
+  windows take several passes;
+- ``queued``: what nobody waits on at the moment: the intake's backlog and ``/classify/batch``.
+
+The two lower lanes run in small passes (``batching.yield_batch_tokens``, one 512-token window on a
+CPU), so a short case that arrives meanwhile waits for one of them, never for a transcript's every
+window or a batch of the backlog.
+
+This gate orders their micro-batches through the one model: a waiting pass of a higher lane goes
+before every waiting pass of a lower one. A live case therefore waits for the micro-batch already
+running (and at most one lower pass more, when a lower lane is owed its share, below).
+
+The lower lanes are not starved, and a share is counted in the model's time, not in passes (a
+queued pass of long windows costs many live passes of one short window): when a lane waits and has
+had less than its share of the model's recent time (decaying over ``horizon_s``), one of its passes
+goes first. Under a steady live overload the backlog still gets about ``queued_share`` of the model
+and long transcripts about ``long_share``; otherwise the order holds. The intake's
+``consumer_concurrency`` bounds the backlog's share from above, as before.
 """
 
 from __future__ import annotations
@@ -26,37 +33,38 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 LIVE = "live"
+LONG = "long"
 QUEUED = "queued"
-LANES = (LIVE, QUEUED)
+LANES = (LIVE, LONG, QUEUED)  # highest first
 
 
 class LaneGate:
-    """One forward pass at a time, live before queued. Thread-safe: each lane's batch runs in a
-    worker thread of its own and takes a turn per micro-batch."""
+    """One forward pass at a time, live before long before queued. Thread-safe: each lane's batch runs
+    in a worker thread of its own and takes a turn per micro-batch."""
 
-    def __init__(self, queued_share: float = 0.1, horizon_s: float = 30.0,
+    def __init__(self, queued_share: float = 0.1, long_share: float = 0.25, horizon_s: float = 30.0,
                  clock: Callable[[], float] = time.monotonic):
-        if not 0.0 <= queued_share < 1.0:
-            raise ValueError("queued_share must be in [0, 1)")
+        if not (0.0 <= queued_share and 0.0 <= long_share and queued_share + long_share < 1.0):
+            raise ValueError("queued_share and long_share must be at least 0, and together below 1")
         if horizon_s <= 0:
             raise ValueError("horizon_s must be positive")
-        self.queued_share, self.horizon_s, self._clock = queued_share, horizon_s, clock
+        self.shares = {LIVE: 0.0, LONG: long_share, QUEUED: queued_share}
+        self.horizon_s, self._clock = horizon_s, clock
         self._cond = threading.Condition()
         self._busy = False
         self._waiting = {lane: 0 for lane in LANES}
         self._model_s = {lane: 0.0 for lane in LANES}  # each lane's recent model time, decayed
         self._stamp = clock()
 
-    def _queued_is_due(self) -> bool:
-        total = self._model_s[LIVE] + self._model_s[QUEUED]
-        return self._waiting[QUEUED] > 0 and total > 0 and self._model_s[QUEUED] < self.queued_share * total
+    def next_lane(self) -> str | None:
+        """The lane whose waiting pass goes next: the highest owed its share, else the highest waiting."""
+        waiting = [lane for lane in LANES if self._waiting[lane]]
+        total = sum(self._model_s.values())
+        owed = [lane for lane in waiting if total > 0 and self._model_s[lane] < self.shares[lane] * total]
+        return (owed or waiting or [None])[0]
 
     def _may_go(self, lane: str) -> bool:
-        if self._busy:
-            return False
-        if lane == LIVE:
-            return not self._queued_is_due()
-        return self._waiting[LIVE] == 0 or self._queued_is_due()
+        return not self._busy and self.next_lane() == lane
 
     def _account(self, lane: str, started: float) -> None:
         now = self._clock()

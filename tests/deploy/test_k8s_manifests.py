@@ -34,7 +34,9 @@ PRODUCTION_OVERRIDES = {
     "applications.helpline.args.revision": "production pins the Hub revision it validated",
     "applications.helpline.args.accelerator": "cuda: a GPU pod without a usable GPU must fail, not run on CPU",
     "applications.helpline.args.classifier_num_cpus": "a GPU pod gives its one classifier replica 2 of its CPUs",
-    "applications.helpline.args.batching.max_batch_tokens": "a GPU runs larger forward passes well; 2048 suits a CPU",
+    "applications.helpline.args.batching.max_batch_tokens": "a GPU runs larger forward passes well; 1024 suits a CPU",
+    "applications.helpline.args.batching.yield_batch_tokens": "a GPU's pass is cheap: no small passes are needed "
+                                                              "there; on a CPU one window each",
     "applications.helpline.deployments.Preprocessor.num_replicas": "replaced by an autoscaling range",
     "applications.helpline.deployments.Preprocessor.autoscaling_config.*": "the ingress scales with traffic",
     "applications.helpline.deployments.Classifier.autoscaling_config.*": "the GPU pool's autoscaling range",

@@ -154,24 +154,27 @@ def test_case_metrics_count_exactly_what_was_served(served_tiny, serve_session):
 
 
 def test_forward_passes_are_counted_by_lane(served_tiny, serve_session):
-    """What a person waits on goes in the classifier's live lane, the rest in its queued lane
-    (core/lanes.py): three single cases, one after another, are three live passes; a queued case
-    and a batch never are."""
+    """What a person waits on goes in the classifier's live lane, a single case of several windows in
+    its long lane, the rest in its queued lane (core/lanes.py): three single short cases, one after
+    another, are three live passes; a long case is long passes; a queued case and a batch are neither."""
     metrics_url = serve_session.metrics_url
     before = settled(metrics_url)
     with httpx.Client(base_url=served_tiny, timeout=60) as http:
         for narrative in FALLBACK_NARRATIVES[:3]:
             assert http.post("/classify", json={"narrative": narrative}).status_code == 200
+        long = http.post("/classify", json={"narrative": " ".join([FALLBACK_NARRATIVES[0]] * 40)})
+        assert long.status_code == 200 and long.json()["chunks"] > 1
         task = http.post("/tasks/classify", json={"narrative": FALLBACK_NARRATIVES[3]}).json()["task_id"]
         assert http.post("/classify/batch", json={"narratives": list(FALLBACK_NARRATIVES[4:6])}).status_code == 200
         deadline = time.monotonic() + 60
         while http.get(f"/tasks/{task}").json()["status"] != "succeeded":
             assert time.monotonic() < deadline, "the queued case never finished"
             time.sleep(0.2)
-    expected = {"live": 3.0, "queued_passes_at_least_2": True}
+    expected = {"live": 3.0, "long_passes_at_least_1": True, "queued_passes_at_least_2": True}
 
     def observe(b, a):
         return {"live": delta(b, a, "ray_chs_batch_size_count", lane="live"),
+                "long_passes_at_least_1": delta(b, a, "ray_chs_batch_size_count", lane="long") >= 1,
                 "queued_passes_at_least_2": delta(b, a, "ray_chs_batch_size_count", lane="queued") >= 2}
 
     assert poll(metrics_url, before, expected, observe) == expected

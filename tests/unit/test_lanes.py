@@ -1,4 +1,4 @@
-"""Live first: the order in which the model's two lanes take their forward passes (core/lanes.py)."""
+"""Live first: the order in which the model's lanes take their forward passes (core/lanes.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from deployments.core.batching import run_batch
-from deployments.core.lanes import LIVE, QUEUED, LaneGate
+from deployments.core.lanes import LIVE, LONG, QUEUED, LaneGate
 from deployments.core.windowing import TokenWindows
 
 
@@ -31,7 +31,7 @@ class FakeClock:
 
 
 # Seconds of model time per pass: a queued pass of long windows costs several live passes.
-PASS_S = {LIVE: 1.0, QUEUED: 3.5}
+PASS_S = {LIVE: 1.0, LONG: 2.0, QUEUED: 3.5}
 
 
 def order_of_turns(gate: LaneGate, clock: FakeClock, waiters: list[str], holder: str = QUEUED) -> list[str]:
@@ -72,6 +72,44 @@ def expected_order(n_live: int, n_queued: int, share: float) -> list[str]:
         model[lane] += PASS_S[lane]
         n_live, n_queued = (n_live - 1, n_queued) if lane == LIVE else (n_live, n_queued - 1)
     return out
+
+
+def expected_three_lane_order(waiting: dict[str, int], shares: dict[str, float], holder: str) -> list[str]:
+    """The rule for three lanes, stated plainly (no decay): the highest lane owed its share of the
+    model's time goes first, else the highest lane waiting; ``holder``'s pass ran before."""
+    model = {LIVE: 0.0, LONG: 0.0, QUEUED: 0.0}
+    model[holder] += PASS_S[holder]
+    waiting, out = dict(waiting), []
+    while any(waiting.values()):
+        total = sum(model.values())
+        ranked = [lane for lane in (LIVE, LONG, QUEUED) if waiting[lane]]
+        owed = [lane for lane in ranked if model[lane] < shares.get(lane, 0.0) * total]
+        lane = (owed or ranked)[0]
+        out.append(lane)
+        model[lane] += PASS_S[lane]
+        waiting[lane] -= 1
+    return out
+
+
+@pytest.mark.parametrize("holder", [LONG, QUEUED])
+@pytest.mark.parametrize("n_live,n_long,n_queued", [(3, 3, 0), (0, 2, 2), (1, 1, 1), (20, 4, 2), (2, 5, 5)])
+def test_three_lanes_over_a_grid_of_waiting_work(n_live, n_long, n_queued, holder):
+    """A short case's pass goes before a long transcript's, which goes before the backlog's; each
+    lower lane still gets its share of the model's time."""
+    clock = FakeClock()
+    gate = LaneGate(queued_share=0.1, long_share=0.25, horizon_s=1e9, clock=clock)
+    waiters = [QUEUED] * n_queued + [LONG] * n_long + [LIVE] * n_live  # the lowest lanes came first
+    expected = expected_three_lane_order({LIVE: n_live, LONG: n_long, QUEUED: n_queued},
+                                         {LONG: 0.25, QUEUED: 0.1}, holder)
+    assert order_of_turns(gate, clock, waiters, holder=holder) == expected
+
+
+def test_a_short_case_waits_for_one_pass_of_a_long_transcript_not_for_all_of_it():
+    """A long transcript's windows each take a turn in the long lane; a short case arriving while
+    the first runs goes next, ahead of the transcript's other windows."""
+    clock = FakeClock()
+    order = order_of_turns(LaneGate(clock=clock), clock, [LONG, LONG, LONG, LIVE], holder=LONG)
+    assert order[0] == LIVE
 
 
 def test_a_live_pass_waiting_goes_before_a_queued_one_that_waited_longer():
@@ -128,7 +166,7 @@ def test_one_pass_at_a_time():
                 with lock:
                     inside[0] -= 1
 
-    threads = [threading.Thread(target=work, args=(lane,)) for lane in (LIVE, QUEUED, LIVE, QUEUED)]
+    threads = [threading.Thread(target=work, args=(lane,)) for lane in (LIVE, QUEUED, LONG, LIVE, QUEUED, LONG)]
     for t in threads:
         t.start()
     for t in threads:
@@ -140,7 +178,8 @@ def test_an_unknown_lane_and_impossible_settings_are_refused():
     with pytest.raises(ValueError):
         with LaneGate().turn("bulk"):
             pass
-    for settings in ({"queued_share": 1.0}, {"queued_share": -0.1}, {"horizon_s": 0}):
+    for settings in ({"queued_share": 1.0}, {"queued_share": -0.1}, {"horizon_s": 0}, {"long_share": -0.1},
+                     {"queued_share": 0.5, "long_share": 0.5}):
         with pytest.raises(ValueError):
             LaneGate(**settings)
 

@@ -1,0 +1,73 @@
+"""The token budget per forward pass, side by side: throughput, and how long one pass holds the model.
+
+    python -m bench --token-budgets [--cases N] [--rounds R] [--engine E]
+
+The same in-process batched forward as the ``bare`` phase, over the same pre-tokenized windows (the
+corpus in chunks of 32 cases, as the replica sees them), cut into micro-batches under each budget;
+the rounds alternate budgets so that a drifting machine slows all of them alike. Two figures per
+budget: cases/hour, and the longest and 90th-percentile single pass. A short case that arrives
+while a pass runs waits for it: the budget trades throughput against that wait
+(``batching.max_batch_tokens`` and ``batching.yield_batch_tokens``).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from bench.common import say
+from bench.corpus import Corpus
+
+BUDGETS = (256, 512, 1024, 2048, 4096, 8192)
+MAX_ROWS = 64
+
+
+def run_budgets(checkpoint: Path, corpus: Corpus, engine: str, threads: int, rounds: int, chunk: int = 32) -> dict:
+    from deployments.core.config import AppArgs
+    from deployments.core.in_process import InProcessPipeline
+
+    pipeline = InProcessPipeline.from_args(AppArgs(model=str(checkpoint), accelerator="cpu", engine=engine,
+                                                   dtype="fp32", torch_threads=threads))
+    runner = pipeline.backend
+    chunks = [pipeline.prepare(corpus.narratives[i:i + chunk])[0] for i in range(0, len(corpus.narratives), chunk)]
+    runner.classify(chunks[:1], max_rows=MAX_ROWS, max_tokens=2048)  # warm the kernels
+    rows = {budget: {"walls_s": [], "passes_s": []} for budget in BUDGETS}
+    for r in range(rounds):
+        for budget in BUDGETS:
+            passes: list[float] = []
+
+            @contextmanager
+            def timed():
+                started = time.perf_counter()
+                yield
+                passes.append(time.perf_counter() - started)
+
+            started = time.perf_counter()
+            for windows in chunks:
+                runner.classify([windows], max_rows=MAX_ROWS, max_tokens=budget, turn=timed)
+            rows[budget]["walls_s"].append(round(time.perf_counter() - started, 2))
+            rows[budget]["passes_s"] += passes
+            say(f"budgets round {r + 1}: {budget} tokens {rows[budget]['walls_s'][-1]} s, {len(passes)} passes")
+    out = {}
+    for budget, row in rows.items():
+        wall = statistics.median(row["walls_s"])
+        passes = sorted(row["passes_s"])
+        out[str(budget)] = {"cases_per_hour": round(len(corpus.narratives) / wall * 3600, 1),
+                            "passes_per_round": len(passes) // rounds,
+                            "pass_p90_ms": round(1000 * passes[int(0.9 * (len(passes) - 1))], 1),
+                            "pass_max_ms": round(1000 * passes[-1], 1), "walls_s": row["walls_s"]}
+    return {"cases": len(corpus.narratives), "rounds": rounds, "torch_threads": threads, "max_rows": MAX_ROWS,
+            "engine": runner.engine_name, "budgets": out}
+
+
+def markdown(table: dict) -> str:
+    lines = [f"{table['cases']} cases, engine {table['engine']} fp32, {table['torch_threads']} threads, "
+             f"{table['rounds']} interleaved rounds, at most {table['max_rows']} rows a pass:", "",
+             "| tokens per pass | cases/hour (median) | passes a round | pass p90 ms | longest pass ms | walls s |",
+             "|---:|---:|---:|---:|---:|---|"]
+    for budget, row in table["budgets"].items():
+        lines.append(f"| {int(budget):,} | {row['cases_per_hour']:,.0f} | {row['passes_per_round']} | "
+                     f"{row['pass_p90_ms']} | {row['pass_max_ms']} | {', '.join(map(str, row['walls_s']))} |")
+    return "\n".join(lines) + "\n"

@@ -31,7 +31,8 @@ $(DEMO)/config.json: data/demo/voices.json | $(STAMP)
 demo: $(DEMO)/config.json
 
 # Ray Serve's throughput mode and passive OpenMP waits cut per-request CPU (bench/RESULTS.md).
-SERVE_ENV := RAY_SERVE_THROUGHPUT_OPTIMIZED=$${RAY_SERVE_THROUGHPUT_OPTIMIZED:-1} OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE}
+SERVE_ENV := RAY_SERVE_THROUGHPUT_OPTIMIZED=$${RAY_SERVE_THROUGHPUT_OPTIMIZED:-1} OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} \
+	RAY_SERVE_CONTROL_LOOP_INTERVAL_S=$${RAY_SERVE_CONTROL_LOOP_INTERVAL_S:-0.5}
 
 serve: $(STAMP) $(DEMO)/config.json
 	CHS_MODEL=$${CHS_MODEL:-$(DEMO)} $(SERVE_ENV) $(VENV)/bin/serve run serve_config.yaml

@@ -23,6 +23,8 @@ Phases, all on the same checkpoint (``base``: the real model's size) and corpus:
                    PyTorch, and our default engine
 7. int8_agreement  the int8 opt-in's agreement on the demo model's held-out set (models/demo,
                    built if absent)
+8. gated_precision the faster precision behind the startup gate (bf16, close calls rechecked) on the
+                   demo: its agreement and its rate against the exact engine
 
 and, always, what screening a narrative costs per case on the corpus (language, the safety lexicon,
 length: ``lexicon_ms_per_case_*``, ``screening_ms_per_case_*``).
@@ -176,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = header(command, *resolved_engine(args.engine, args.dtype), args.threads, corpus)
     started = time.monotonic()
     phases = set(args.phases.split(","))
-    if "int8_agreement" in phases:
+    if phases & {"int8_agreement", "gated_precision"}:
         ensure_demo(args.demo_checkpoint)
     measure(result, phases, args.checkpoint, corpus, args.engine, args.dtype, args.threads, args.quick, out_dir,
             demo=args.demo_checkpoint, app_args=args.app_args)

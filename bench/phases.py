@@ -8,6 +8,9 @@
 - latency_at_10k  the pipeline under an open-loop 10,000 cases/hour
 - litserve        LitServe around our in-process pipeline: eager PyTorch, and our default engine
 - int8_agreement  the int8 opt-in against eager PyTorch fp32 on the demo's held-out set
+- gated_precision the faster precision the replica's startup gate admits on the demo (bf16 with its
+                  close calls rechecked, where the CPU runs bf16): its agreement, and its rate against
+                  the exact engine 'auto' serves
 
 ``measure`` runs the selected ones and writes their figures into the result.
 """
@@ -25,7 +28,9 @@ from bench.drivers import closed_loop, fixed_work
 from bench.report import ratio
 from bench.servers import litserve_server, pipeline_server, seed_recipe_server
 
-PHASES = ("bare", "seed_recipe", "pipeline", "litserve", "int8_agreement")
+PHASES = ("bare", "seed_recipe", "pipeline", "litserve", "int8_agreement", "gated_precision")
+# The faster precision this project serves behind the gate (README, recheck_margin): bf16, close calls rerun in fp32.
+GATED_PRECISION = {"dtype": "bf16", "recheck_margin": 0.05}
 
 
 def bare_grid(quick: bool, cuda: bool) -> list[tuple[int, int]]:
@@ -116,8 +121,14 @@ def run_pipeline_phases(checkpoint: Path, corpus: Corpus, engine: str, dtype: st
     """pipeline, pipeline_batch and latency_at_10k, on one running Ray Serve app (``app_args``: overrides)."""
     from clients.load import run_open_loop
 
+    import httpx
+
     out: dict = {}
     with pipeline_server(checkpoint, engine, dtype, threads, out_dir, app_args) as server:
+        # What the Classifier serves, and with engine auto each candidate's rate it measured at startup.
+        info = httpx.get(f"{server.url}/info", timeout=30).json()
+        out["served_engine"] = {"engine": info["engine"], "dtype": info["dtype"], "engine_auto": info.get("engine_auto")}
+        say(f"served engine {info['engine']} {info['dtype']}; auto measured {info.get('engine_auto')}")
         out["pipeline"] = single_case_sweep(server, corpus, quick, "pipeline")
 
         batches = batch_bodies(corpus, 32)[:5 if quick else None]
@@ -182,6 +193,49 @@ def run_int8_agreement(demo: Path, threads: int) -> dict:
     return table
 
 
+def run_gated_precision(demo: Path, corpus: Corpus, threads: int) -> dict:
+    """The demo served as a replica would at ``GATED_PRECISION``: its startup gate (min_agreement 0.99 on the
+    demo's held-out set) measures the agreement and refuses it if short; then its rate and the exact engine's
+    ('auto', fp32), interleaved, over the corpus's narratives."""
+    import statistics
+
+    from deployments.core.config import AppArgs
+    from deployments.core.in_process import InProcessPipeline
+    from deployments.core.precision_gate import AgreementTooLowError
+
+    exact = InProcessPipeline.from_args(AppArgs(model=str(demo), accelerator="cpu", engine="auto", dtype="fp32",
+                                                torch_threads=threads))
+    try:
+        gated = InProcessPipeline.from_args(AppArgs(model=str(demo), accelerator="cpu", engine="auto",
+                                                    torch_threads=threads, **GATED_PRECISION))
+    except AgreementTooLowError as err:
+        say(f"gated precision refused: {err}")
+        return {**GATED_PRECISION, "refused": str(err)}
+    except ValueError as err:  # this CPU does not run bf16
+        return {**GATED_PRECISION, "unavailable": str(err)}
+    narratives = corpus.narratives[:128]
+    chunks = [exact.prepare(narratives[i:i + 32])[0] for i in range(0, len(narratives), 32)]
+    walls: dict[str, list[float]] = {"exact": [], "gated": []}
+    for clf in (exact, gated):
+        clf.forward(chunks[:1])  # warm up kernels
+    for _ in range(3):
+        for name, clf in (("exact", exact), ("gated", gated)):
+            started = time.perf_counter()
+            for windows in chunks:
+                clf.forward([windows])
+            walls[name].append(time.perf_counter() - started)
+    rate = {name: round(len(narratives) / statistics.median(w) * 3600, 1) for name, w in walls.items()}
+    figure = gated.backend.selection.get("agreement") or {}
+    out = {**GATED_PRECISION, "engine": gated.engine_name, "exact_engine": exact.engine_name,
+           "agreement": figure.get("agreement"), "agreement_cases": figure.get("cases"),
+           "min_agreement": figure.get("min_agreement"), "cases_per_hour": rate["gated"],
+           "exact_cases_per_hour": rate["exact"], "vs_exact": ratio(rate["gated"], rate["exact"])}
+    say(f"gated precision {gated.engine_name} {gated.dtype_name} recheck {GATED_PRECISION['recheck_margin']}: "
+        f"agreement {out['agreement']} on {out['agreement_cases']} held-out cases, {out['vs_exact']}x "
+        f"the exact {exact.engine_name} fp32")
+    return out
+
+
 def measure(result: dict, phases: Collection[str], checkpoint: Path, corpus: Corpus, engine: str, dtype: str,
             threads: int, quick: bool, out_dir: Path, demo: Path | None = None,
             app_args: dict | None = None) -> dict:
@@ -213,6 +267,7 @@ def measure(result: dict, phases: Collection[str], checkpoint: Path, corpus: Cor
         result["pipeline_cases_per_hour"] = pipe["pipeline"]["cases_per_hour"]
         result["pipeline_batch_cases_per_hour"] = pipe["pipeline_batch"]["cases_per_hour"]
         result["serving_cpu_ms_per_case"] = serving_cpu(pipe["pipeline"]["best"]["cpu_ms_per_case"])
+        result["served_engine"] = pipe["served_engine"]
         lat = pipe["latency_at_10k"]
         by_windows = lat["by_windows"]
         result.update({"p50_ms_at_10k": lat["latency_ms"]["p50"], "p95_ms_at_10k": lat["latency_ms"]["p95"],
@@ -237,6 +292,11 @@ def measure(result: dict, phases: Collection[str], checkpoint: Path, corpus: Cor
         # One figure per engine that runs int8 ('auto' measures them all for speed at startup).
         result["int8_all_four_agreement"] = {key: row.get("all_four_identical")
                                              for key, row in table["candidates"].items()}
+    if "gated_precision" in phases and demo is not None and not cuda:
+        gated = run_gated_precision(demo, corpus, threads)
+        result["phases"]["gated_precision"] = gated
+        result.update({"gated_precision_agreement": gated.get("agreement"),
+                       "gated_precision_vs_exact": gated.get("vs_exact")})
     if "bare" in phases and len(phases) > 1:
         # This machine's speed drifts (shared host): the same bare run again at the end says by how much.
         best = result["phases"]["bare"]["best"]

@@ -65,7 +65,8 @@ def markdown(result: dict) -> str:
     lines += ["", "| ratio | value |", "|---|---:|"]
     for key in ("pipeline_vs_bare_torch_fp32", "pipeline_vs_bare", "bare_vs_bare_torch_fp32", "pipeline_vs_litserve",
                 "pipeline_vs_litserve_torch", "pipeline_batch_vs_litserve", "pipeline_batch_vs_bare",
-                "pipeline_int8_vs_bare_torch_fp32", "pipeline_vs_seed_recipe", "int8_all_four_agreement"):
+                "pipeline_int8_vs_bare_torch_fp32", "pipeline_vs_seed_recipe", "int8_all_four_agreement",
+                "gated_precision_agreement", "gated_precision_vs_exact"):
         if result.get(key) is not None:
             lines.append(f"| {key} | {result[key]} |")
     if result.get("machine_drift") is not None:

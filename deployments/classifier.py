@@ -19,7 +19,7 @@ from ray import serve
 from deployments.core.batching import window_count
 from deployments.core.config import DEPLOYMENT_OPTIONS, AppArgs, BatchingArgs
 from deployments.core.inference import ModelRunner
-from deployments.core.lanes import LANES, LIVE, LONG, QUEUED, LaneGate
+from deployments.core.lanes import LANES, LIVE, LONG, QUEUED, QUIET_S, LaneGate
 from deployments.core.windowing import TokenWindows
 from deployments.metrics import ClassifierMetrics
 from deployments.pipeline import MODEL_KEY, model_key
@@ -37,7 +37,7 @@ class Classifier:
         self.batching = args.batching
         metrics = ClassifierMetrics()
         self.record_forward = {lane: metrics.forward_recorder(lane) for lane in LANES}
-        self.lanes = LaneGate()
+        self.lanes = LaneGate(quiet_s=QUIET_S)
 
     def reconfigure(self, user_config: dict) -> None:
         self.batching = BatchingArgs(**user_config)

@@ -16,6 +16,11 @@ This gate orders their micro-batches through the one model: a waiting pass of a 
 before every waiting pass of a lower one. A live case therefore waits for the micro-batch already
 running (and at most one lower pass more, when a lower lane is owed its share, below).
 
+The backlog also waits for a quiet moment: a queued pass does not start within ``quiet_s`` of a
+live or long pass's end (unless it is owed its share). Live work comes in bursts through the
+ingress, and between two of its passes the gate is briefly empty; without the pause, a queued pass
+would take that gap and the next live pass would wait for it.
+
 The lower lanes are not starved, and a share is counted in the model's time, not in passes (a
 queued pass of long windows costs many live passes of one short window): when a lane waits and has
 had less than its share of the model's recent time (decaying over ``horizon_s``), one of its passes
@@ -36,6 +41,9 @@ LIVE = "live"
 LONG = "long"
 QUEUED = "queued"
 LANES = (LIVE, LONG, QUEUED)  # highest first
+# The Classifier's pause between a person's pass and the backlog's next (LaneGate.quiet_s): a few of
+# the ingress's hops, so the next piece of a burst finds the model free.
+QUIET_S = 0.05
 
 
 class LaneGate:
@@ -43,11 +51,15 @@ class LaneGate:
     in a worker thread of its own and takes a turn per micro-batch."""
 
     def __init__(self, queued_share: float = 0.1, long_share: float = 0.25, horizon_s: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 quiet_s: float = 0.0, clock: Callable[[], float] = time.monotonic):
         if not (0.0 <= queued_share and 0.0 <= long_share and queued_share + long_share < 1.0):
             raise ValueError("queued_share and long_share must be at least 0, and together below 1")
         if horizon_s <= 0:
             raise ValueError("horizon_s must be positive")
+        if quiet_s < 0:
+            raise ValueError("quiet_s must be at least 0")
+        self.quiet_s = quiet_s
+        self._person_pass_ended = -math.inf  # when the last live or long pass ended
         self.shares = {LIVE: 0.0, LONG: long_share, QUEUED: queued_share}
         self.horizon_s, self._clock = horizon_s, clock
         self._cond = threading.Condition()
@@ -60,11 +72,18 @@ class LaneGate:
         """The lane whose waiting pass goes next: the highest owed its share, else the highest waiting."""
         waiting = [lane for lane in LANES if self._waiting[lane]]
         total = sum(self._model_s.values())
-        owed = [lane for lane in waiting if total > 0 and self._model_s[lane] < self.shares[lane] * total]
+        owed = [lane for lane in waiting if self._owed(lane, total)]
         return (owed or waiting or [None])[0]
 
+    def _owed(self, lane: str, total: float) -> bool:
+        return total > 0 and self._model_s[lane] < self.shares[lane] * total
+
     def _may_go(self, lane: str) -> bool:
-        return not self._busy and self.next_lane() == lane
+        if self._busy or self.next_lane() != lane:
+            return False
+        if lane == QUEUED and not self._owed(QUEUED, sum(self._model_s.values())):
+            return self._clock() - self._person_pass_ended >= self.quiet_s
+        return True
 
     def _account(self, lane: str, started: float) -> None:
         now = self._clock()
@@ -73,6 +92,8 @@ class LaneGate:
             self._model_s[name] *= fade
         self._model_s[lane] += max(0.0, now - started)
         self._stamp = now
+        if lane != QUEUED:
+            self._person_pass_ended = now
 
     @contextmanager
     def turn(self, lane: str) -> Iterator[None]:
@@ -82,7 +103,8 @@ class LaneGate:
         with self._cond:
             self._waiting[lane] += 1
             while not self._may_go(lane):
-                self._cond.wait()
+                # A queued pass held for quiet is let go by the clock, not by another pass's end.
+                self._cond.wait(timeout=self.quiet_s or None)
             self._waiting[lane] -= 1
             self._busy = True
         started = self._clock()

@@ -178,7 +178,7 @@ def test_an_unknown_lane_and_impossible_settings_are_refused():
     with pytest.raises(ValueError):
         with LaneGate().turn("bulk"):
             pass
-    for settings in ({"queued_share": 1.0}, {"queued_share": -0.1}, {"horizon_s": 0}, {"long_share": -0.1},
+    for settings in ({"queued_share": 1.0}, {"queued_share": -0.1}, {"horizon_s": 0}, {"long_share": -0.1}, {"quiet_s": -1},
                      {"queued_share": 0.5, "long_share": 0.5}):
         with pytest.raises(ValueError):
             LaneGate(**settings)
@@ -204,3 +204,45 @@ def test_each_micro_batch_takes_its_own_turn():
     windows = TokenWindows.from_rows([np.arange(1, 100, dtype=np.int32) for _ in range(6)])
     run_batch([windows], forward, max_rows=2, max_tokens=10_000, turn=Turn)
     assert turns == [1, 1, 1]
+
+
+def test_the_backlog_waits_for_a_quiet_moment_after_a_persons_pass():
+    """A queued pass does not take the gap right after a live pass (the next piece of a burst is on its
+    way through the ingress); it goes once quiet_s has passed with no live or long pass."""
+    clock = FakeClock()
+    gate = LaneGate(queued_share=0.1, horizon_s=1e9, quiet_s=0.05, clock=clock)
+    with gate.turn(QUEUED):  # the backlog has had its share: it is not owed a pass
+        clock.now += 1.0
+    for _ in range(5):
+        with gate.turn(LIVE):
+            clock.now += 1.0
+    # 1 s queued of 6 s is over a tenth: not owed, so the queued pass waits for quiet.
+    went = threading.Event()
+
+    def queued_pass():
+        with gate.turn(QUEUED):
+            went.set()
+
+    thread = threading.Thread(target=queued_pass)
+    thread.start()
+    assert not went.wait(0.3), "the queued pass took the model within quiet_s of a live pass"
+    clock.now += 0.06
+    assert went.wait(5), "the queued pass never went once the model was quiet"
+    thread.join(5)
+
+
+def test_a_backlog_owed_its_share_does_not_wait_for_quiet():
+    clock = FakeClock()
+    gate = LaneGate(queued_share=0.1, horizon_s=1e9, quiet_s=0.05, clock=clock)
+    with gate.turn(LIVE):
+        clock.now += 10.0  # the backlog has had nothing: it is owed
+    went = threading.Event()
+
+    def queued_pass():
+        with gate.turn(QUEUED):
+            went.set()
+
+    thread = threading.Thread(target=queued_pass)
+    thread.start()
+    assert went.wait(5), "an owed queued pass waited for quiet"
+    thread.join(5)

@@ -153,21 +153,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.token_budgets:
         corpus = make_corpus(args.checkpoint, args.cases or 128)
         table = budgets.run_budgets(args.checkpoint, corpus, args.engine, args.threads, args.rounds)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        out = args.out.with_name("budgets.json") if args.out.name == "bench.json" else args.out
-        out.write_text(json.dumps(table, indent=2))
-        print(budgets.markdown(table))
-        say(f"wrote {out}")
-        return 0
+        return write_table(args, "budgets", table, budgets.markdown(table))
     if args.engines:
         corpus = make_corpus(args.checkpoint, args.cases or 128)
         table = engines.run_engines(args.checkpoint, corpus, args.threads, args.rounds)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        out = args.out.with_name("engines.json") if args.out.name == "bench.json" else args.out
-        out.write_text(json.dumps(table, indent=2))
-        print(engines.markdown(table))
-        say(f"wrote {out}")
-        return 0
+        return write_table(args, "engines", table, engines.markdown(table))
 
     n = args.cases or (300 if args.quick else 1000)
     corpus = make_corpus(args.checkpoint, n)
@@ -191,6 +181,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def write_table(args: argparse.Namespace, name: str, table: dict, markdown_text: str) -> int:
+    """A single-purpose mode's result: its JSON (``name``.json beside the default --out, or --out itself),
+    its markdown on stdout."""
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    out = args.out.with_name(f"{name}.json") if args.out.name == "bench.json" else args.out
+    out.write_text(json.dumps(table, indent=2))
+    print(markdown_text)
+    say(f"wrote {out}")
+    return 0
+
+
 def report_review(args: argparse.Namespace) -> int:
     """The worklist's /review/next at --cases open cases, on SQLite and PostgreSQL."""
     from bench import review
@@ -200,12 +201,7 @@ def report_review(args: argparse.Namespace) -> int:
     say(f"worklist: {cases} open cases, {args.calls} timed claims per database")
     result = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "commit": git_commit()},
               **review.run(cases, args.calls, args.database_url)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    out = args.out.with_name("review.json") if args.out.name == "bench.json" else args.out
-    out.write_text(json.dumps(result, indent=2))
-    print(review.markdown({k: v for k, v in result.items() if k != "machine"}))
-    say(f"wrote {out}")
-    return 0
+    return write_table(args, "review", result, review.markdown({k: v for k, v in result.items() if k != "machine"}))
 
 
 def report_agreement(args: argparse.Namespace) -> int:
@@ -222,12 +218,8 @@ def report_agreement(args: argparse.Namespace) -> int:
     for name, (checkpoint, narratives) in sets.items():
         say(f"agreement on the {name}: {len(narratives)} cases")
         tables[name] = agreement.run_agreement(checkpoint, narratives, candidates, args.threads)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    out = args.out.with_name("agreement.json") if args.out.name == "bench.json" else args.out
-    out.write_text(json.dumps(tables, indent=2))
-    print("\n".join(agreement.markdown(name, table) for name, table in tables.items()))
-    say(f"wrote {out}")
-    return 0
+    return write_table(args, "agreement", tables,
+                       "\n".join(agreement.markdown(name, table) for name, table in tables.items()))
 
 
 if __name__ == "__main__":

@@ -206,6 +206,19 @@ def test_each_micro_batch_takes_its_own_turn():
     assert turns == [1, 1, 1]
 
 
+def start_queued_pass(gate: LaneGate) -> tuple[threading.Thread, threading.Event]:
+    """A queued pass waiting for its turn in a thread; the event is set once it has the model."""
+    went = threading.Event()
+
+    def queued_pass():
+        with gate.turn(QUEUED):
+            went.set()
+
+    thread = threading.Thread(target=queued_pass)
+    thread.start()
+    return thread, went
+
+
 def test_the_backlog_waits_for_a_quiet_moment_after_a_persons_pass():
     """A queued pass does not take the gap right after a live pass (the next piece of a burst is on its
     way through the ingress); it goes once quiet_s has passed with no live or long pass."""
@@ -217,14 +230,7 @@ def test_the_backlog_waits_for_a_quiet_moment_after_a_persons_pass():
         with gate.turn(LIVE):
             clock.now += 1.0
     # 1 s queued of 6 s is over a tenth: not owed, so the queued pass waits for quiet.
-    went = threading.Event()
-
-    def queued_pass():
-        with gate.turn(QUEUED):
-            went.set()
-
-    thread = threading.Thread(target=queued_pass)
-    thread.start()
+    thread, went = start_queued_pass(gate)
     assert not went.wait(0.3), "the queued pass took the model within quiet_s of a live pass"
     clock.now += 0.06
     assert went.wait(5), "the queued pass never went once the model was quiet"
@@ -236,13 +242,6 @@ def test_a_backlog_owed_its_share_does_not_wait_for_quiet():
     gate = LaneGate(queued_share=0.1, horizon_s=1e9, quiet_s=0.05, clock=clock)
     with gate.turn(LIVE):
         clock.now += 10.0  # the backlog has had nothing: it is owed
-    went = threading.Event()
-
-    def queued_pass():
-        with gate.turn(QUEUED):
-            went.set()
-
-    thread = threading.Thread(target=queued_pass)
-    thread.start()
+    thread, went = start_queued_pass(gate)
     assert went.wait(5), "an owed queued pass waited for quiet"
     thread.join(5)

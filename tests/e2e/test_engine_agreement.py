@@ -10,10 +10,11 @@ from bench.agreement import compare, heldout_narratives
 from deployments.core.in_process import InProcessPipeline
 from deployments.core.config import AppArgs
 
-# The reported figures (README's config table, bench/RESULTS.md "Agreement"), the lower as a floor:
-# 74 of 81 on a 2-core AVX2 EPYC, 73 of 81 (0.901) on a 2-core AMX Xeon, whose VNNI int8 kernels
-# round differently. They hold for the default batching only: int8 scales activations per micro-batch.
-INT8_ALL_FOUR_REPORTED = 0.90
+# The reported figures (bench/RESULTS.md "Agreement" and "The gated faster precision"), the lower as a
+# floor: 74 of 81 on a 2-core AVX2 EPYC and 73 of 81 on a 2-core AMX Xeon, whose VNNI int8 kernels round
+# differently, at 2,048 tokens a pass; 72 of 81 (0.889) on the AMX Xeon at today's default of 1,024. They
+# hold for the default batching only: int8 scales activations per micro-batch.
+INT8_ALL_FOUR_REPORTED = 0.88
 
 
 @pytest.fixture(scope="module")

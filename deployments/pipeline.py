@@ -3,10 +3,10 @@
 ``CasePipeline.classify`` tokenizes and windows the narratives, sends the windows to the
 classifier a slice at a time (so short cases interleave with long ones) and hands the last
 slice's probabilities to the router unawaited. Live requests and queued cases call the same
-handles, so they share the classifier's batches.
+Classifier, each in its lane (``deployments/core/lanes.py``): live, long or queued.
 
-``CaseCoalescer`` sits in front of it for the ingress's /classify: single cases that arrive
-together are merged (``deployments/core/coalesce.py``) and sent as one group.
+``CaseCoalescer`` sits in front of it for the ingress's /classify: single one-window cases that
+arrive together are merged (``deployments/core/coalesce.py``) and sent as one group.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.common import say
+from bench.common import interleaved_walls, prepared_chunks
 from bench.corpus import Corpus
 
 BUDGETS = (256, 512, 1024, 2048, 4096, 8192)
@@ -25,39 +25,36 @@ MAX_ROWS = 64
 
 
 def run_budgets(checkpoint: Path, corpus: Corpus, engine: str, threads: int, rounds: int, chunk: int = 32) -> dict:
+    from clients.load import percentile
     from deployments.core.config import AppArgs
     from deployments.core.in_process import InProcessPipeline
 
     pipeline = InProcessPipeline.from_args(AppArgs(model=str(checkpoint), accelerator="cpu", engine=engine,
                                                    dtype="fp32", torch_threads=threads))
     runner = pipeline.backend
-    chunks = [pipeline.prepare(corpus.narratives[i:i + chunk])[0] for i in range(0, len(corpus.narratives), chunk)]
+    chunks = prepared_chunks(pipeline, corpus.narratives, chunk)
     runner.classify(chunks[:1], max_rows=MAX_ROWS, max_tokens=2048)  # warm the kernels
-    rows = {budget: {"walls_s": [], "passes_s": []} for budget in BUDGETS}
-    for r in range(rounds):
-        for budget in BUDGETS:
-            passes: list[float] = []
+    passes: dict[int, list[float]] = {budget: [] for budget in BUDGETS}  # each forward pass's seconds
 
-            @contextmanager
-            def timed():
-                started = time.perf_counter()
-                yield
-                passes.append(time.perf_counter() - started)
-
+    def run(budget: int) -> None:
+        @contextmanager
+        def timed():
             started = time.perf_counter()
-            for windows in chunks:
-                runner.classify([windows], max_rows=MAX_ROWS, max_tokens=budget, turn=timed)
-            rows[budget]["walls_s"].append(round(time.perf_counter() - started, 2))
-            rows[budget]["passes_s"] += passes
-            say(f"budgets round {r + 1}: {budget} tokens {rows[budget]['walls_s'][-1]} s, {len(passes)} passes")
+            yield
+            passes[budget].append(time.perf_counter() - started)
+
+        for windows in chunks:
+            runner.classify([windows], max_rows=MAX_ROWS, max_tokens=budget, turn=timed)
+
+    walls = interleaved_walls({budget: (lambda budget=budget: run(budget)) for budget in BUDGETS}, rounds, "budgets")
     out = {}
-    for budget, row in rows.items():
-        wall = statistics.median(row["walls_s"])
-        passes = sorted(row["passes_s"])
+    for budget in BUDGETS:
+        wall = statistics.median(walls[budget])
+        timed_passes = sorted(passes[budget])
         out[str(budget)] = {"cases_per_hour": round(len(corpus.narratives) / wall * 3600, 1),
-                            "passes_per_round": len(passes) // rounds,
-                            "pass_p90_ms": round(1000 * passes[int(0.9 * (len(passes) - 1))], 1),
-                            "pass_max_ms": round(1000 * passes[-1], 1), "walls_s": row["walls_s"]}
+                            "passes_per_round": len(timed_passes) // rounds,
+                            "pass_p90_ms": round(1000 * percentile(timed_passes, 90), 1),
+                            "pass_max_ms": round(1000 * timed_passes[-1], 1), "walls_s": walls[budget]}
     return {"cases": len(corpus.narratives), "rounds": rounds, "torch_threads": threads, "max_rows": MAX_ROWS,
             "engine": runner.engine_name, "budgets": out}
 

@@ -15,7 +15,7 @@ import statistics
 import time
 from pathlib import Path
 
-from bench.common import say
+from bench.common import interleaved_walls, prepared_chunks, say
 from bench.corpus import Corpus
 from bench.machine import cpu_supports_bf16
 
@@ -55,7 +55,7 @@ def run_engines(checkpoint: Path, corpus: Corpus, threads: int, rounds: int, chu
     base = InProcessPipeline.from_args(AppArgs(model=str(checkpoint), accelerator="cpu", engine="torch", dtype="fp32",
                                             torch_threads=threads, min_agreement=0))
     candidates = list(CPU_CANDIDATES) + (BF16_CANDIDATES if cpu_supports_bf16() else [])
-    chunks = [base.prepare(corpus.narratives[i:i + chunk])[0] for i in range(0, len(corpus.narratives), chunk)]
+    chunks = prepared_chunks(base, corpus.narratives, chunk)
     built, rows = {}, {}
     for candidate in candidates:
         started = time.perf_counter()
@@ -63,19 +63,14 @@ def run_engines(checkpoint: Path, corpus: Corpus, threads: int, rounds: int, chu
         clf.forward(chunks[:1])  # export, compile and warm the kernels: not part of the figure
         key = key_of(candidate)
         resolved = key_of((clf.engine_name, clf.dtype_name, *candidate[2:]))
-        rows[key] = {"engine": clf.engine_name, "dtype": clf.dtype_name, "ready_s": round(time.perf_counter() - started, 1),
-                     "walls_s": []}
+        rows[key] = {"engine": clf.engine_name, "dtype": clf.dtype_name, "ready_s": round(time.perf_counter() - started, 1)}
         if resolved != key:
             rows[key]["fell_back_to"] = resolved
         built[key] = clf
         say(f"engines: {key} ready in {rows[key]['ready_s']} s")
-    for r in range(rounds):
-        for key, clf in built.items():
-            started = time.perf_counter()
-            for windows in chunks:
-                clf.forward([windows])
-            rows[key]["walls_s"].append(round(time.perf_counter() - started, 2))
-            say(f"engines round {r + 1}: {key} {rows[key]['walls_s'][-1]} s")
+    runs = {key: (lambda clf=clf: [clf.forward([windows]) for windows in chunks]) for key, clf in built.items()}
+    for key, walls in interleaved_walls(runs, rounds, "engines").items():
+        rows[key]["walls_s"] = walls
     reference = statistics.median(rows["torch fp32"]["walls_s"])
     for row in rows.values():
         wall = statistics.median(row["walls_s"])

@@ -9,8 +9,8 @@
 - litserve        LitServe around our in-process pipeline: eager PyTorch, and our default engine
 - int8_agreement  the int8 opt-in against eager PyTorch fp32 on the demo's held-out set
 - gated_precision the faster precision the replica's startup gate admits on the demo (bf16 with its
-                  close calls rechecked, where the CPU runs bf16): its agreement, and its rate against
-                  the exact engine 'auto' serves
+                  close calls rechecked, where the CPU runs bf16 natively): its agreement, and its rate
+                  against the exact engine 'auto' serves
 
 ``measure`` runs the selected ones and writes their figures into the result.
 """
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Collection, Sequence
 
-from bench.common import say
+from bench.common import interleaved_walls, prepared_chunks, say
 from bench.corpus import Corpus, batch_bodies, single_bodies
 from bench.cpu import cpu_breakdown, cpu_snapshot, cpu_used, serving_cpu
 from bench.drivers import closed_loop, fixed_work
@@ -66,7 +66,7 @@ def run_bare(checkpoint: Path, corpus: Corpus, engine: str, dtype: str, threads:
     # held-out set (int8_agreement), so the startup gate does not apply.
     base = InProcessPipeline.from_args(AppArgs(model=str(checkpoint), engine=engine, dtype=dtype, torch_threads=threads,
                                                min_agreement=0))
-    chunks = [base.prepare(corpus.narratives[i:i + chunk])[0] for i in range(0, len(corpus.narratives), chunk)]
+    chunks = prepared_chunks(base, corpus.narratives, chunk)
     with_batching(base, *settings[0]).forward(chunks[:1])  # warm up kernels
     results = []
     for max_rows, max_tokens in settings:
@@ -119,9 +119,9 @@ def single_case_sweep(server, corpus: Corpus, quick: bool, name: str) -> dict:
 def run_pipeline_phases(checkpoint: Path, corpus: Corpus, engine: str, dtype: str, threads: int, quick: bool,
                         out_dir: Path, app_args: dict | None = None) -> dict:
     """pipeline, pipeline_batch and latency_at_10k, on one running Ray Serve app (``app_args``: overrides)."""
-    from clients.load import run_open_loop
-
     import httpx
+
+    from clients.load import run_open_loop
 
     out: dict = {}
     with pipeline_server(checkpoint, engine, dtype, threads, out_dir, app_args) as server:
@@ -199,10 +199,13 @@ def run_gated_precision(demo: Path, corpus: Corpus, threads: int) -> dict:
     ('auto', fp32), interleaved, over the corpus's narratives."""
     import statistics
 
+    from bench.machine import cpu_supports_bf16
     from deployments.core.config import AppArgs
     from deployments.core.in_process import InProcessPipeline
     from deployments.core.precision_gate import AgreementTooLowError
 
+    if not cpu_supports_bf16():  # bf16 would run emulated, slower than fp32: nothing to admit
+        return {**GATED_PRECISION, "unavailable": "this CPU has no native bf16"}
     exact = InProcessPipeline.from_args(AppArgs(model=str(demo), accelerator="cpu", engine="auto", dtype="fp32",
                                                 torch_threads=threads))
     try:
@@ -211,19 +214,12 @@ def run_gated_precision(demo: Path, corpus: Corpus, threads: int) -> dict:
     except AgreementTooLowError as err:
         say(f"gated precision refused: {err}")
         return {**GATED_PRECISION, "refused": str(err)}
-    except ValueError as err:  # this CPU does not run bf16
-        return {**GATED_PRECISION, "unavailable": str(err)}
     narratives = corpus.narratives[:128]
-    chunks = [exact.prepare(narratives[i:i + 32])[0] for i in range(0, len(narratives), 32)]
-    walls: dict[str, list[float]] = {"exact": [], "gated": []}
+    chunks = prepared_chunks(exact, narratives)
     for clf in (exact, gated):
         clf.forward(chunks[:1])  # warm up kernels
-    for _ in range(3):
-        for name, clf in (("exact", exact), ("gated", gated)):
-            started = time.perf_counter()
-            for windows in chunks:
-                clf.forward([windows])
-            walls[name].append(time.perf_counter() - started)
+    walls = interleaved_walls({name: (lambda clf=clf: [clf.forward([windows]) for windows in chunks])
+                               for name, clf in (("exact", exact), ("gated", gated))}, 3, "gated precision")
     rate = {name: round(len(narratives) / statistics.median(w) * 3600, 1) for name, w in walls.items()}
     figure = gated.backend.selection.get("agreement") or {}
     out = {**GATED_PRECISION, "engine": gated.engine_name, "exact_engine": exact.engine_name,

@@ -49,27 +49,27 @@ class Classifier:
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, batch_size_fn=window_count)
     async def classify(self, requests: list[TokenWindows]) -> list[dict]:
         """The live lane: single short cases and live calls' pieces."""
-        return await self._run(requests, LIVE)
+        return await self._run(requests, LIVE, self.batching.max_batch_tokens)
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, batch_size_fn=window_count)
     async def classify_long(self, requests: list[TokenWindows]) -> list[dict]:
         """The long lane: a single case of several windows."""
-        return await self._run(requests, LONG, max_tokens=self.batching.yield_batch_tokens)
+        return await self._run(requests, LONG, self.batching.yield_batch_tokens)
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, batch_size_fn=window_count)
     async def classify_queued(self, requests: list[TokenWindows]) -> list[dict]:
         """The queued lane: the intake's cases and /classify/batch."""
-        return await self._run(requests, QUEUED, max_tokens=self.batching.yield_batch_tokens)
+        return await self._run(requests, QUEUED, self.batching.yield_batch_tokens)
 
-    async def _run(self, requests: list[TokenWindows], lane: str, max_tokens: int | None = None) -> list[dict]:
-        """``max_tokens``: the lane's budget per forward pass (default ``batching.max_batch_tokens``)."""
+    async def _run(self, requests: list[TokenWindows], lane: str, max_tokens: int) -> list[dict]:
+        """``max_tokens``: the lane's padded tokens per forward pass."""
         # In a worker thread, so the event loop keeps queueing the next batch meanwhile; each
         # micro-batch takes its turn at the model through the gate.
         probs = await asyncio.to_thread(
             self.backend.classify,
             requests,
             max_rows=self.batching.max_batch_size,
-            max_tokens=max_tokens or self.batching.max_batch_tokens,
+            max_tokens=max_tokens,
             on_microbatch=self.record_forward[lane],
             turn=lambda: self.lanes.turn(lane),
         )

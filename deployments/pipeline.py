@@ -25,7 +25,7 @@ from deployments.core.config import AppArgs, CoalescingArgs
 from deployments.core.errors import ServiceError
 from deployments.core.loading import load_labels, load_narrative_tokenizer, read_checkpoint_info, resolve_checkpoint
 from deployments.core.language import Language
-from deployments.core.lanes import LIVE, LONG, QUEUED
+from deployments.core.lanes import LIVE, LONG, QUEUED, lane_for
 from deployments.core.preprocess import CasePlan, CasePreparer, SingleCase, Translated
 from deployments.core.windowing import TokenWindows
 from deployments.ingress import current_request_id
@@ -109,7 +109,8 @@ class CasePipeline:
             # The record keeps the text only when the operator turned keep_narratives on.
             "narratives": self.preparer.kept(parsed.narratives),
         }
-        return await self.send(windows, plans, meta, lane=QUEUED if task_id is not None or parsed.is_batch else LIVE)
+        return await self.send(windows, plans, meta,
+                               lane=lane_for(queued=task_id is not None or parsed.is_batch, windows=len(windows)))
 
     def classifier_lane(self, lane: str):
         """The classifier's method for ``lane`` (``core/lanes.py``)."""
@@ -181,14 +182,13 @@ class CaseCoalescer:
         """Exactly the /classify response body, as ``CasePipeline.classify_one`` answers it."""
         started = time.perf_counter()
         case = await self.pipeline.prepare_single(parsed)  # a bad case is refused here, to its own caller only
-        if case.n_windows > 1:
-            # A case of several windows goes alone, in the long lane's small passes, so it never
-            # holds a group of short ones back, nor a short case's forward pass.
-            (body,) = await self.pipeline.send_group(merge_cases([case]), lane=LONG)
-        elif self.enabled:
+        lane = lane_for(queued=False, windows=case.n_windows)
+        if lane == LIVE and self.enabled:
             body = (await self._classify_group(case)).result()
         else:
-            (body,) = await self.pipeline.send_group(merge_cases([case]))
+            # A case of several windows goes alone, in the long lane's small passes, so it never
+            # holds a group of short ones back, nor a short case's forward pass.
+            (body,) = await self.pipeline.send_group(merge_cases([case]), lane=lane)
         return self.pipeline.response(body, started)
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005, max_concurrent_batches=GROUPS_IN_FLIGHT)

@@ -46,6 +46,14 @@ LANES = (LIVE, LONG, QUEUED)  # highest first
 QUIET_S = 0.05
 
 
+def lane_for(*, queued: bool, windows: int) -> str:
+    """The lane a call of ``windows`` windows goes in: ``queued`` (the intake's case, a batch request)
+    whatever its size; otherwise live for one window, long for several."""
+    if queued:
+        return QUEUED
+    return LONG if windows > 1 else LIVE
+
+
 class LaneGate:
     """One forward pass at a time, live before long before queued. Thread-safe: each lane's batch runs
     in a worker thread of its own and takes a turn per micro-batch."""

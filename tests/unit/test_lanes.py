@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from deployments.core.batching import run_batch
-from deployments.core.lanes import LIVE, LONG, QUEUED, LaneGate
+from deployments.core.lanes import LIVE, LONG, QUEUED, LaneGate, lane_for
 from deployments.core.windowing import TokenWindows
 
 
@@ -245,3 +245,9 @@ def test_a_backlog_owed_its_share_does_not_wait_for_quiet():
     thread, went = start_queued_pass(gate)
     assert went.wait(5), "an owed queued pass waited for quiet"
     thread.join(5)
+
+
+@pytest.mark.parametrize("queued,windows,lane", [(False, 1, LIVE), (False, 2, LONG), (False, 40, LONG),
+                                                 (True, 1, QUEUED), (True, 40, QUEUED)])
+def test_the_lane_a_call_goes_in(queued, windows, lane):
+    assert lane_for(queued=queued, windows=windows) == lane

@@ -2,8 +2,9 @@
 
 Token windows in (int32 arrays from the Preprocessor), per-task probabilities out. The model and
 its engine are ``deployments/core/inference.py``'s ``ModelRunner``; this shell batches the calls
-of every ingress replica and the intake's consumer, and takes its batching live through
-``reconfigure``. Three lanes, each batched on its own: ``classify`` for the short cases a person waits
+of every ingress replica and the intake's consumer (``core/batch_queue.py``: a lane's next batch is
+taken when its last is done), and takes its batching live through ``reconfigure``. Three lanes,
+each batched on its own: ``classify`` for the short cases a person waits
 on, ``classify_long`` for a single case of several windows, ``classify_queued`` for the backlog and
 /classify/batch; ``core/lanes.py`` orders their passes, live first, and the two lower lanes run in
 small passes (``batching.yield_batch_tokens``), so a short case never waits long behind one.
@@ -13,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timezone
+from functools import partial
 
 from ray import serve
 
-from deployments.core.batching import window_count
+from deployments.core.batch_queue import BatchQueue
 from deployments.core.config import DEPLOYMENT_OPTIONS, AppArgs, BatchingArgs
 from deployments.core.inference import ModelRunner
 from deployments.core.lanes import LANES, LIVE, LONG, QUEUED, QUIET_S, LaneGate
@@ -33,36 +35,37 @@ class Classifier:
         self.backend = ModelRunner.from_args(args)
         self.model_key = model_key(self.backend.info)
         self.loaded_at = datetime.now(timezone.utc).isoformat()
-        self.windows_per_call = args.windows_per_call
         self.batching = args.batching
         metrics = ClassifierMetrics()
         self.record_forward = {lane: metrics.forward_recorder(lane) for lane in LANES}
         self.lanes = LaneGate(quiet_s=QUIET_S)
+        # One batch of each lane at a time: the next is taken when it is done, with all that came meanwhile.
+        self.queues = {lane: BatchQueue(partial(self._run, lane=lane), max_size=self.batching.max_batch_size,
+                                        wait_s=self.batching.batch_wait_timeout_s, size_fn=len)
+                       for lane in LANES}
 
     def reconfigure(self, user_config: dict) -> None:
         self.batching = BatchingArgs(**user_config)
-        for lane in (self.classify, self.classify_long, self.classify_queued):
-            # Ray refuses a call larger than a batch; never go below what the ingress sends.
-            lane.set_max_batch_size(max(self.batching.max_batch_size, self.windows_per_call))
-            lane.set_batch_wait_timeout_s(self.batching.batch_wait_timeout_s)
+        for queue in self.queues.values():
+            queue.max_size = self.batching.max_batch_size
+            queue.wait_s = self.batching.batch_wait_timeout_s
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, batch_size_fn=window_count)
-    async def classify(self, requests: list[TokenWindows]) -> list[dict]:
+    async def classify(self, windows: TokenWindows) -> dict:
         """The live lane: single short cases and live calls' pieces."""
-        return await self._run(requests, LIVE, self.batching.max_batch_tokens)
+        return await self.queues[LIVE](windows)
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, batch_size_fn=window_count)
-    async def classify_long(self, requests: list[TokenWindows]) -> list[dict]:
+    async def classify_long(self, windows: TokenWindows) -> dict:
         """The long lane: a single case of several windows."""
-        return await self._run(requests, LONG, self.batching.yield_batch_tokens)
+        return await self.queues[LONG](windows)
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, batch_size_fn=window_count)
-    async def classify_queued(self, requests: list[TokenWindows]) -> list[dict]:
+    async def classify_queued(self, windows: TokenWindows) -> dict:
         """The queued lane: the intake's cases and /classify/batch."""
-        return await self._run(requests, QUEUED, self.batching.yield_batch_tokens)
+        return await self.queues[QUEUED](windows)
 
-    async def _run(self, requests: list[TokenWindows], lane: str, max_tokens: int) -> list[dict]:
-        """``max_tokens``: the lane's padded tokens per forward pass."""
+    async def _run(self, requests: list[TokenWindows], lane: str) -> list[dict]:
+        # The live lane's passes are the largest the CPU runs at full speed; the other two yield to it
+        # often (batching.yield_batch_tokens).
+        max_tokens = self.batching.max_batch_tokens if lane == LIVE else self.batching.yield_batch_tokens
         # In a worker thread, so the event loop keeps queueing the next batch meanwhile; each
         # micro-batch takes its turn at the model through the gate.
         probs = await asyncio.to_thread(

@@ -16,10 +16,10 @@ import time
 import uuid
 from typing import Callable
 
-from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from deployments.core import contract
+from deployments.core.batch_queue import BatchQueue
 from deployments.core.coalesce import CaseOutcome, Group, merge_cases, pack_groups
 from deployments.core.config import AppArgs, CoalescingArgs
 from deployments.core.errors import ServiceError
@@ -158,9 +158,9 @@ class CasePipeline:
         return self.response(case, started)
 
 
-# Groups one ingress replica has out at the classifier and router at once. Ray forms the next
-# group while these are out; past this many, a formed group waits for one to come back. Eight
-# groups of coalescing.max_cases (16) are the Preprocessor's max_ongoing_requests (128).
+# Groups one ingress replica has out at the classifier and router at once; the next group is
+# formed when one comes back, of the cases that arrived meanwhile. Eight groups of
+# coalescing.max_cases (16) are the Preprocessor's max_ongoing_requests (128).
 GROUPS_IN_FLIGHT = 8
 
 
@@ -175,8 +175,8 @@ class CaseCoalescer:
         self.pipeline = pipeline
         self.enabled = args.max_cases > 1
         self.on_group = on_group  # told the size of each group sent
-        self._classify_group.set_max_batch_size(args.max_cases)
-        self._classify_group.set_batch_wait_timeout_s(args.wait_timeout_s)
+        self._groups = BatchQueue(self._classify_group, max_size=args.max_cases, wait_s=args.wait_timeout_s,
+                                  max_in_flight=GROUPS_IN_FLIGHT)
 
     async def classify_one(self, parsed: contract.ClassifyRequest) -> contract.ClassifyResponse:
         """Exactly the /classify response body, as ``CasePipeline.classify_one`` answers it."""
@@ -184,14 +184,13 @@ class CaseCoalescer:
         case = await self.pipeline.prepare_single(parsed)  # a bad case is refused here, to its own caller only
         lane = lane_for(queued=False, windows=case.n_windows)
         if lane == LIVE and self.enabled:
-            body = (await self._classify_group(case)).result()
+            body = (await self._groups(case)).result()
         else:
             # A case of several windows goes alone, in the long lane's small passes, so it never
             # holds a group of short ones back, nor a short case's forward pass.
             (body,) = await self.pipeline.send_group(merge_cases([case]), lane=lane)
         return self.pipeline.response(body, started)
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005, max_concurrent_batches=GROUPS_IN_FLIGHT)
     async def _classify_group(self, cases: list[SingleCase]) -> list[CaseOutcome]:
         groups = pack_groups(cases, self.pipeline.args.windows_per_call)
         answers = await asyncio.gather(*(self._send(group) for group in groups))

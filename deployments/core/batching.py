@@ -1,9 +1,9 @@
 """The batching policy, as plain functions over a queue's worth of requests.
 
-``@serve.batch`` hands the classifier a list of requests; each request is a
-``TokenWindows`` holding one or more model windows (a short case is one
-window; a long transcript or a /classify/batch call is many). The cost of a
-request is its window count (``window_count`` is the ``batch_size_fn``). All
+The classifier's batch queue (``batch_queue.BatchQueue``) hands it a list of
+requests; each request is a ``TokenWindows`` holding one or more model windows
+(a short case is one window; a long transcript or a /classify/batch call is
+many). The cost of a request is its window count. All
 windows of all requests are sorted by length and cut into micro-batches that
 are padded only to their own longest row and stay under a padded-token
 budget, so one 512-token window does not make thirty 40-token rows pay for
@@ -21,14 +21,6 @@ from deployments.core.windowing import TokenWindows
 
 # (ids, attention_mask) int64 (rows, cols) → task → probabilities (rows, n_labels)
 ForwardFn = Callable[[np.ndarray, np.ndarray], Mapping[str, np.ndarray]]
-
-
-def window_count(requests: Sequence[TokenWindows]) -> int:
-    """``batch_size_fn`` for @serve.batch. It must never raise: Ray's batch loop dies if it does."""
-    try:
-        return sum(len(r) for r in requests)
-    except Exception:  # a malformed item must not kill the loop; count it as one
-        return len(requests)
 
 
 def plan_microbatches(lengths: Sequence[int], max_rows: int, max_tokens: int) -> list[list[int]]:

@@ -89,7 +89,7 @@ class _Strict(BaseModel):
 class BatchingArgs(_Strict):
     """The classifier's ``user_config``: changed live through ``reconfigure``."""
 
-    max_batch_size: int = Field(32, ge=1, description="Windows per @serve.batch call.")
+    max_batch_size: int = Field(32, ge=1, description="Windows per batch the classifier takes, and rows per forward pass.")
     batch_wait_timeout_s: float = Field(0.005, ge=0, description="How long a batch waits to fill.")
     # The rule (bench/RESULTS.md, "Token budget per pass"): on a CPU, the smallest budget at full
     # throughput. A 2-core AMX Xeon peaked at 1024 (2048 9% slower, 4096 30%); a 2-core AVX2 EPYC had
@@ -368,7 +368,8 @@ class AppArgs(_Strict):
         if self.windows_per_call > self.batching.max_batch_size:
             raise ValueError(
                 f"windows_per_call ({self.windows_per_call}) must not exceed batching.max_batch_size "
-                f"({self.batching.max_batch_size}): Ray refuses a single call larger than a batch"
+                f"({self.batching.max_batch_size}): a call larger than a batch would go alone, its slice never "
+                "sharing a batch with short cases"
             )
         return self
 

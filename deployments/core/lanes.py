@@ -1,6 +1,6 @@
 """Live first: the order in which the model replica's lanes take their forward passes.
 
-The Classifier has three lanes of work, each forming its own batches (its own ``@serve.batch`` queue):
+The Classifier has three lanes of work, each forming its own batches (its own ``batch_queue.BatchQueue``):
 
 - ``live``: what a person waits on and the model reads in one window: a single short ``/classify``
   (and each coalesced group of them), and every piece of a live call;

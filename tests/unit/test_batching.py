@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from deployments.core.batching import pad_rows, plan_microbatches, run_batch, window_count
+from deployments.core.batching import pad_rows, plan_microbatches, run_batch
 from deployments.core.windowing import TokenWindows
 
 rng = np.random.default_rng(1)
@@ -81,9 +81,3 @@ def test_microbatch_callback_sees_real_tokens():
     seen = []
     run_batch(requests, fake_forward([]), max_rows=8, max_tokens=8192, on_microbatch=lambda r, t: seen.append((r, t)))
     assert seen == [(2, 13)]
-
-
-def test_window_count_never_raises():
-    requests = [TokenWindows.from_rows([np.arange(3)] * 4), TokenWindows.from_rows([np.arange(2)])]
-    assert window_count(requests) == 5
-    assert window_count([object(), object()]) == 2

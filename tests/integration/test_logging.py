@@ -43,8 +43,8 @@ def json_lines_for(session_dir: Path, request_ids: set[str]) -> dict[str, list[t
 
 @pytest.mark.app("json-logs")
 def test_json_logs_carry_request_ids_and_never_the_narrative(serve_session, tiny_checkpoint):
-    # Coalescing off: a coalesced group's Classifier and Router calls carry one Ray request
-    # context for many requests, so only the ingress's log line names each request id then.
+    # Coalescing off: a coalesced group's Classifier and Router calls are made outside any one
+    # request's context, so only the ingress's log line names each request id then.
     # max_batch_windows=6 (this test's batch is 2): test_long_transcripts' window-limit test shares the app.
     url = serve_session.deploy(model=str(tiny_checkpoint), max_batch_windows=6, logging_config={"encoding": "JSON"},
                                coalescing={"max_cases": 1})

@@ -2,8 +2,8 @@
 
 Deployed only when ``AppArgs.translation.model`` is set (``bind_translator`` gives None otherwise):
 the demo ships no translation model. One narrative in, its translation out; the narratives of
-every caller are batched together (``@serve.batch``, batch size and wait from
-``AppArgs.translation``, changed live through ``reconfigure``). The model and its cutting of long
+every caller are batched together (``core/batch_queue.py``: the next batch is taken when the last is
+done; size and wait from ``AppArgs.translation``, changed live through ``reconfigure``). The model and its cutting of long
 narratives into sentences are ``deployments/core/translation.py``'s ``Translator``; this shell
 runs it in a worker thread so the event loop keeps queueing the next batch. English narratives
 never reach it: the caller decides, by the narrative's language and ``translation.languages``.
@@ -17,6 +17,7 @@ from typing import Optional
 
 from ray import serve
 
+from deployments.core.batch_queue import BatchQueue
 from deployments.core.config import DEPLOYMENT_OPTIONS, AppArgs, TranslationArgs
 from deployments.core.translation import Translator as TranslationModel
 
@@ -40,13 +41,15 @@ class Translator:
         self.backend = TranslationModel.load(self.settings.model, self.settings.revision, device="cpu",
                                              num_beams=self.settings.num_beams,
                                              torch_threads=max(1, int(self.settings.num_cpus)))
+        self.queue = BatchQueue(self._translate_batch, max_size=self.settings.max_batch_size,
+                                wait_s=self.settings.batch_wait_timeout_s)
         self._apply(self.settings)
 
     def _apply(self, settings: TranslationArgs) -> None:
         self.settings = settings
         self.backend.num_beams = settings.num_beams
-        self.translate.set_max_batch_size(settings.max_batch_size)
-        self.translate.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
+        self.queue.max_size = settings.max_batch_size
+        self.queue.wait_s = settings.batch_wait_timeout_s
 
     def reconfigure(self, user_config: dict) -> None:
         """Batch size, batch wait and beam width, live; anything else is refused (the model needs a redeploy)."""
@@ -56,9 +59,11 @@ class Translator:
                              f"not {', '.join(sorted(unknown))}")
         self._apply(TranslationArgs.model_validate({**self.settings.model_dump(), **user_config}))
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
-    async def translate(self, texts: list[str]) -> list[str]:
+    async def translate(self, text: str) -> str:
         """One narrative per caller (``handle.translate.remote(text)``), its translation back."""
+        return await self.queue(text)
+
+    async def _translate_batch(self, texts: list[str]) -> list[str]:
         return await asyncio.to_thread(self.backend.translate, texts)
 
     async def check_health(self) -> None:

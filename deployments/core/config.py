@@ -186,7 +186,7 @@ class TranslationArgs(_Strict):
     languages: list[str] = Field(
         default_factory=lambda: ["sw"], description="ISO 639-1 codes of the source languages it translates; a "
         "narrative in another language goes to review untranslated.")
-    max_batch_size: int = Field(16, ge=1, description="Narratives per @serve.batch call (user_config, live).")
+    max_batch_size: int = Field(16, ge=1, description="Narratives per translation batch (user_config, live).")
     batch_wait_timeout_s: float = Field(0.01, ge=0, description="How long a batch waits to fill (user_config, live).")
     num_beams: int = Field(1, ge=1, description="Beam width; 1 is greedy, the fastest (user_config, live).")
     num_cpus: float = Field(1.0, gt=0, description="CPUs per translator replica.")

@@ -73,6 +73,7 @@ class Classifier:
             requests,
             max_rows=self.batching.max_batch_size,
             max_tokens=max_tokens,
+            pass_cost_tokens=self.batching.pass_cost_tokens,
             on_microbatch=self.record_forward[lane],
             turn=lambda: self.lanes.turn(lane),
         )

@@ -23,25 +23,41 @@ from deployments.core.windowing import TokenWindows
 ForwardFn = Callable[[np.ndarray, np.ndarray], Mapping[str, np.ndarray]]
 
 
-def plan_microbatches(lengths: Sequence[int], max_rows: int, max_tokens: int) -> list[list[int]]:
-    """Group row indices, longest first, so each group's rows * longest <= max_tokens.
+# A forward pass's fixed cost, in padded tokens: 12.8 ms against 0.23 ms a token for eager PyTorch
+# fp32 on 2 cores of an AMX Xeon (bench/RESULTS.md, "Batches formed when the model is free").
+PASS_COST_TOKENS = 55
 
-    A single row longer than the budget still gets a group of its own.
+
+def plan_microbatches(lengths: Sequence[int], max_rows: int, max_tokens: int,
+                      pass_cost_tokens: int = PASS_COST_TOKENS) -> list[list[int]]:
+    """Group row indices, longest first, so each group's rows * longest <= max_tokens, at the least cost.
+
+    A group costs ``pass_cost_tokens`` plus its padded tokens (rows * its longest row); the rows,
+    sorted by length, are split where padding a short row up to a long one would cost more than a
+    pass of its own (a dynamic programme over the split points). A large ``pass_cost_tokens`` gives
+    the fewest passes. A single row longer than the budget still gets a group of its own.
     """
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    ordered = [lengths[i] for i in order]
+    n = len(order)
+    # cost[j]: the least cost of the first j rows (longest first); start[j]: where its last group starts.
+    cost, start = [0] + [0] * n, [0] * (n + 1)
+    for j in range(1, n + 1):
+        best, best_start = None, j - 1
+        for first in range(j - 1, max(-1, j - 1 - max_rows), -1):
+            rows = j - first
+            if rows > 1 and rows * ordered[first] > max_tokens:
+                break  # a longer group starts at a longer row: over the budget too
+            candidate = cost[first] + pass_cost_tokens + rows * ordered[first]
+            if best is None or candidate <= best:
+                best, best_start = candidate, first
+        cost[j], start[j] = best, best_start
     groups: list[list[int]] = []
-    current: list[int] = []
-    current_max = 0
-    for i in order:
-        longest = max(current_max, lengths[i])
-        if current and (len(current) + 1 > max_rows or (len(current) + 1) * longest > max_tokens):
-            groups.append(current)
-            current, longest = [], lengths[i]
-        current.append(i)
-        current_max = longest
-    if current:
-        groups.append(current)
-    return groups
+    j = n
+    while j:
+        groups.append(order[start[j]:j])
+        j = start[j]
+    return groups[::-1]
 
 
 def pad_rows(rows: Sequence[np.ndarray], pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -61,6 +77,7 @@ def run_batch(
     *,
     max_rows: int,
     max_tokens: int,
+    pass_cost_tokens: int = PASS_COST_TOKENS,
     pad_id: int = 0,
     on_microbatch: Callable[[int, int], None] | None = None,
     turn: Callable[[], AbstractContextManager] = nullcontext,
@@ -73,7 +90,7 @@ def run_batch(
     rows = [(r, w) for r, req in enumerate(requests) for w in range(len(req))]
     lengths = [len(requests[r].window(w)) for r, w in rows]
     out: list[dict[str, np.ndarray] | None] = [None] * len(requests)
-    for group in plan_microbatches(lengths, max_rows, max_tokens):
+    for group in plan_microbatches(lengths, max_rows, max_tokens, pass_cost_tokens):
         ids, mask = pad_rows([requests[rows[g][0]].window(rows[g][1]) for g in group], pad_id)
         if on_microbatch is not None:
             on_microbatch(len(group), int(mask.sum()))

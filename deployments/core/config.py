@@ -11,6 +11,8 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from deployments.core.batching import PASS_COST_TOKENS
+
 DEFAULT_MODEL_ID = "openchs/cls-gbv-distilbert-v1"
 
 # Every environment variable the service reads, declared here once and listed in the README's
@@ -105,6 +107,12 @@ class BatchingArgs(_Strict):
     yield_batch_tokens: int = Field(
         512, ge=64, description="Padded tokens per forward pass of the long and queued lanes (what a short case "
                                 "may wait behind)."
+    )
+    # Measured on a CPU (bench/RESULTS.md); a GPU's pass costs far more than its tokens (k8s: 8192, the
+    # fewest passes).
+    pass_cost_tokens: int = Field(
+        PASS_COST_TOKENS, ge=0, description="A forward pass's fixed cost in padded tokens: passes are split "
+                                            "where padding would cost more than one more pass."
     )
 
 

@@ -128,7 +128,7 @@ class InProcessPipeline:
         """Per-task window probabilities of each request, batched as the model replica batches."""
         return self.backend.classify(
             requests, max_rows=self.args.batching.max_batch_size, max_tokens=self.args.batching.max_batch_tokens,
-            on_microbatch=on_microbatch,
+            pass_cost_tokens=self.args.batching.pass_cost_tokens, on_microbatch=on_microbatch,
         )
 
     def assemble(

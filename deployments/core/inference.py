@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from deployments.core import engine_choice, engines, export
-from deployments.core.batching import run_batch
+from deployments.core.batching import PASS_COST_TOKENS, run_batch
 from deployments.core.engines import Engine, EngineChoice, TorchEngine
 from deployments.core.labels import TASKS, LabelSet
 from deployments.core.loading import (
@@ -125,11 +125,13 @@ class ModelRunner:
         *,
         max_rows: int,
         max_tokens: int,
+        pass_cost_tokens: int = PASS_COST_TOKENS,
         on_microbatch: Callable[[int, int], None] | None = None,
         turn: Callable[[], AbstractContextManager] = nullcontext,
     ) -> list[dict[str, np.ndarray]]:
         return run_batch(
-            requests, self.forward, max_rows=max_rows, max_tokens=max_tokens, pad_id=self.pad_id,
+            requests, self.forward, max_rows=max_rows, max_tokens=max_tokens, pass_cost_tokens=pass_cost_tokens,
+            pad_id=self.pad_id,
             on_microbatch=on_microbatch, turn=turn,
         )
 

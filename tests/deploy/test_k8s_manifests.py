@@ -37,6 +37,8 @@ PRODUCTION_OVERRIDES = {
     "applications.helpline.args.batching.max_batch_tokens": "a GPU runs larger forward passes well; 1024 suits a CPU",
     "applications.helpline.args.batching.yield_batch_tokens": "a GPU's pass is cheap: no small passes are needed "
                                                               "there; on a CPU one window each",
+    "applications.helpline.args.batching.pass_cost_tokens": "no GPU measurement of a pass's fixed cost: the fewest "
+                                                            "passes, as large as the budget; 55 was measured on a CPU",
     "applications.helpline.deployments.Preprocessor.num_replicas": "replaced by an autoscaling range",
     "applications.helpline.deployments.Preprocessor.autoscaling_config.*": "the ingress scales with traffic",
     "applications.helpline.deployments.Classifier.autoscaling_config.*": "the GPU pool's autoscaling range",

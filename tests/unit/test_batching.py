@@ -31,6 +31,60 @@ def test_plan_sorts_by_length_so_padding_stays_small():
     assert [sorted(lengths[i] for i in g) for g in groups] == [[480, 490, 500], [10, 11, 12]]
 
 
+def plan_cost(lengths, groups, pass_cost):
+    return sum(pass_cost + len(g) * max(lengths[i] for i in g) for g in groups)
+
+
+def cheapest_split_cost(lengths, max_rows, max_tokens, pass_cost):
+    """Every way to cut the length-sorted rows into consecutive groups within the limits: the least cost."""
+    ordered = sorted(lengths, reverse=True)
+    best = None
+    for cuts in itertools.product([False, True], repeat=max(0, len(ordered) - 1)):
+        groups, current = [], [ordered[0]]
+        for length, cut in zip(ordered[1:], cuts):
+            if cut:
+                groups.append(current)
+                current = []
+            current.append(length)
+        groups.append(current)
+        if all(len(g) == 1 or (len(g) <= max_rows and len(g) * g[0] <= max_tokens) for g in groups):
+            cost = sum(pass_cost + len(g) * g[0] for g in groups)
+            best = cost if best is None else min(best, cost)
+    return best
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("max_rows,max_tokens", [(2, 1024), (4, 1024), (32, 1024), (32, 512), (3, 10_000)])
+@pytest.mark.parametrize("pass_cost", [0, 55, 400, 100_000])
+def test_plan_is_the_cheapest_split_of_the_sorted_rows(seed, max_rows, max_tokens, pass_cost):
+    lengths = list(np.random.default_rng(seed).integers(3, 513, size=int(np.random.default_rng(seed).integers(1, 10))))
+    groups = plan_microbatches(lengths, max_rows, max_tokens, pass_cost)
+    assert plan_cost(lengths, groups, pass_cost) == cheapest_split_cost(lengths, max_rows, max_tokens, pass_cost)
+
+
+def test_a_pass_costing_more_than_its_padding_keeps_rows_together():
+    lengths = [128, 120, 60, 50, 40]
+    assert len(plan_microbatches(lengths, max_rows=32, max_tokens=1024, pass_cost_tokens=10**6)) == 1
+    # At no cost per pass, padding a 40-token row to 128 is never worth it.
+    cheap = plan_microbatches(lengths, max_rows=32, max_tokens=1024, pass_cost_tokens=0)
+    assert [[lengths[i] for i in g] for g in cheap] == [[128], [120], [60], [50], [40]]
+
+
+def test_a_pass_cost_as_large_as_the_budget_gives_the_fewest_passes():
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        lengths = list(rng.integers(3, 513, size=40))
+        groups = plan_microbatches(lengths, max_rows=32, max_tokens=1024, pass_cost_tokens=1024 * 40)
+        # The fewest: fill each group from the longest row while it fits.
+        ordered, fewest, i = sorted(lengths, reverse=True), 0, 0
+        while i < len(ordered):
+            rows = 1
+            while i + rows < len(ordered) and rows < 32 and (rows + 1) * ordered[i] <= 1024:
+                rows += 1
+            fewest, i = fewest + 1, i + rows
+        assert len(groups) == fewest
+
+
 def test_oversized_row_gets_its_own_group():
     assert plan_microbatches([600, 10], max_rows=8, max_tokens=512) == [[0], [1]]
 

@@ -42,10 +42,13 @@ def bare_grid(quick: bool, cuda: bool) -> list[tuple[int, int]]:
 
 
 def with_batching(classifier, max_rows: int, max_tokens: int):
-    """The same ``InProcessPipeline`` (same loaded model) under other batching settings."""
+    """The same ``InProcessPipeline`` (same loaded model) under other batching settings; on a GPU a pass's
+    fixed cost is its budget, the fewest passes, as k8s sets it (no GPU measurement of its own yet)."""
     args = classifier.args
+    pass_cost = max_tokens if classifier.device.type == "cuda" else args.batching.pass_cost_tokens
     return classifier.replace(
-        batching={**args.batching.model_dump(), "max_batch_size": max_rows, "max_batch_tokens": max_tokens},
+        batching={**args.batching.model_dump(), "max_batch_size": max_rows, "max_batch_tokens": max_tokens,
+                  "pass_cost_tokens": pass_cost},
         # In process there is no ingress slicing; AppArgs only asks that a slice fits a batch.
         windows_per_call=min(args.windows_per_call, max_rows),
     )

@@ -181,7 +181,7 @@ class CallHandlers:
         try:
             for start in range(0, len(windows), step):
                 part = windows if len(windows) <= step else windows.slice(start, min(start + step, len(windows)))
-                parts.append(await asyncio.wait_for(self.pipeline.classifier_lane(LIVE).remote(part),
+                parts.append(await asyncio.wait_for(self.pipeline.classifier.classify.remote(part, LIVE),
                                                     self.args.backend_timeout_s))
         except Exception as exc:
             raise backend_error(exc) from None

@@ -3,9 +3,9 @@
 Token windows in (int32 arrays from the Preprocessor), per-task probabilities out. The model and
 its engine are ``deployments/core/inference.py``'s ``ModelRunner``; this shell batches the calls
 of every ingress replica and the intake's consumer (``core/batch_queue.py``: a lane's next batch is
-taken when its last is done), and takes its batching live through ``reconfigure``. Three lanes,
-each batched on its own: ``classify`` for the short cases a person waits
-on, ``classify_long`` for a single case of several windows, ``classify_queued`` for the backlog and
+taken when its last is done), and takes its batching live through ``reconfigure``. ``classify``
+takes each call in one of three lanes, each batched on its own: ``live`` for the short cases a
+person waits on, ``long`` for a single case of several windows, ``queued`` for the backlog and
 /classify/batch; ``core/lanes.py`` orders their passes, live first, and the two lower lanes run in
 small passes (``batching.yield_batch_tokens``), so a short case never waits long behind one.
 """
@@ -21,7 +21,7 @@ from ray import serve
 from deployments.core.batch_queue import BatchQueue
 from deployments.core.config import DEPLOYMENT_OPTIONS, AppArgs, BatchingArgs
 from deployments.core.inference import ModelRunner
-from deployments.core.lanes import LANES, LIVE, LONG, QUEUED, QUIET_S, LaneGate
+from deployments.core.lanes import LANES, LIVE, QUIET_S, LaneGate
 from deployments.core.windowing import TokenWindows
 from deployments.metrics import ClassifierMetrics
 from deployments.pipeline import MODEL_KEY, model_key
@@ -50,17 +50,9 @@ class Classifier:
             queue.max_size = self.batching.max_batch_size
             queue.wait_s = self.batching.batch_wait_timeout_s
 
-    async def classify(self, windows: TokenWindows) -> dict:
-        """The live lane: single short cases and live calls' pieces."""
-        return await self.queues[LIVE](windows)
-
-    async def classify_long(self, windows: TokenWindows) -> dict:
-        """The long lane: a single case of several windows."""
-        return await self.queues[LONG](windows)
-
-    async def classify_queued(self, windows: TokenWindows) -> dict:
-        """The queued lane: the intake's cases and /classify/batch."""
-        return await self.queues[QUEUED](windows)
+    async def classify(self, windows: TokenWindows, lane: str = LIVE) -> dict:
+        """``windows``' per-task probabilities, batched in ``lane`` (``core/lanes.lane_for`` names it)."""
+        return await self.queues[lane](windows)
 
     async def _run(self, requests: list[TokenWindows], lane: str) -> list[dict]:
         # The live lane's passes are the largest the CPU runs at full speed; the other two yield to it

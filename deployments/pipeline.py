@@ -25,7 +25,7 @@ from deployments.core.config import AppArgs, CoalescingArgs
 from deployments.core.errors import ServiceError
 from deployments.core.loading import load_labels, load_narrative_tokenizer, read_checkpoint_info, resolve_checkpoint
 from deployments.core.language import Language
-from deployments.core.lanes import LIVE, LONG, QUEUED, lane_for
+from deployments.core.lanes import LIVE, lane_for
 from deployments.core.preprocess import CasePlan, CasePreparer, SingleCase, Translated
 from deployments.core.windowing import TokenWindows
 from deployments.ingress import current_request_id
@@ -112,14 +112,8 @@ class CasePipeline:
         return await self.send(windows, plans, meta,
                                lane=lane_for(queued=task_id is not None or parsed.is_batch, windows=len(windows)))
 
-    def classifier_lane(self, lane: str):
-        """The classifier's method for ``lane`` (``core/lanes.py``)."""
-        return {LIVE: self.classifier.classify, LONG: self.classifier.classify_long,
-                QUEUED: self.classifier.classify_queued}[lane]
-
     async def send(self, windows: TokenWindows, plans: list[CasePlan], meta: dict, *, lane: str) -> list[dict]:
         """Windows to the classifier a slice at a time, then the plans to the router: the case bodies."""
-        classify = self.classifier_lane(lane)
         step = self.args.windows_per_call
         # One deadline for the whole request, however many slices: a draining replica
         # (graceful_shutdown_timeout_s > backend_timeout_s, see build_app) answers every request it took.
@@ -131,12 +125,13 @@ class CasePipeline:
         try:
             done = []
             for start in range(0, len(windows) - step, step):
-                done.append(await asyncio.wait_for(classify.remote(windows.slice(start, start + step)), left()))
+                part = windows.slice(start, start + step)
+                done.append(await asyncio.wait_for(self.classifier.classify.remote(part, lane), left()))
             last_start = len(done) * step
             last = windows if last_start == 0 else windows.slice(last_start, len(windows))
             # The last classifier response goes to the router unawaited: Ray hands it over directly.
             response = self.router.route.remote(plans, self.model_key, meta, *done,
-                                                classify.remote(last))
+                                                self.classifier.classify.remote(last, lane))
             return await asyncio.wait_for(response, left())
         except Exception as exc:
             raise backend_error(exc) from None

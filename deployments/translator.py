@@ -3,10 +3,11 @@
 Deployed only when ``AppArgs.translation.model`` is set (``bind_translator`` gives None otherwise):
 the demo ships no translation model. One narrative in, its translation out; the narratives of
 every caller are batched together (``core/batch_queue.py``: the next batch is taken when the last is
-done; size and wait from ``AppArgs.translation``, changed live through ``reconfigure``). The model and its cutting of long
-narratives into sentences are ``deployments/core/translation.py``'s ``Translator``; this shell
-runs it in a worker thread so the event loop keeps queueing the next batch. English narratives
-never reach it: the caller decides, by the narrative's language and ``translation.languages``.
+done; size and wait from ``AppArgs.translation``, changed live through ``reconfigure``). The model
+and its cutting of long narratives into sentences are ``deployments/core/translation.py``'s
+``Translator``; this shell runs it in a worker thread so the event loop keeps queueing the next
+batch. English narratives never reach it: the caller decides, by the narrative's language and
+``translation.languages``.
 Narrative text is never logged.
 """
 

@@ -41,17 +41,17 @@ def plan_microbatches(lengths: Sequence[int], max_rows: int, max_tokens: int,
     ordered = [lengths[i] for i in order]
     n = len(order)
     # cost[j]: the least cost of the first j rows (longest first); start[j]: where its last group starts.
-    cost, start = [0] + [0] * n, [0] * (n + 1)
+    cost, start = [0] * (n + 1), [0] * (n + 1)
     for j in range(1, n + 1):
-        best, best_start = None, j - 1
-        for first in range(j - 1, max(-1, j - 1 - max_rows), -1):
+        cost[j] = cost[j - 1] + pass_cost_tokens + ordered[j - 1]  # the last row alone
+        start[j] = j - 1
+        for first in range(j - 2, max(-1, j - 1 - max_rows), -1):
             rows = j - first
-            if rows > 1 and rows * ordered[first] > max_tokens:
+            if rows * ordered[first] > max_tokens:
                 break  # a longer group starts at a longer row: over the budget too
             candidate = cost[first] + pass_cost_tokens + rows * ordered[first]
-            if best is None or candidate <= best:
-                best, best_start = candidate, first
-        cost[j], start[j] = best, best_start
+            if candidate <= cost[j]:  # a tie goes to the larger group: fewer passes
+                cost[j], start[j] = candidate, first
     groups: list[list[int]] = []
     j = n
     while j:

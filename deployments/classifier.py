@@ -7,7 +7,8 @@ taken when its last is done), and takes its batching live through ``reconfigure`
 takes each call in one of three lanes, each batched on its own: ``live`` for the short cases a
 person waits on, ``long`` for a single case of several windows, ``queued`` for the backlog and
 /classify/batch; ``core/lanes.py`` orders their passes, live first, and the two lower lanes run in
-small passes (``batching.yield_batch_tokens``), so a short case never waits long behind one.
+small passes (``batching.yield_batch_tokens``) that make way between the encoder's layers, so a short
+case never waits long behind one.
 """
 
 from __future__ import annotations

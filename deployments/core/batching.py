@@ -19,8 +19,9 @@ import numpy as np
 
 from deployments.core.windowing import TokenWindows
 
-# (ids, attention_mask) int64 (rows, cols) → task → probabilities (rows, n_labels)
-ForwardFn = Callable[[np.ndarray, np.ndarray], Mapping[str, np.ndarray]]
+# (ids, attention_mask) int64 (rows, cols), and what the pass calls between layers to make way for
+# a more urgent one (None: it runs whole) → task → probabilities (rows, n_labels)
+ForwardFn = Callable[[np.ndarray, np.ndarray, Callable[[], None] | None], Mapping[str, np.ndarray]]
 
 
 # A forward pass's fixed cost, in padded tokens: 12.8 ms against 0.23 ms a token for eager PyTorch
@@ -85,7 +86,8 @@ def run_batch(
     """Run every window of every request; return each request's per-task probabilities.
 
     Results come back in request order, with each request's windows in order. Each micro-batch's
-    forward pass runs inside ``turn()`` (the replica's ``lanes.LaneGate``: live work goes first).
+    forward pass runs inside ``turn()`` (the replica's ``lanes.LaneGate``: live work goes first), and
+    is given what that turn yields, its ``make_way`` callback (None from ``nullcontext``).
     """
     rows = [(r, w) for r, req in enumerate(requests) for w in range(len(req))]
     lengths = [len(requests[r].window(w)) for r, w in rows]
@@ -94,8 +96,8 @@ def run_batch(
         ids, mask = pad_rows([requests[rows[g][0]].window(rows[g][1]) for g in group], pad_id)
         if on_microbatch is not None:
             on_microbatch(len(group), int(mask.sum()))
-        with turn():
-            probs = forward(ids, mask)
+        with turn() as make_way:
+            probs = forward(ids, mask, make_way)
         for k, g in enumerate(group):
             r, w = rows[g]
             if out[r] is None:

@@ -24,7 +24,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -77,11 +77,17 @@ def resolve(engine: str, dtype: str, device: torch.device) -> EngineChoice:
     return EngineChoice(engine, precision, (engine,))
 
 
+# Called by a forward pass between two of the encoder's layers (``lanes.LaneGate``'s ``make_way``).
+BetweenLayers = Callable[[], None] | None
+
+
 class Engine(Protocol):
     name: str
     dtype_name: str
 
-    def logits(self, ids: np.ndarray, mask: np.ndarray) -> Sequence[np.ndarray]: ...
+    def logits(self, ids: np.ndarray, mask: np.ndarray, between_layers: BetweenLayers = None) -> Sequence[np.ndarray]:
+        """Each head's logits. An engine that runs the layers one by one calls ``between_layers`` between
+        them; an exported graph runs whole and ignores it."""
 
 
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -105,11 +111,11 @@ class TorchEngine:
         return contextlib.nullcontext()
 
     @torch.inference_mode()
-    def logits(self, ids: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
+    def logits(self, ids: np.ndarray, mask: np.ndarray, between_layers: BetweenLayers = None) -> list[np.ndarray]:
         input_ids = torch.from_numpy(ids).to(self.device, non_blocking=True)
         attention = torch.from_numpy(mask).to(self.device, non_blocking=True)
         with self._autocast():
-            out = self.model(input_ids, attention)
+            out = self.model(input_ids, attention, between_layers=between_layers)
         return [head.float().cpu().numpy() for head in out]
 
 
@@ -140,7 +146,7 @@ class OnnxRuntimeEngine:
         self.dtype_name = dtype
         self.path = path
 
-    def logits(self, ids: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
+    def logits(self, ids: np.ndarray, mask: np.ndarray, between_layers: BetweenLayers = None) -> list[np.ndarray]:
         return self.session.run(None, {"input_ids": ids, "attention_mask": mask})
 
 
@@ -163,7 +169,7 @@ class OpenVinoEngine:
         self.dtype_name = dtype
         self.path = path
 
-    def logits(self, ids: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
+    def logits(self, ids: np.ndarray, mask: np.ndarray, between_layers: BetweenLayers = None) -> list[np.ndarray]:
         with self._lock:
             result = self.request.infer({"input_ids": ids, "attention_mask": mask})
             return [np.array(result[output]) for output in self.compiled.outputs]
@@ -184,8 +190,8 @@ class RecheckedEngine:
         self.name, self.dtype_name = fast.name, fast.dtype_name
         self.windows = self.rechecked = 0  # counted for the measurement of the share rerun, not for serving
 
-    def logits(self, ids: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
-        heads = [np.array(head, dtype=np.float32) for head in self.fast.logits(ids, mask)]
+    def logits(self, ids: np.ndarray, mask: np.ndarray, between_layers: BetweenLayers = None) -> list[np.ndarray]:
+        heads = [np.array(head, dtype=np.float32) for head in self.fast.logits(ids, mask, between_layers)]
         close = np.zeros(len(ids), dtype=bool)
         for head in heads:
             top_two = np.sort(softmax(head), axis=-1)[:, -2:]
@@ -195,7 +201,8 @@ class RecheckedEngine:
             rows = np.flatnonzero(close)
             self.rechecked += len(rows)
             width = int(mask[rows].sum(axis=1).max())  # the rows rerun may need fewer padded columns
-            exact = self.exact.logits(np.ascontiguousarray(ids[rows, :width]), np.ascontiguousarray(mask[rows, :width]))
+            exact = self.exact.logits(np.ascontiguousarray(ids[rows, :width]), np.ascontiguousarray(mask[rows, :width]),
+                                      between_layers)
             for head, replacement in zip(heads, exact):
                 head[rows] = np.asarray(replacement, dtype=np.float32)
         return heads

@@ -115,9 +115,12 @@ class ModelRunner:
     def dtype_name(self) -> str:
         return self.engine.dtype_name
 
-    def forward(self, ids: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
-        """Padded ids and mask (rows, cols) → per-task probabilities (rows, n_labels), float32."""
-        return {task: engines.softmax(np.asarray(l)) for task, l in zip(TASKS, self.engine.logits(ids, mask))}
+    def forward(self, ids: np.ndarray, mask: np.ndarray,
+                between_layers: Callable[[], None] | None = None) -> dict[str, np.ndarray]:
+        """Padded ids and mask (rows, cols) → per-task probabilities (rows, n_labels), float32.
+        ``between_layers``: called between the encoder's layers, where the engine runs them one by one."""
+        logits = self.engine.logits(ids, mask, between_layers)
+        return {task: engines.softmax(np.asarray(l)) for task, l in zip(TASKS, logits)}
 
     def classify(
         self,

@@ -8,7 +8,7 @@ linear heads. Parameter names match the published checkpoint
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -41,13 +41,17 @@ class MultiTaskDistilBert(DistilBertPreTrainedModel):
         self.post_init()
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+        between_layers: Callable[[], None] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        first = self.first_token_state(input_ids, attention_mask)
+        """The four heads' logits. ``between_layers`` is called after each encoder layer but the last,
+        where a long pass may pause for a more urgent one (``lanes.LaneGate``'s ``make_way``)."""
+        first = self.first_token_state(input_ids, attention_mask, between_layers)
         pooled = self.dropout(torch.relu(self.pre_classifier(first)))
         return tuple(getattr(self, HEAD_NAMES[task])(pooled) for task in TASKS)  # type: ignore[return-value]
 
-    def first_token_state(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    def first_token_state(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                          between_layers: Callable[[], None] | None = None) -> torch.Tensor:
         """The encoder's last hidden state at position 0, the only one the heads read.
 
         Every layer but the last runs as transformers defines it. In the last
@@ -63,6 +67,8 @@ class MultiTaskDistilBert(DistilBertPreTrainedModel):
         *layers, last = encoder.transformer.layer
         for layer in layers:
             hidden = layer(hidden, mask)
+            if between_layers is not None:
+                between_layers()
         att = last.attention
         batch, length, dim = hidden.shape
         heads, head_dim = att.n_heads, att.attention_head_size

@@ -119,8 +119,8 @@ def case_labels(engine: Engine, narratives: Sequence[str], tokenizer: NarrativeT
     """Each case's top label per task (indices, ``TASKS`` order), windowed and aggregated as the service does."""
     windows, plans = prepare_cases(narratives, tokenizer, max_length=gate.max_length, overlap=gate.window_overlap)
 
-    def forward(ids: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
-        return {task: softmax(np.asarray(logits)) for task, logits in zip(TASKS, engine.logits(ids, mask))}
+    def forward(ids: np.ndarray, mask: np.ndarray, make_way=None) -> dict[str, np.ndarray]:
+        return {task: softmax(np.asarray(logits)) for task, logits in zip(TASKS, engine.logits(ids, mask, make_way))}
 
     (probs,) = run_batch([windows], forward, max_rows=32, max_tokens=2048, pad_id=tokenizer.pad_id)
     out, start = [], 0

@@ -141,7 +141,7 @@ def test_the_candidates_take_turns_and_each_ones_fastest_pass_counts():
         def __init__(self, name, costs):
             self.name, self.costs = name, iter(costs)
 
-        def logits(self, ids, mask):
+        def logits(self, ids, mask, between_layers=None):
             calls.append(self.name)
             now[0] += next(self.costs)
             return []

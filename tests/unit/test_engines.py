@@ -187,7 +187,7 @@ class Fixed:
     def __init__(self, name, dtype, heads):
         self.name, self.dtype_name, self.heads, self.calls = name, dtype, heads, []
 
-    def logits(self, ids, mask):
+    def logits(self, ids, mask, between_layers=None):
         self.calls.append(ids.shape)
         return [h[ids[:, 0]] for h in self.heads]  # column 0 carries the row's index
 
@@ -224,3 +224,19 @@ def test_recheck_margin_wraps_a_lower_precision_with_the_same_engine_in_fp32(che
     # fp32 has nothing to recheck.
     exact = ModelRunner.load(str(checkpoint), accelerator="cpu", engine=engine, torch_threads=1, recheck_margin=0.2)
     assert not isinstance(exact.engine, engines.RecheckedEngine) and "recheck_margin" not in exact.selection
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "int8"])
+def test_eager_pytorch_pauses_between_layers_with_the_same_answer(checkpoint, dtype):
+    """The pauses a long pass offers a live one (lanes.LaneGate's make_way) change no number."""
+    model = ModelRunner.load(str(checkpoint), accelerator="cpu", engine="torch").engine.model
+    engine = engines.TorchEngine(model, CPU, dtype)
+    ids = np.random.default_rng(0).integers(1000, model.config.vocab_size, size=(3, 60), dtype=np.int64)
+    mask = np.ones_like(ids)
+    mask[-1, 20:] = 0
+    pauses = []
+    paused = engine.logits(ids, mask, lambda: pauses.append(len(pauses)))
+    whole = engine.logits(ids, mask)
+    assert len(pauses) == model.config.n_layers - 1  # after every layer but the last
+    for got, want in zip(paused, whole):
+        np.testing.assert_array_equal(got, want)

@@ -197,7 +197,7 @@ def test_each_micro_batch_takes_its_own_turn():
         def __exit__(self, *exc):
             depth[0] -= 1
 
-    def forward(ids, mask):
+    def forward(ids, mask, make_way):
         assert depth[0] == 1, "the forward pass ran outside its turn"
         return {"t": np.full((len(ids), 2), 0.5, dtype=np.float32)}
 
@@ -251,3 +251,78 @@ def test_a_backlog_owed_its_share_does_not_wait_for_quiet():
                                                  (True, 1, QUEUED), (True, 40, QUEUED)])
 def test_the_lane_a_call_goes_in(queued, windows, lane):
     assert lane_for(queued=queued, windows=windows) == lane
+
+
+def test_a_long_pass_makes_way_between_layers_for_a_live_one_and_resumes():
+    """A live pass that comes while a long window is in its layers runs at the long pass's next pause,
+    not after its end; the long pass then goes on."""
+    gate, events = LaneGate(), []
+
+    def live_pass():
+        with gate.turn(LIVE):
+            events.append("live")
+
+    with gate.turn(LONG) as make_way:
+        events.append("long layer 1")
+        make_way()  # nothing more urgent waits: it goes straight on
+        thread = threading.Thread(target=live_pass)
+        thread.start()
+        wait_for(lambda: gate._waiting[LIVE] == 1)
+        events.append("long layer 2")
+        make_way()
+        events.append("long layer 3")
+    thread.join(5)
+    assert events == ["long layer 1", "long layer 2", "live", "long layer 3"]
+
+
+def test_a_live_pass_never_makes_way_and_a_lower_lane_makes_way_only_upward():
+    gate = LaneGate()
+    for holder in (LIVE, LONG):
+        with gate.turn(holder) as make_way:
+            thread, went = start_queued_pass(gate)
+            wait_for(lambda: gate._waiting[QUEUED] == 1)
+            make_way()  # only a lower lane waits
+            assert not went.is_set(), f"a {holder} pass made way for a queued one"
+        assert went.wait(5)
+        thread.join(5)
+
+
+def test_a_lane_owed_its_share_keeps_the_model_when_asked_to_make_way():
+    clock = FakeClock()
+    gate = LaneGate(long_share=0.25, horizon_s=1e9, clock=clock)
+    with gate.turn(LIVE):
+        clock.now += 10.0  # the long lane has had none of the model: it is owed
+    live_went = threading.Event()
+
+    def live_pass():
+        with gate.turn(LIVE):
+            live_went.set()
+
+    with gate.turn(LONG) as make_way:
+        thread = threading.Thread(target=live_pass)
+        thread.start()
+        wait_for(lambda: gate._waiting[LIVE] == 1)
+        make_way()
+        assert not live_went.is_set(), "a lane owed its share gave the model away"
+    assert live_went.wait(5)
+    thread.join(5)
+
+
+def test_a_pass_that_made_way_is_charged_only_its_own_model_time():
+    clock = FakeClock()
+    gate = LaneGate(horizon_s=1e9, clock=clock)
+
+    def live_pass():
+        with gate.turn(LIVE):
+            clock.now += 1.0
+
+    with gate.turn(LONG) as make_way:
+        clock.now += 2.0
+        thread = threading.Thread(target=live_pass)
+        thread.start()
+        wait_for(lambda: gate._waiting[LIVE] == 1)
+        make_way()
+        clock.now += 3.0
+    thread.join(5)
+    assert gate._model_s[LONG] == pytest.approx(5.0)
+    assert gate._model_s[LIVE] == pytest.approx(1.0)

@@ -116,7 +116,7 @@ class ModelRunner:
         return self.engine.dtype_name
 
     def forward(self, ids: np.ndarray, mask: np.ndarray,
-                between_layers: Callable[[], None] | None = None) -> dict[str, np.ndarray]:
+                between_layers: engines.BetweenLayers = None) -> dict[str, np.ndarray]:
         """Padded ids and mask (rows, cols) → per-task probabilities (rows, n_labels), float32.
         ``between_layers``: called between the encoder's layers, where the engine runs them one by one."""
         logits = self.engine.logits(ids, mask, between_layers)

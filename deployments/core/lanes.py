@@ -82,9 +82,10 @@ class LaneGate:
         self._model_s = {lane: 0.0 for lane in LANES}  # each lane's recent model time, decayed
         self._stamp = clock()
 
-    def next_lane(self) -> str | None:
-        """The lane whose waiting pass goes next: the highest owed its share, else the highest waiting."""
-        waiting = [lane for lane in LANES if self._waiting[lane]]
+    def next_lane(self, also: str | None = None) -> str | None:
+        """The lane whose waiting pass goes next: the highest owed its share, else the highest waiting.
+        ``also``: a lane counted as waiting (a running pass asking whether to make way)."""
+        waiting = [lane for lane in LANES if self._waiting[lane] or lane == also]
         total = sum(self._model_s.values())
         owed = [lane for lane in waiting if self._owed(lane, total)]
         return (owed or waiting or [None])[0]
@@ -138,10 +139,7 @@ class LaneGate:
             if not any(self._waiting[h] for h in higher):  # the common case, without the lock
                 return
             with self._cond:
-                self._waiting[lane] += 1  # would this lane go next if it were waiting now?
-                stay = self.next_lane() == lane
-                self._waiting[lane] -= 1
-                if stay:
+                if self.next_lane(also=lane) == lane:  # owed its share: it keeps the model
                     return
                 self._release(lane, started)
                 self._wait_turn(lane)

@@ -6,8 +6,9 @@ them into probabilities the same way whatever ran them.
 
 - ``torch``        eager PyTorch: fp32, bf16/fp16 (autocast on CPU, half weights on CUDA), or int8
                    (dynamic quantization of the linear layers)
-- ``onnxruntime``  the exported graph (``deployments.core.export``), BERT-fused, fp32 or int8
-- ``openvino``     the same exported fp32 graph compiled by OpenVINO
+- ``onnxruntime``  the exported graphs (``deployments.core.export``, one per encoder layer), BERT-fused,
+                   fp32 or int8
+- ``openvino``     the same exported fp32 graphs compiled by OpenVINO
 
 ``resolve`` turns the settings (``engine``, ``dtype``) into one precision and the engines that
 may run it on a device. ``auto`` on a CPU is measured on the host at startup
@@ -23,6 +24,7 @@ import contextlib
 import logging
 import threading
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
@@ -86,8 +88,8 @@ class Engine(Protocol):
     dtype_name: str
 
     def logits(self, ids: np.ndarray, mask: np.ndarray, between_layers: BetweenLayers = None) -> Sequence[np.ndarray]:
-        """Each head's logits. An engine that runs the layers one by one calls ``between_layers`` between
-        them; an exported graph runs whole and ignores it."""
+        """Each head's logits. Every engine calls ``between_layers`` between the encoder's layers, except
+        on a checkpoint's own single ONNX graph, which runs whole."""
 
 
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -128,10 +130,23 @@ def quantize_linear_int8(model: torch.nn.Module) -> torch.nn.Module:
         return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
+def run_stages(run_stage: Callable[[int, np.ndarray, np.ndarray], Sequence[np.ndarray]], count: int,
+               ids: np.ndarray, mask: np.ndarray, between_layers: BetweenLayers) -> Sequence[np.ndarray]:
+    """An exported model's ``count`` stages in order (``export.EncoderStage``): each one's first output is
+    the next one's input, and ``between_layers`` is called between two of them. The last gives the heads."""
+    x = ids
+    for index in range(count):
+        if index and between_layers is not None:
+            between_layers()
+        outputs = run_stage(index, x, mask)
+        x = outputs[0]
+    return outputs
+
+
 class OnnxRuntimeEngine:
     name = "onnxruntime"
 
-    def __init__(self, path: Path, dtype: str, threads: int | None):
+    def __init__(self, paths: Sequence[Path], dtype: str, threads: int | None):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -142,37 +157,59 @@ class OnnxRuntimeEngine:
         # Idle worker threads sleep instead of spinning: on a few shared cores the spinning
         # steals the CPU that Ray's proxy and the ingress need (like OMP_WAIT_POLICY=PASSIVE).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.sessions = [ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+                         for path in paths]
+        self.inputs = [session.get_inputs()[0].name for session in self.sessions]
         self.dtype_name = dtype
-        self.path = path
+        self.paths = list(paths)
 
     def logits(self, ids: np.ndarray, mask: np.ndarray, between_layers: BetweenLayers = None) -> list[np.ndarray]:
-        return self.session.run(None, {"input_ids": ids, "attention_mask": mask})
+        return run_stages(self._run_stage, len(self.sessions), ids, mask, between_layers)
+
+    def _run_stage(self, index: int, x: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
+        return self.sessions[index].run(None, {self.inputs[index]: x, "attention_mask": mask})
 
 
 class OpenVinoEngine:
     name = "openvino"
 
-    def __init__(self, path: Path, dtype: str, threads: int | None):
+    def __init__(self, paths: Sequence[Path], dtype: str, threads: int | None):
         import openvino as ov
 
-        # One stream (the classifier runs one batch at a time), fp32 unless bf16 is asked for (OpenVINO
+        # One stream (the classifier runs one pass at a time), fp32 unless bf16 is asked for (OpenVINO
         # would pick bf16 on its own on an AMX CPU), and no pinning of its threads to cores: Ray's proxy
         # and the ingress share those cores.
         config = {"INFERENCE_PRECISION_HINT": "bf16" if dtype == "bf16" else "f32", "PERFORMANCE_HINT": "LATENCY",
                   "NUM_STREAMS": 1, "ENABLE_CPU_PINNING": False}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
-        self.compiled = ov.Core().compile_model(str(path), "CPU", config)
-        self.request = self.compiled.create_infer_request()
-        self._lock = threading.Lock()  # one infer request: not safe across threads
+        core = ov.Core()
+        self.compiled = [core.compile_model(str(path), "CPU", config) for path in paths]
+        self.inputs = [model.inputs[0].any_name for model in self.compiled]
+        # A set of infer requests per pass in flight: a pass paused between stages keeps its hidden state
+        # in its own requests' output memory while another lane's pass runs the same compiled stages.
+        self._idle_requests: list[list] = []
+        self._lock = threading.Lock()
         self.dtype_name = dtype
-        self.path = path
+        self.paths = list(paths)
 
     def logits(self, ids: np.ndarray, mask: np.ndarray, between_layers: BetweenLayers = None) -> list[np.ndarray]:
         with self._lock:
-            result = self.request.infer({"input_ids": ids, "attention_mask": mask})
-            return [np.array(result[output]) for output in self.compiled.outputs]
+            requests = self._idle_requests.pop() if self._idle_requests else [
+                model.create_infer_request() for model in self.compiled]
+        try:
+            heads = run_stages(partial(self._run_stage, requests), len(self.compiled), ids, mask, between_layers)
+            return [np.array(head) for head in heads]  # out of the requests' memory, which the next pass reuses
+        finally:
+            with self._lock:
+                self._idle_requests.append(requests)
+
+    def _run_stage(self, requests: list, index: int, x: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
+        # Shared, not copied: the inputs live until the call returns, and a stage's output is read only by
+        # the next stage of the same pass (copies cost about 1% of a pass, bench/RESULTS.md).
+        result = requests[index].infer({self.inputs[index]: x, "attention_mask": mask},
+                                       share_inputs=True, share_outputs=True)
+        return [result[output] for output in self.compiled[index].outputs]
 
 
 class RecheckedEngine:

@@ -1,14 +1,19 @@
 """The checkpoint as an ONNX graph, exported once and kept, keyed by the checkpoint's content.
 
-The graph is ``MultiTaskDistilBert.forward`` itself (torch.onnx's dynamo exporter), so
-the four heads and the last layer computed at position 0 only survive the export.
-onnxruntime's transformer optimizer then fuses the embeddings' LayerNorm, the
-residual LayerNorms and the GELUs; int8 is onnxruntime's dynamic quantization of the
-MatMuls (weights int8, activations quantized per batch).
+The model is exported in stages, one graph per encoder layer (``EncoderStage``): the embeddings
+and layer 0, each middle layer, then the last layer at position 0 and the four heads. Each stage's
+first output is the next one's input. So an exported engine, like eager PyTorch, can pause between
+layers for a more urgent pass (``lanes.LaneGate``'s ``make_way``); one graph of the whole model runs
+whole, and a short case would wait for all of a 512-token window (~220 ms on a 2-core EPYC).
+Running six graphs instead of one costs OpenVINO about 1% (bench/RESULTS.md).
+
+Each stage is the model's own code (torch.onnx's dynamo exporter). onnxruntime's transformer
+optimizer then fuses the residual LayerNorms and the GELUs; int8 is onnxruntime's dynamic
+quantization of the MatMuls (weights int8, activations quantized per batch), stage by stage.
 
 Where the files live:
 - a checkpoint that ships ``onnx/model.onnx`` (a Hub repo exported with Optimum, say)
-  is used as it is, and its int8 is made from it;
+  is used as it is, one graph that runs whole, and its int8 is made from it;
 - otherwise ``<checkpoint>/onnx-cache/<key>/`` when the checkpoint is a writable local
   directory, else ``$HF_HOME/helpline-serve/onnx/<key>/`` (never inside a Hub
   snapshot); ``CHS_ENGINE_CACHE`` names another root.
@@ -39,12 +44,12 @@ from deployments.core.loading import WEIGHT_FILES
 logger = logging.getLogger("ray.serve")
 
 # Bump when the exported graph changes (exporter settings, fusions, the model's forward).
-EXPORT_FORMAT = "chs-onnx-2"
+EXPORT_FORMAT = "chs-onnx-3"
 CACHE_ENV_VAR = ENGINE_CACHE_ENV_VAR
 SHIPPED_ONNX = Path("onnx") / "model.onnx"
-# bf16 (OpenVINO) compiles the fp32 graph with a lower inference precision: no file of its own.
-FILE_FOR = {"fp32": "model.onnx", "bf16": "model.onnx", "int8": "model_int8.onnx"}
 OPSET = 18
+# A stage's inputs and outputs: the first takes token ids, the others the previous stage's output.
+IDS, HIDDEN, HIDDEN_OUT, MASK = "input_ids", "hidden", "hidden_out", "attention_mask"
 
 
 def content_key(checkpoint: Path) -> str:
@@ -73,32 +78,97 @@ def cache_root(checkpoint: Path) -> Path:
     return Path(constants.HF_HOME) / "helpline-serve" / "onnx"
 
 
-def onnx_model(checkpoint: Path, dtype: str, load_model: Callable[[], torch.nn.Module]) -> Path:
-    """The ONNX file for ``dtype`` ('fp32' or 'int8'), exported (and quantized) now if not yet kept.
+def onnx_stages(checkpoint: Path, dtype: str, load_model: Callable[[], torch.nn.Module]) -> list[Path]:
+    """The ONNX graphs for ``dtype`` ('fp32', 'bf16' or 'int8'), in the order they run, exported (and
+    quantized) now if not yet kept: one per encoder layer, or the checkpoint's own single graph.
 
+    bf16 (OpenVINO) compiles the fp32 graphs with a lower inference precision: no files of its own.
     ``load_model`` is called only when an export is needed.
     """
     shipped = checkpoint / SHIPPED_ONNX
-    if FILE_FOR[dtype] == FILE_FOR["fp32"] and shipped.is_file():
-        return shipped
     folder = cache_root(checkpoint) / content_key(checkpoint)
-    target = folder / FILE_FOR[dtype]
-    if target.is_file():
-        return target
+    sources = [shipped] if shipped.is_file() else [folder / stage_file(i) for i in range(_n_layers(checkpoint))]
+    targets = [folder / int8_file(source) for source in sources] if dtype == "int8" else sources
+    if all(target.is_file() for target in targets):
+        return targets
     from filelock import FileLock
 
     folder.mkdir(parents=True, exist_ok=True)
     with FileLock(str(folder / ".lock"), timeout=900):
-        if target.is_file():  # another replica exported it while this one waited
-            return target
-        fp32 = shipped if shipped.is_file() else folder / FILE_FOR["fp32"]
-        if not fp32.is_file():
+        if not all(source.is_file() for source in sources):  # another replica may have exported meanwhile
             logger.info("exporting the checkpoint to ONNX (once; kept in %s)", folder)
-            _atomic(fp32, lambda tmp: export_fp32(load_model(), tmp))
-        if dtype == "int8":
-            _atomic(target, lambda tmp: quantize_int8(fp32, tmp))
+            model = load_model().float().cpu().eval()
+            for index, source in enumerate(sources):
+                if not source.is_file():
+                    _atomic(source, lambda tmp: export_stage(model, index, tmp))
+        for source, target in zip(sources, targets):
+            if not target.is_file():
+                _atomic(target, lambda tmp: quantize_int8(source, tmp))
         _write_manifest(folder, checkpoint)
-    return target
+    return targets
+
+
+def stage_file(index: int) -> str:
+    return f"stage-{index}.onnx"
+
+
+def int8_file(fp32: Path) -> str:
+    return f"{fp32.stem}_int8.onnx"
+
+
+def _n_layers(checkpoint: Path) -> int:
+    config = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))
+    return int(config["n_layers"])
+
+
+class EncoderStage(torch.nn.Module):
+    """Stage ``index`` of ``MultiTaskDistilBert.forward``: the embeddings and layer 0 (index 0), layer
+    ``index``, or, for the last index, the last layer at position 0 and the four heads. Each is the
+    model's own code, so the stages in order compute what ``forward`` does."""
+
+    def __init__(self, model: torch.nn.Module, index: int):
+        super().__init__()
+        self.model, self.index = model, index
+
+    @property
+    def is_last(self) -> bool:
+        return self.index == self.model.n_layers - 1
+
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor):
+        hidden = self.model.distilbert.embeddings(x) if self.index == 0 else x
+        if self.is_last:
+            return self.model.heads(hidden, attention_mask)
+        return self.model.encoder_layer(self.index, hidden, attention_mask)
+
+
+def export_stage(model: torch.nn.Module, index: int, out: Path) -> None:
+    """Export stage ``index`` of ``model`` (``EncoderStage``), batch and length dynamic, then fuse for BERT."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    raw = out.parent / "raw" / out.name
+    raw.parent.mkdir(exist_ok=True)
+    ids = torch.full((2, 16), 1000, dtype=torch.long)
+    mask = torch.ones_like(ids)
+    mask[1, 8:] = 0
+    x = ids
+    with torch.inference_mode():  # a sample input for the stage: what the stages before it give
+        for earlier in range(index):
+            x = EncoderStage(model, earlier)(x, mask)
+    x = x.clone()  # out of inference mode, for the exporter
+    stage = EncoderStage(model, index).eval()
+    batch, length = torch.export.Dim("batch"), torch.export.Dim("length", max=512)
+    outputs = list(TASKS) if stage.is_last else [HIDDEN_OUT]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the exporter's notes on renaming the shared dims
+        torch.onnx.export(
+            stage, (x, mask), str(raw), input_names=[IDS if index == 0 else HIDDEN, MASK], output_names=outputs,
+            dynamic_shapes={"x": {0: batch, 1: length}, "attention_mask": {0: batch, 1: length}},
+            dynamo=True, opset_version=OPSET, external_data=True, verbose=False,
+        )
+    config = model.config
+    fused = optimize_model(str(raw), model_type="bert", num_heads=config.n_heads, hidden_size=config.dim)
+    fused.save_model_to_file(str(out))  # one file: a stage's weights are well under 2 GB
+    shutil.rmtree(raw.parent, ignore_errors=True)
 
 
 def _atomic(target: Path, write: Callable[[Path], None]) -> None:
@@ -110,30 +180,6 @@ def _atomic(target: Path, write: Callable[[Path], None]) -> None:
         os.replace(tmp, target)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def export_fp32(model: torch.nn.Module, out: Path) -> None:
-    """Export ``model`` (ids, mask → four heads' logits), batch and length dynamic, then fuse for BERT."""
-    from onnxruntime.transformers.optimizer import optimize_model
-
-    model = model.float().cpu().eval()
-    raw = out.parent / "raw" / "model.onnx"
-    raw.parent.mkdir(exist_ok=True)
-    ids = torch.full((2, 16), 1000, dtype=torch.long)
-    mask = torch.ones_like(ids)
-    mask[1, 8:] = 0
-    batch, length = torch.export.Dim("batch"), torch.export.Dim("length", max=512)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # the exporter's notes on renaming the shared dims
-        torch.onnx.export(
-            model, (ids, mask), str(raw), input_names=["input_ids", "attention_mask"], output_names=list(TASKS),
-            dynamic_shapes={"input_ids": {0: batch, 1: length}, "attention_mask": {0: batch, 1: length}},
-            dynamo=True, opset_version=OPSET, external_data=True, verbose=False,
-        )
-    config = model.config
-    fused = optimize_model(str(raw), model_type="bert", num_heads=config.n_heads, hidden_size=config.dim)
-    fused.save_model_to_file(str(out))  # one file: the base model's weights are well under 2 GB
-    shutil.rmtree(raw.parent, ignore_errors=True)
 
 
 def quantize_int8(fp32: Path, out: Path) -> None:

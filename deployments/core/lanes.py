@@ -17,10 +17,12 @@ before every waiting pass of a lower one. A live case therefore waits for the mi
 running (and at most one lower pass more, when a lower lane is owed its share, below).
 
 A lower pass also makes way *within* itself: ``turn`` hands the pass a ``make_way`` callback, which
-the eager PyTorch engine calls between the encoder's layers. When a higher pass waits there, the
-lower one steps aside, the higher one runs, and the lower one resumes where it was (its layers'
-state stays in memory). So a short case waits for about one layer of a 512-token window, not for
-the whole window (~130 ms on 2 cores). An exported engine's graph runs whole and never calls it.
+every engine calls between the encoder's layers (eager PyTorch between its modules, ONNX Runtime and
+OpenVINO between the export's graphs, one per layer). When a higher pass waits there, the lower one
+steps aside, the higher one runs, and the lower one resumes where it was (its layers' state stays in
+memory). So a short case waits for about one layer of a 512-token window, not for the whole window
+(~130 ms on a 2-core Xeon, ~220 ms on a 2-core EPYC). Only a checkpoint's own single ONNX graph runs
+whole.
 
 The backlog also waits for a quiet moment: a queued pass does not start within ``quiet_s`` of a
 live or long pass's end (unless it is owed its share). Live work comes in bursts through the

@@ -46,29 +46,39 @@ class MultiTaskDistilBert(DistilBertPreTrainedModel):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The four heads' logits. ``between_layers`` is called after each encoder layer but the last,
         where a long pass may pause for a more urgent one (``lanes.LaneGate``'s ``make_way``)."""
-        first = self.first_token_state(input_ids, attention_mask, between_layers)
-        pooled = self.dropout(torch.relu(self.pre_classifier(first)))
-        return tuple(getattr(self, HEAD_NAMES[task])(pooled) for task in TASKS)  # type: ignore[return-value]
-
-    def first_token_state(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
-                          between_layers: Callable[[], None] | None = None) -> torch.Tensor:
-        """The encoder's last hidden state at position 0, the only one the heads read.
-
-        Every layer but the last runs as transformers defines it. In the last
-        layer only position 0's query, attention output and feed-forward are
-        computed (keys and values still come from every token): the same
-        numbers as the full encoder, for about a seventh less work.
-        """
-        encoder = self.distilbert
-        hidden = encoder.embeddings(input_ids)
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        mask = create_bidirectional_mask(config=encoder.config, inputs_embeds=hidden, attention_mask=attention_mask)
-        *layers, last = encoder.transformer.layer
-        for layer in layers:
-            hidden = layer(hidden, mask)
+        hidden = self.distilbert.embeddings(input_ids)
+        for index in range(self.n_layers - 1):
+            hidden = self.encoder_layer(index, hidden, attention_mask)
             if between_layers is not None:
                 between_layers()
+        return self.heads(hidden, attention_mask)
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.distilbert.transformer.layer)
+
+    def encoder_layer(self, index: int, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Encoder layer ``index`` (not the last), as transformers defines it. A stage of the ONNX export
+        (``export.EncoderStage``) runs the same, so an exported engine can pause where this one does."""
+        mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden, attention_mask=attention_mask)
+        return self.distilbert.transformer.layer[index](hidden, mask)
+
+    def heads(self, hidden: torch.Tensor, attention_mask: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The last layer's state at position 0 → ``pre_classifier`` → ReLU → dropout → the four heads."""
+        pooled = self.dropout(torch.relu(self.pre_classifier(self.last_layer_first_token(hidden, attention_mask))))
+        return tuple(getattr(self, HEAD_NAMES[task])(pooled) for task in TASKS)  # type: ignore[return-value]
+
+    def last_layer_first_token(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The last encoder layer, at position 0 only.
+
+        Only position 0's query, attention output and feed-forward are computed (keys and values
+        still come from every token): the same numbers as the full layer, for about a seventh of the
+        encoder's work less.
+        """
+        last = self.distilbert.transformer.layer[-1]
         att = last.attention
         batch, length, dim = hidden.shape
         heads, head_dim = att.n_heads, att.attention_head_size

@@ -13,6 +13,7 @@ from deployments.core import engines, export
 from deployments.core.in_process import InProcessPipeline
 from deployments.core.config import AppArgs
 from deployments.core.inference import ModelRunner
+from deployments.core.labels import TASKS
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 NARRATIVES = [
@@ -91,18 +92,31 @@ def test_an_exported_engine_answers_what_pytorch_answers(checkpoint, engine):
 
 
 def test_the_export_is_kept_beside_the_checkpoint_and_never_redone(checkpoint):
-    first = export.onnx_model(checkpoint, "fp32", lambda: ModelRunner.load(
+    stages = export.onnx_stages(checkpoint, "fp32", lambda: ModelRunner.load(
         str(checkpoint), accelerator="cpu", engine="torch").engine.model)
-    assert first.parent == checkpoint / "onnx-cache" / export.content_key(checkpoint)
-    manifest = json.loads((first.parent / "manifest.json").read_text())
-    assert manifest["format"] == export.EXPORT_FORMAT and manifest["files"] == ["model.onnx"]
-    stamp = first.stat().st_mtime_ns
-    assert export.onnx_model(checkpoint, "fp32", never_load) == first
-    int8 = export.onnx_model(checkpoint, "int8", never_load)  # made from the kept fp32 export
-    assert int8.name == "model_int8.onnx" and first.stat().st_mtime_ns == stamp
+    folder = checkpoint / "onnx-cache" / export.content_key(checkpoint)
+    assert stages == [folder / "stage-0.onnx", folder / "stage-1.onnx"]  # one graph per layer of the tiny model
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["format"] == export.EXPORT_FORMAT and manifest["files"] == ["stage-0.onnx", "stage-1.onnx"]
+    stamps = [stage.stat().st_mtime_ns for stage in stages]
+    assert export.onnx_stages(checkpoint, "fp32", never_load) == stages
+    assert export.onnx_stages(checkpoint, "bf16", never_load) == stages  # OpenVINO's bf16 compiles the fp32 graphs
+    int8 = export.onnx_stages(checkpoint, "int8", never_load)  # made from the kept fp32 export
+    assert [p.name for p in int8] == ["stage-0_int8.onnx", "stage-1_int8.onnx"]
+    assert [stage.stat().st_mtime_ns for stage in stages] == stamps
     # A replica start finds both on disk: no model load for the export, no second export.
     clf = ModelRunner.load(str(checkpoint), accelerator="cpu", engine="onnxruntime", dtype="int8")
-    assert (clf.engine_name, clf.dtype_name) == ("onnxruntime", "int8") and first.stat().st_mtime_ns == stamp
+    assert (clf.engine_name, clf.dtype_name) == ("onnxruntime", "int8") and clf.engine.paths == int8
+    assert [stage.stat().st_mtime_ns for stage in stages] == stamps
+
+
+def test_a_stage_lost_from_the_cache_is_exported_again(checkpoint):
+    load = lambda: ModelRunner.load(str(checkpoint), accelerator="cpu", engine="torch").engine.model  # noqa: E731
+    first, last = export.onnx_stages(checkpoint, "fp32", load)
+    stamp = first.stat().st_mtime_ns
+    last.unlink()
+    assert export.onnx_stages(checkpoint, "fp32", load) == [first, last] and last.is_file()
+    assert first.stat().st_mtime_ns == stamp  # only the missing stage was redone
 
 
 def test_the_cache_key_follows_the_weights(checkpoint):
@@ -128,14 +142,23 @@ def test_a_hub_snapshot_is_never_written_into(checkpoint, tmp_path, monkeypatch)
 def test_a_shipped_onnx_export_is_used_as_it_is(checkpoint, tmp_path):
     other = tmp_path / "other"
     shutil.copytree(checkpoint, other)
-    made = export.onnx_model(other, "fp32", lambda: ModelRunner.load(
-        str(other), accelerator="cpu", engine="torch").engine.model)
+    whole = other / "model.onnx"  # one graph of the whole model, as a Hub repo's Optimum export ships
+    torch.onnx.export(ModelRunner.load(str(other), accelerator="cpu", engine="torch").engine.model.eval(),
+                      (torch.full((2, 8), 1000), torch.ones(2, 8, dtype=torch.long)), str(whole),
+                      input_names=["input_ids", "attention_mask"], output_names=list(TASKS),
+                      dynamic_shapes={"input_ids": {0: torch.export.Dim("batch"), 1: torch.export.Dim("length")},
+                                      "attention_mask": {0: torch.export.Dim("batch"), 1: torch.export.Dim("length")}},
+                      dynamo=True, opset_version=export.OPSET, external_data=False)
     (checkpoint / "onnx").mkdir()
-    shutil.copy(made, checkpoint / "onnx" / "model.onnx")
-    assert export.onnx_model(checkpoint, "fp32", never_load) == checkpoint / "onnx" / "model.onnx"
+    shutil.copy(whole, checkpoint / "onnx" / "model.onnx")
+    shipped = [checkpoint / "onnx" / "model.onnx"]
+    assert export.onnx_stages(checkpoint, "fp32", never_load) == shipped
     assert not (checkpoint / "onnx-cache").exists()
     clf = ModelRunner.load(str(checkpoint), accelerator="cpu", engine="onnxruntime")
-    assert clf.engine_name == "onnxruntime" and clf.engine.path == checkpoint / "onnx" / "model.onnx"
+    assert clf.engine_name == "onnxruntime" and clf.engine.paths == shipped
+    pauses = []
+    clf.engine.logits(np.full((1, 5), 1000), np.ones((1, 5), dtype=np.int64), lambda: pauses.append(1))
+    assert pauses == []  # one graph runs whole
 
 
 @pytest.mark.parametrize("dtype", ["fp32", "int8"])
@@ -226,17 +249,32 @@ def test_recheck_margin_wraps_a_lower_precision_with_the_same_engine_in_fp32(che
     assert not isinstance(exact.engine, engines.RecheckedEngine) and "recheck_margin" not in exact.selection
 
 
-@pytest.mark.parametrize("dtype", ["fp32", "int8"])
-def test_eager_pytorch_pauses_between_layers_with_the_same_answer(checkpoint, dtype):
-    """The pauses a long pass offers a live one (lanes.LaneGate's make_way) change no number."""
-    model = ModelRunner.load(str(checkpoint), accelerator="cpu", engine="torch").engine.model
-    engine = engines.TorchEngine(model, CPU, dtype)
-    ids = np.random.default_rng(0).integers(1000, model.config.vocab_size, size=(3, 60), dtype=np.int64)
-    mask = np.ones_like(ids)
-    mask[-1, 20:] = 0
-    pauses = []
-    paused = engine.logits(ids, mask, lambda: pauses.append(len(pauses)))
-    whole = engine.logits(ids, mask)
-    assert len(pauses) == model.config.n_layers - 1  # after every layer but the last
-    for got, want in zip(paused, whole):
+@pytest.mark.parametrize("engine, dtype", [("torch", "fp32"), ("torch", "int8"), ("onnxruntime", "fp32"),
+                                           ("onnxruntime", "int8"), ("openvino", "fp32")])
+def test_every_engine_pauses_between_layers_and_another_pass_may_run_there(checkpoint, engine, dtype):
+    """The pauses a long pass offers a live one (lanes.LaneGate's make_way): one after every layer but the
+    last, on the exported engines too (a graph per layer), and a pass that runs in a pause changes no
+    number of the paused one, nor is changed by it."""
+    runner = ModelRunner.load(str(checkpoint), accelerator="cpu", engine=engine, dtype=dtype, torch_threads=1)
+    assert (runner.engine_name, runner.dtype_name) == (engine, dtype)
+    config = json.loads((checkpoint / "config.json").read_text())
+    rng, vocab = np.random.default_rng(0), config["vocab_size"]
+    long_ids = rng.integers(1000, vocab, size=(3, 60), dtype=np.int64)
+    long_mask = np.ones_like(long_ids)
+    long_mask[-1, 20:] = 0
+    short_ids = rng.integers(1000, vocab, size=(1, 9), dtype=np.int64)
+    short_mask = np.ones_like(short_ids)
+    long_alone = runner.engine.logits(long_ids, long_mask)
+    short_alone = runner.engine.logits(short_ids, short_mask)
+    in_pauses = []
+
+    def make_way():  # a live pass at every pause, on the same engine
+        in_pauses.append(runner.engine.logits(short_ids, short_mask))
+
+    paused = runner.engine.logits(long_ids, long_mask, make_way)
+    assert len(in_pauses) == config["n_layers"] - 1
+    for got, want in zip(paused, long_alone):
         np.testing.assert_array_equal(got, want)
+    for short in in_pauses:
+        for got, want in zip(short, short_alone):
+            np.testing.assert_array_equal(got, want)

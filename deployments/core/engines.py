@@ -88,8 +88,9 @@ class Engine(Protocol):
     dtype_name: str
 
     def logits(self, ids: np.ndarray, mask: np.ndarray, between_layers: BetweenLayers = None) -> Sequence[np.ndarray]:
-        """Each head's logits. Every engine calls ``between_layers`` between the encoder's layers, except
-        on a checkpoint's own single ONNX graph, which runs whole."""
+        """Each head's logits. Given ``between_layers``, every engine calls it between the encoder's layers
+        (the exported ones run their graphs per layer for it), except on a checkpoint's own single ONNX
+        graph, which always runs whole."""
 
 
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -131,12 +132,12 @@ def quantize_linear_int8(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def run_stages(run_stage: Callable[[int, np.ndarray, np.ndarray], Sequence[np.ndarray]], count: int,
-               ids: np.ndarray, mask: np.ndarray, between_layers: BetweenLayers) -> Sequence[np.ndarray]:
+               ids: np.ndarray, mask: np.ndarray, between_layers: Callable[[], None]) -> Sequence[np.ndarray]:
     """An exported model's ``count`` stages in order (``export.EncoderStage``): each one's first output is
     the next one's input, and ``between_layers`` is called between two of them. The last gives the heads."""
     x = ids
     for index in range(count):
-        if index and between_layers is not None:
+        if index:
             between_layers()
         outputs = run_stage(index, x, mask)
         x = outputs[0]
@@ -144,9 +145,12 @@ def run_stages(run_stage: Callable[[int, np.ndarray, np.ndarray], Sequence[np.nd
 
 
 class OnnxRuntimeEngine:
+    """The export on ONNX Runtime: the one graph for a pass that cannot pause, the graphs per layer for one
+    that may (``between_layers`` given)."""
+
     name = "onnxruntime"
 
-    def __init__(self, paths: Sequence[Path], dtype: str, threads: int | None):
+    def __init__(self, whole: Path, stages: Sequence[Path], dtype: str, threads: int | None):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -157,23 +161,29 @@ class OnnxRuntimeEngine:
         # Idle worker threads sleep instead of spinning: on a few shared cores the spinning
         # steals the CPU that Ray's proxy and the ingress need (like OMP_WAIT_POLICY=PASSIVE).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.sessions = [ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-                         for path in paths]
-        self.inputs = [session.get_inputs()[0].name for session in self.sessions]
+        sessions = [ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+                    for path in (whole, *stages)]
+        self.whole, self.stages = sessions[0], sessions[1:]
+        self.stage_inputs = [session.get_inputs()[0].name for session in self.stages]
         self.dtype_name = dtype
-        self.paths = list(paths)
+        self.paths = [whole, *stages]
 
     def logits(self, ids: np.ndarray, mask: np.ndarray, between_layers: BetweenLayers = None) -> list[np.ndarray]:
-        return run_stages(self._run_stage, len(self.sessions), ids, mask, between_layers)
+        if between_layers is None or not self.stages:
+            return self.whole.run(None, {"input_ids": ids, "attention_mask": mask})
+        return run_stages(self._run_stage, len(self.stages), ids, mask, between_layers)
 
     def _run_stage(self, index: int, x: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
-        return self.sessions[index].run(None, {self.inputs[index]: x, "attention_mask": mask})
+        return self.stages[index].run(None, {self.stage_inputs[index]: x, "attention_mask": mask})
 
 
 class OpenVinoEngine:
+    """The export compiled by OpenVINO: the one graph for a pass that cannot pause, the graphs per layer for
+    one that may (``between_layers`` given)."""
+
     name = "openvino"
 
-    def __init__(self, paths: Sequence[Path], dtype: str, threads: int | None):
+    def __init__(self, whole: Path, stages: Sequence[Path], dtype: str, threads: int | None):
         import openvino as ov
 
         # One stream (the classifier runs one pass at a time), fp32 unless bf16 is asked for (OpenVINO
@@ -184,21 +194,26 @@ class OpenVinoEngine:
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         core = ov.Core()
-        self.compiled = [core.compile_model(str(path), "CPU", config) for path in paths]
-        self.inputs = [model.inputs[0].any_name for model in self.compiled]
-        # A set of infer requests per pass in flight: a pass paused between stages keeps its hidden state
-        # in its own requests' output memory while another lane's pass runs the same compiled stages.
+        self.whole = core.compile_model(str(whole), "CPU", config)
+        self.stages = [core.compile_model(str(path), "CPU", config) for path in stages]
+        self.stage_inputs = [model.inputs[0].any_name for model in self.stages]
+        # Infer requests are not safe across threads, and a pass paused between stages keeps its hidden
+        # state in its own requests' output memory while another lane's pass runs: a set per pass in flight.
         self._idle_requests: list[list] = []
         self._lock = threading.Lock()
         self.dtype_name = dtype
-        self.paths = list(paths)
+        self.paths = [whole, *stages]
 
     def logits(self, ids: np.ndarray, mask: np.ndarray, between_layers: BetweenLayers = None) -> list[np.ndarray]:
         with self._lock:
             requests = self._idle_requests.pop() if self._idle_requests else [
-                model.create_infer_request() for model in self.compiled]
+                model.create_infer_request() for model in (self.whole, *self.stages)]
         try:
-            heads = run_stages(partial(self._run_stage, requests), len(self.compiled), ids, mask, between_layers)
+            if between_layers is None or not self.stages:
+                result = requests[0].infer({"input_ids": ids, "attention_mask": mask})
+                heads = [result[output] for output in self.whole.outputs]
+            else:
+                heads = run_stages(partial(self._run_stage, requests[1:]), len(self.stages), ids, mask, between_layers)
             return [np.array(head) for head in heads]  # out of the requests' memory, which the next pass reuses
         finally:
             with self._lock:
@@ -206,10 +221,10 @@ class OpenVinoEngine:
 
     def _run_stage(self, requests: list, index: int, x: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
         # Shared, not copied: the inputs live until the call returns, and a stage's output is read only by
-        # the next stage of the same pass (copies cost about 1% of a pass, bench/RESULTS.md).
-        result = requests[index].infer({self.inputs[index]: x, "attention_mask": mask},
+        # the next stage of the same pass.
+        result = requests[index].infer({self.stage_inputs[index]: x, "attention_mask": mask},
                                        share_inputs=True, share_outputs=True)
-        return [result[output] for output in self.compiled[index].outputs]
+        return [result[output] for output in self.stages[index].outputs]
 
 
 class RecheckedEngine:

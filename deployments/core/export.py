@@ -1,19 +1,20 @@
 """The checkpoint as an ONNX graph, exported once and kept, keyed by the checkpoint's content.
 
-The model is exported in stages, one graph per encoder layer (``EncoderStage``): the embeddings
-and layer 0, each middle layer, then the last layer at position 0 and the four heads. Each stage's
-first output is the next one's input. So an exported engine, like eager PyTorch, can pause between
-layers for a more urgent pass (``lanes.LaneGate``'s ``make_way``); one graph of the whole model runs
-whole, and a short case would wait for all of a 512-token window (~220 ms on a 2-core EPYC).
-Running six graphs instead of one costs OpenVINO about 1% (bench/RESULTS.md).
+The model is exported twice: as one graph, and in stages, one graph per encoder layer
+(``EncoderStage``: the embeddings and layer 0, each middle layer, then the last layer at position 0
+and the four heads; each stage's first output is the next one's input). A pass that may have to make
+way for a more urgent one (``lanes.LaneGate``'s ``make_way``) runs the stages and can pause between
+layers, as eager PyTorch does; otherwise a short case would wait for all of a 512-token window
+(~220 ms on a 2-core EPYC). A pass that never pauses (the live lane, bare use) runs the one graph:
+in the served pipeline the stages cost OpenVINO about a tenth of its rate (bench/RESULTS.md).
 
-Each stage is the model's own code (torch.onnx's dynamo exporter). onnxruntime's transformer
+Each graph is the model's own code (torch.onnx's dynamo exporter). onnxruntime's transformer
 optimizer then fuses the residual LayerNorms and the GELUs; int8 is onnxruntime's dynamic
-quantization of the MatMuls (weights int8, activations quantized per batch), stage by stage.
+quantization of the MatMuls (weights int8, activations quantized per batch), graph by graph.
 
 Where the files live:
 - a checkpoint that ships ``onnx/model.onnx`` (a Hub repo exported with Optimum, say)
-  is used as it is, one graph that runs whole, and its int8 is made from it;
+  is used as it is, one graph that always runs whole, and its int8 is made from it;
 - otherwise ``<checkpoint>/onnx-cache/<key>/`` when the checkpoint is a writable local
   directory, else ``$HF_HOME/helpline-serve/onnx/<key>/`` (never inside a Hub
   snapshot); ``CHS_ENGINE_CACHE`` names another root.
@@ -32,6 +33,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -48,6 +50,7 @@ EXPORT_FORMAT = "chs-onnx-3"
 CACHE_ENV_VAR = ENGINE_CACHE_ENV_VAR
 SHIPPED_ONNX = Path("onnx") / "model.onnx"
 OPSET = 18
+WHOLE_FILE = "model.onnx"
 # A stage's inputs and outputs: the first takes token ids, the others the previous stage's output.
 IDS, HIDDEN, HIDDEN_OUT, MASK = "input_ids", "hidden", "hidden_out", "attention_mask"
 
@@ -78,30 +81,47 @@ def cache_root(checkpoint: Path) -> Path:
     return Path(constants.HF_HOME) / "helpline-serve" / "onnx"
 
 
-def onnx_stages(checkpoint: Path, dtype: str, load_model: Callable[[], torch.nn.Module]) -> list[Path]:
-    """The ONNX graphs for ``dtype`` ('fp32', 'bf16' or 'int8'), in the order they run, exported (and
-    quantized) now if not yet kept: one per encoder layer, or the checkpoint's own single graph.
+@dataclass(frozen=True)
+class Graphs:
+    """An export's files for one dtype: the whole model as one graph, and the same model as one graph per
+    encoder layer, in the order they run (none for a checkpoint's own single graph)."""
 
-    bf16 (OpenVINO) compiles the fp32 graphs with a lower inference precision: no files of its own.
+    whole: Path
+    stages: tuple[Path, ...]
+
+    @property
+    def files(self) -> list[Path]:
+        return [self.whole, *self.stages]
+
+
+def onnx_graphs(checkpoint: Path, dtype: str, load_model: Callable[[], torch.nn.Module]) -> Graphs:
+    """The ONNX graphs for ``dtype`` ('fp32', 'bf16' or 'int8'), exported (and quantized) now if not yet
+    kept. bf16 (OpenVINO) compiles the fp32 graphs with a lower inference precision: no files of its own.
     ``load_model`` is called only when an export is needed.
     """
     shipped = checkpoint / SHIPPED_ONNX
     folder = cache_root(checkpoint) / content_key(checkpoint)
-    sources = [shipped] if shipped.is_file() else [folder / stage_file(i) for i in range(_n_layers(checkpoint))]
-    targets = [folder / int8_file(source) for source in sources] if dtype == "int8" else sources
-    if all(target.is_file() for target in targets):
+    if shipped.is_file():
+        sources = Graphs(shipped, ())
+    else:
+        sources = Graphs(folder / WHOLE_FILE, tuple(folder / stage_file(i) for i in range(_n_layers(checkpoint))))
+    targets = sources
+    if dtype == "int8":
+        targets = Graphs(folder / int8_file(sources.whole), tuple(folder / int8_file(s) for s in sources.stages))
+    if all(target.is_file() for target in targets.files):
         return targets
     from filelock import FileLock
 
     folder.mkdir(parents=True, exist_ok=True)
     with FileLock(str(folder / ".lock"), timeout=900):
-        if not all(source.is_file() for source in sources):  # another replica may have exported meanwhile
+        missing = [(index, source) for index, source in zip([None, *range(len(sources.stages))], sources.files)
+                   if not source.is_file()]  # another replica may have exported some meanwhile
+        if missing:
             logger.info("exporting the checkpoint to ONNX (once; kept in %s)", folder)
             model = load_model().float().cpu().eval()
-            for index, source in enumerate(sources):
-                if not source.is_file():
-                    _atomic(source, lambda tmp: export_stage(model, index, tmp))
-        for source, target in zip(sources, targets):
+            for index, source in missing:
+                _atomic(source, lambda tmp: export_graph(model, index, tmp))
+        for source, target in zip(sources.files, targets.files):
             if not target.is_file():
                 _atomic(target, lambda tmp: quantize_int8(source, tmp))
         _write_manifest(folder, checkpoint)
@@ -141,8 +161,9 @@ class EncoderStage(torch.nn.Module):
         return self.model.encoder_layer(self.index, hidden, attention_mask)
 
 
-def export_stage(model: torch.nn.Module, index: int, out: Path) -> None:
-    """Export stage ``index`` of ``model`` (``EncoderStage``), batch and length dynamic, then fuse for BERT."""
+def export_graph(model: torch.nn.Module, stage: int | None, out: Path) -> None:
+    """Export ``model`` whole (``stage`` None: ids, mask → the four heads' logits) or its stage ``stage``
+    (``EncoderStage``), batch and length dynamic, then fuse for BERT."""
     from onnxruntime.transformers.optimizer import optimize_model
 
     raw = out.parent / "raw" / out.name
@@ -151,23 +172,27 @@ def export_stage(model: torch.nn.Module, index: int, out: Path) -> None:
     mask = torch.ones_like(ids)
     mask[1, 8:] = 0
     x = ids
-    with torch.inference_mode():  # a sample input for the stage: what the stages before it give
-        for earlier in range(index):
-            x = EncoderStage(model, earlier)(x, mask)
-    x = x.clone()  # out of inference mode, for the exporter
-    stage = EncoderStage(model, index).eval()
+    if stage is None:
+        module, first_input, last = model, IDS, True
+    else:
+        with torch.inference_mode():  # a sample input for the stage: what the stages before it give
+            for earlier in range(stage):
+                x = EncoderStage(model, earlier)(x, mask)
+        x = x.clone()  # out of inference mode, for the exporter
+        module = EncoderStage(model, stage).eval()
+        first_input, last = IDS if stage == 0 else HIDDEN, module.is_last
     batch, length = torch.export.Dim("batch"), torch.export.Dim("length", max=512)
-    outputs = list(TASKS) if stage.is_last else [HIDDEN_OUT]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the exporter's notes on renaming the shared dims
         torch.onnx.export(
-            stage, (x, mask), str(raw), input_names=[IDS if index == 0 else HIDDEN, MASK], output_names=outputs,
-            dynamic_shapes={"x": {0: batch, 1: length}, "attention_mask": {0: batch, 1: length}},
+            module, (x, mask), str(raw), input_names=[first_input, MASK],
+            output_names=list(TASKS) if last else [HIDDEN_OUT],
+            dynamic_shapes=({0: batch, 1: length}, {0: batch, 1: length}),
             dynamo=True, opset_version=OPSET, external_data=True, verbose=False,
         )
     config = model.config
     fused = optimize_model(str(raw), model_type="bert", num_heads=config.n_heads, hidden_size=config.dim)
-    fused.save_model_to_file(str(out))  # one file: a stage's weights are well under 2 GB
+    fused.save_model_to_file(str(out))  # one file: the base model's weights are well under 2 GB
     shutil.rmtree(raw.parent, ignore_errors=True)
 
 

@@ -164,15 +164,15 @@ def _build(choice: EngineChoice, model: torch.nn.Module, checkpoint: Path, devic
     if choice.engine == "torch":
         return TorchEngine(model, device, choice.dtype)
     try:
-        paths = export.onnx_stages(checkpoint, choice.dtype, lambda: model)
+        graphs = export.onnx_graphs(checkpoint, choice.dtype, lambda: model)
         runner = engines.OnnxRuntimeEngine if choice.engine == "onnxruntime" else engines.OpenVinoEngine
-        built = runner(paths, choice.dtype, threads)
+        built = runner(graphs.whole, graphs.stages, choice.dtype, threads)
         reference = TorchEngine(model, device, "fp32")
         gap, same = engines.largest_difference(built, reference, engines.probe_inputs(model.config.vocab_size, pad_id))
         if choice.dtype == "fp32" and (gap > engines.EXACT_TOLERANCE or not same):
             raise RuntimeError(f"its probabilities differ from PyTorch's by {gap:.2e} (labels identical: {same})")
-        logger.info("engine %s %s from %d graph(s) in %s; largest probability difference from PyTorch fp32 on "
-                    "the probes %.2e", choice.engine, choice.dtype, len(paths), paths[0].parent, gap)
+        logger.info("engine %s %s from %s and %d graphs per layer; largest probability difference from PyTorch "
+                    "fp32 on the probes %.2e", choice.engine, choice.dtype, graphs.whole, len(graphs.stages), gap)
         return built
     except Exception as exc:
         logger.warning("engine %s %s is unavailable (%s: %s); serving with eager PyTorch fp32 instead",

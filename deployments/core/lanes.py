@@ -128,9 +128,11 @@ class LaneGate:
         self._cond.notify_all()
 
     @contextmanager
-    def turn(self, lane: str) -> Iterator[Callable[[], None]]:
+    def turn(self, lane: str) -> Iterator[Callable[[], None] | None]:
         """Hold the model for one forward pass of ``lane``; the pass may call the callback it is given
-        at any point where it can pause, to let a waiting higher pass go first (``make_way``)."""
+        at any point where it can pause, to let a waiting higher pass go first (``make_way``). The live
+        lane, which makes way for none, is given None: its pass runs whole (on an exported engine, the
+        one graph of the whole model, which runs faster than the graphs per layer)."""
         if lane not in LANES:
             raise ValueError(f"unknown lane {lane!r}")
         higher = LANES[:LANES.index(lane)]
@@ -151,7 +153,7 @@ class LaneGate:
             self._wait_turn(lane)
         started = self._clock()
         try:
-            yield make_way
+            yield make_way if higher else None
         finally:
             with self._cond:
                 self._release(lane, started)

@@ -13,7 +13,6 @@ from deployments.core import engines, export
 from deployments.core.in_process import InProcessPipeline
 from deployments.core.config import AppArgs
 from deployments.core.inference import ModelRunner
-from deployments.core.labels import TASKS
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 NARRATIVES = [
@@ -92,31 +91,33 @@ def test_an_exported_engine_answers_what_pytorch_answers(checkpoint, engine):
 
 
 def test_the_export_is_kept_beside_the_checkpoint_and_never_redone(checkpoint):
-    stages = export.onnx_stages(checkpoint, "fp32", lambda: ModelRunner.load(
+    graphs = export.onnx_graphs(checkpoint, "fp32", lambda: ModelRunner.load(
         str(checkpoint), accelerator="cpu", engine="torch").engine.model)
     folder = checkpoint / "onnx-cache" / export.content_key(checkpoint)
-    assert stages == [folder / "stage-0.onnx", folder / "stage-1.onnx"]  # one graph per layer of the tiny model
+    # The whole model, and one graph per layer of the tiny model.
+    assert graphs == export.Graphs(folder / "model.onnx", (folder / "stage-0.onnx", folder / "stage-1.onnx"))
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["format"] == export.EXPORT_FORMAT and manifest["files"] == ["stage-0.onnx", "stage-1.onnx"]
-    stamps = [stage.stat().st_mtime_ns for stage in stages]
-    assert export.onnx_stages(checkpoint, "fp32", never_load) == stages
-    assert export.onnx_stages(checkpoint, "bf16", never_load) == stages  # OpenVINO's bf16 compiles the fp32 graphs
-    int8 = export.onnx_stages(checkpoint, "int8", never_load)  # made from the kept fp32 export
-    assert [p.name for p in int8] == ["stage-0_int8.onnx", "stage-1_int8.onnx"]
-    assert [stage.stat().st_mtime_ns for stage in stages] == stamps
+    assert manifest["format"] == export.EXPORT_FORMAT
+    assert manifest["files"] == ["model.onnx", "stage-0.onnx", "stage-1.onnx"]
+    stamps = [path.stat().st_mtime_ns for path in graphs.files]
+    assert export.onnx_graphs(checkpoint, "fp32", never_load) == graphs
+    assert export.onnx_graphs(checkpoint, "bf16", never_load) == graphs  # OpenVINO's bf16 compiles the fp32 graphs
+    int8 = export.onnx_graphs(checkpoint, "int8", never_load)  # made from the kept fp32 export
+    assert [p.name for p in int8.files] == ["model_int8.onnx", "stage-0_int8.onnx", "stage-1_int8.onnx"]
+    assert [path.stat().st_mtime_ns for path in graphs.files] == stamps
     # A replica start finds both on disk: no model load for the export, no second export.
     clf = ModelRunner.load(str(checkpoint), accelerator="cpu", engine="onnxruntime", dtype="int8")
-    assert (clf.engine_name, clf.dtype_name) == ("onnxruntime", "int8") and clf.engine.paths == int8
-    assert [stage.stat().st_mtime_ns for stage in stages] == stamps
+    assert (clf.engine_name, clf.dtype_name) == ("onnxruntime", "int8") and clf.engine.paths == int8.files
+    assert [path.stat().st_mtime_ns for path in graphs.files] == stamps
 
 
-def test_a_stage_lost_from_the_cache_is_exported_again(checkpoint):
+def test_a_graph_lost_from_the_cache_is_exported_again(checkpoint):
     load = lambda: ModelRunner.load(str(checkpoint), accelerator="cpu", engine="torch").engine.model  # noqa: E731
-    first, last = export.onnx_stages(checkpoint, "fp32", load)
-    stamp = first.stat().st_mtime_ns
-    last.unlink()
-    assert export.onnx_stages(checkpoint, "fp32", load) == [first, last] and last.is_file()
-    assert first.stat().st_mtime_ns == stamp  # only the missing stage was redone
+    graphs = export.onnx_graphs(checkpoint, "fp32", load)
+    stamp = graphs.whole.stat().st_mtime_ns
+    graphs.stages[-1].unlink()
+    assert export.onnx_graphs(checkpoint, "fp32", load) == graphs and graphs.stages[-1].is_file()
+    assert graphs.whole.stat().st_mtime_ns == stamp  # only the missing graph was redone
 
 
 def test_the_cache_key_follows_the_weights(checkpoint):
@@ -142,20 +143,15 @@ def test_a_hub_snapshot_is_never_written_into(checkpoint, tmp_path, monkeypatch)
 def test_a_shipped_onnx_export_is_used_as_it_is(checkpoint, tmp_path):
     other = tmp_path / "other"
     shutil.copytree(checkpoint, other)
-    whole = other / "model.onnx"  # one graph of the whole model, as a Hub repo's Optimum export ships
-    torch.onnx.export(ModelRunner.load(str(other), accelerator="cpu", engine="torch").engine.model.eval(),
-                      (torch.full((2, 8), 1000), torch.ones(2, 8, dtype=torch.long)), str(whole),
-                      input_names=["input_ids", "attention_mask"], output_names=list(TASKS),
-                      dynamic_shapes={"input_ids": {0: torch.export.Dim("batch"), 1: torch.export.Dim("length")},
-                                      "attention_mask": {0: torch.export.Dim("batch"), 1: torch.export.Dim("length")}},
-                      dynamo=True, opset_version=export.OPSET, external_data=False)
+    made = export.onnx_graphs(other, "fp32", lambda: ModelRunner.load(
+        str(other), accelerator="cpu", engine="torch").engine.model)
     (checkpoint / "onnx").mkdir()
-    shutil.copy(whole, checkpoint / "onnx" / "model.onnx")
-    shipped = [checkpoint / "onnx" / "model.onnx"]
-    assert export.onnx_stages(checkpoint, "fp32", never_load) == shipped
+    shutil.copy(made.whole, checkpoint / "onnx" / "model.onnx")  # one graph, as a Hub repo's Optimum export ships
+    shipped = checkpoint / "onnx" / "model.onnx"
+    assert export.onnx_graphs(checkpoint, "fp32", never_load) == export.Graphs(shipped, ())
     assert not (checkpoint / "onnx-cache").exists()
     clf = ModelRunner.load(str(checkpoint), accelerator="cpu", engine="onnxruntime")
-    assert clf.engine_name == "onnxruntime" and clf.engine.paths == shipped
+    assert clf.engine_name == "onnxruntime" and clf.engine.paths == [shipped]
     pauses = []
     clf.engine.logits(np.full((1, 5), 1000), np.ones((1, 5), dtype=np.int64), lambda: pauses.append(1))
     assert pauses == []  # one graph runs whole

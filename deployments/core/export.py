@@ -1,12 +1,13 @@
-"""The checkpoint as an ONNX graph, exported once and kept, keyed by the checkpoint's content.
+"""The checkpoint as ONNX graphs, exported once and kept, keyed by the checkpoint's content.
 
 The model is exported twice: as one graph, and in stages, one graph per encoder layer
 (``EncoderStage``: the embeddings and layer 0, each middle layer, then the last layer at position 0
 and the four heads; each stage's first output is the next one's input). A pass that may have to make
 way for a more urgent one (``lanes.LaneGate``'s ``make_way``) runs the stages and can pause between
 layers, as eager PyTorch does; otherwise a short case would wait for all of a 512-token window
-(~220 ms on a 2-core EPYC). A pass that never pauses (the live lane, bare use) runs the one graph:
-in the served pipeline the stages cost OpenVINO about a tenth of its rate (bench/RESULTS.md).
+(~220 ms on a 2-core EPYC). A pass that never pauses (the live lane, bare use) runs the one graph,
+which is faster: in-process the graphs per layer cost OpenVINO 1-4% and ONNX Runtime 5-10%
+(bench/RESULTS.md, "Exported engines make way too").
 
 Each graph is the model's own code (torch.onnx's dynamo exporter). onnxruntime's transformer
 optimizer then fuses the residual LayerNorms and the GELUs; int8 is onnxruntime's dynamic

@@ -120,6 +120,24 @@ def test_a_graph_lost_from_the_cache_is_exported_again(checkpoint):
     assert graphs.whole.stat().st_mtime_ns == stamp  # only the missing graph was redone
 
 
+def test_graphs_per_layer_that_differ_from_pytorch_fall_back_to_it(checkpoint, tmp_path, caplog):
+    """The startup check runs the graphs per layer too, not only the one graph: a wrong stage is caught."""
+    other = tmp_path / "other"
+    shutil.copytree(checkpoint, other)
+    state = load_file(str(other / "model.safetensors"))
+    state["pre_classifier.bias"] = state["pre_classifier.bias"] + 1.0  # read by the last stage only
+    save_file(state, str(other / "model.safetensors"))
+    theirs = export.onnx_graphs(other, "fp32", lambda: ModelRunner.load(
+        str(other), accelerator="cpu", engine="torch").engine.model)
+    ours = export.onnx_graphs(checkpoint, "fp32", lambda: ModelRunner.load(
+        str(checkpoint), accelerator="cpu", engine="torch").engine.model)
+    shutil.copy(theirs.stages[-1], ours.stages[-1])
+    with caplog.at_level(logging.WARNING, logger="ray.serve"):
+        clf = ModelRunner.load(str(checkpoint), accelerator="cpu", engine="onnxruntime")
+    assert clf.engine_name == "torch"
+    assert any("engine onnxruntime fp32 is unavailable" in r.getMessage() for r in caplog.records)
+
+
 def test_the_cache_key_follows_the_weights(checkpoint):
     before = export.content_key(checkpoint)
     state = load_file(str(checkpoint / "model.safetensors"))

@@ -65,10 +65,29 @@ def test_app_args_refuse_a_half_precision_on_an_exported_engine():
     assert AppArgs(engine="openvino", dtype="bf16").dtype == "bf16"
 
 
+@pytest.fixture(scope="module")
+def exported_tiny(tiny_checkpoint, tmp_path_factory):
+    """The tiny checkpoint with its ONNX graphs, fp32 and int8, exported once for the module: most tests
+    here run the export, few test making it."""
+    path = tmp_path_factory.mktemp("exported") / "tiny"
+    shutil.copytree(tiny_checkpoint, path, ignore=shutil.ignore_patterns("onnx-cache"))
+    for dtype in ("fp32", "int8"):
+        export.onnx_graphs(path, dtype, lambda: ModelRunner.load(str(path), accelerator="cpu", engine="torch").engine.model)
+    return path
+
+
 @pytest.fixture()
-def checkpoint(tiny_checkpoint, tmp_path):
-    """A private copy: these tests write exports beside it."""
+def checkpoint(exported_tiny, tmp_path):
+    """A private copy, its export already made: these tests write beside it."""
     path = tmp_path / "tiny"
+    shutil.copytree(exported_tiny, path)
+    return path
+
+
+@pytest.fixture()
+def unexported(tiny_checkpoint, tmp_path):
+    """A private copy with no export yet, for the tests of making one."""
+    path = tmp_path / "unexported"
     shutil.copytree(tiny_checkpoint, path, ignore=shutil.ignore_patterns("onnx-cache"))
     return path
 
@@ -90,23 +109,23 @@ def test_an_exported_engine_answers_what_pytorch_answers(checkpoint, engine):
                 want.classification.for_task(task).confidence, abs=1e-5)
 
 
-def test_the_export_is_kept_beside_the_checkpoint_and_never_redone(checkpoint):
-    graphs = export.onnx_graphs(checkpoint, "fp32", lambda: ModelRunner.load(
-        str(checkpoint), accelerator="cpu", engine="torch").engine.model)
-    folder = checkpoint / "onnx-cache" / export.content_key(checkpoint)
+def test_the_export_is_kept_beside_the_checkpoint_and_never_redone(unexported):
+    graphs = export.onnx_graphs(unexported, "fp32", lambda: ModelRunner.load(
+        str(unexported), accelerator="cpu", engine="torch").engine.model)
+    folder = unexported / "onnx-cache" / export.content_key(unexported)
     # The whole model, and one graph per layer of the tiny model.
     assert graphs == export.Graphs(folder / "model.onnx", (folder / "stage-0.onnx", folder / "stage-1.onnx"))
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["format"] == export.EXPORT_FORMAT
     assert manifest["files"] == ["model.onnx", "stage-0.onnx", "stage-1.onnx"]
     stamps = [path.stat().st_mtime_ns for path in graphs.files]
-    assert export.onnx_graphs(checkpoint, "fp32", never_load) == graphs
-    assert export.onnx_graphs(checkpoint, "bf16", never_load) == graphs  # OpenVINO's bf16 compiles the fp32 graphs
-    int8 = export.onnx_graphs(checkpoint, "int8", never_load)  # made from the kept fp32 export
+    assert export.onnx_graphs(unexported, "fp32", never_load) == graphs
+    assert export.onnx_graphs(unexported, "bf16", never_load) == graphs  # OpenVINO's bf16 compiles the fp32 graphs
+    int8 = export.onnx_graphs(unexported, "int8", never_load)  # made from the kept fp32 export
     assert [p.name for p in int8.files] == ["model_int8.onnx", "stage-0_int8.onnx", "stage-1_int8.onnx"]
     assert [path.stat().st_mtime_ns for path in graphs.files] == stamps
     # A replica start finds both on disk: no model load for the export, no second export.
-    clf = ModelRunner.load(str(checkpoint), accelerator="cpu", engine="onnxruntime", dtype="int8")
+    clf = ModelRunner.load(str(unexported), accelerator="cpu", engine="onnxruntime", dtype="int8")
     assert (clf.engine_name, clf.dtype_name) == ("onnxruntime", "int8") and clf.engine.paths == int8.files
     assert [path.stat().st_mtime_ns for path in graphs.files] == stamps
 
@@ -158,17 +177,14 @@ def test_a_hub_snapshot_is_never_written_into(checkpoint, tmp_path, monkeypatch)
     assert export.cache_root(snapshot.resolve()) == tmp_path / "elsewhere"
 
 
-def test_a_shipped_onnx_export_is_used_as_it_is(checkpoint, tmp_path):
-    other = tmp_path / "other"
-    shutil.copytree(checkpoint, other)
-    made = export.onnx_graphs(other, "fp32", lambda: ModelRunner.load(
-        str(other), accelerator="cpu", engine="torch").engine.model)
-    (checkpoint / "onnx").mkdir()
-    shutil.copy(made.whole, checkpoint / "onnx" / "model.onnx")  # one graph, as a Hub repo's Optimum export ships
-    shipped = checkpoint / "onnx" / "model.onnx"
-    assert export.onnx_graphs(checkpoint, "fp32", never_load) == export.Graphs(shipped, ())
-    assert not (checkpoint / "onnx-cache").exists()
-    clf = ModelRunner.load(str(checkpoint), accelerator="cpu", engine="onnxruntime")
+def test_a_shipped_onnx_export_is_used_as_it_is(checkpoint, unexported):
+    made = export.onnx_graphs(checkpoint, "fp32", never_load)
+    (unexported / "onnx").mkdir()
+    shutil.copy(made.whole, unexported / "onnx" / "model.onnx")  # one graph, as a Hub repo's Optimum export ships
+    shipped = unexported / "onnx" / "model.onnx"
+    assert export.onnx_graphs(unexported, "fp32", never_load) == export.Graphs(shipped, ())
+    assert not (unexported / "onnx-cache").exists()
+    clf = ModelRunner.load(str(unexported), accelerator="cpu", engine="onnxruntime")
     assert clf.engine_name == "onnxruntime" and clf.engine.paths == [shipped]
     pauses = []
     clf.engine.logits(np.full((1, 5), 1000), np.ones((1, 5), dtype=np.int64), lambda: pauses.append(1))
@@ -176,11 +192,11 @@ def test_a_shipped_onnx_export_is_used_as_it_is(checkpoint, tmp_path):
 
 
 @pytest.mark.parametrize("dtype", ["fp32", "int8"])
-def test_a_broken_export_falls_back_to_pytorch_with_a_warning(checkpoint, caplog, dtype):
-    (checkpoint / "onnx").mkdir()
-    (checkpoint / "onnx" / "model.onnx").write_bytes(b"not an onnx graph")
+def test_a_broken_export_falls_back_to_pytorch_with_a_warning(unexported, caplog, dtype):
+    (unexported / "onnx").mkdir()
+    (unexported / "onnx" / "model.onnx").write_bytes(b"not an onnx graph")
     with caplog.at_level(logging.WARNING, logger="ray.serve"):
-        clf = ModelRunner.load(str(checkpoint), accelerator="cpu", engine="onnxruntime", dtype=dtype)
+        clf = ModelRunner.load(str(unexported), accelerator="cpu", engine="onnxruntime", dtype=dtype)
     assert (clf.engine_name, clf.dtype_name) == ("torch", "fp32")
     assert any(f"engine onnxruntime {dtype} is unavailable" in r.getMessage() for r in caplog.records)
     clf.health_check()

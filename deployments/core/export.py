@@ -159,7 +159,7 @@ class EncoderStage(torch.nn.Module):
         hidden = self.model.distilbert.embeddings(x) if self.index == 0 else x
         if self.is_last:
             return self.model.heads(hidden, attention_mask)
-        return self.model.encoder_layer(self.index, hidden, attention_mask)
+        return self.model.encoder_layer(self.index, hidden, self.model.layer_mask(hidden, attention_mask))
 
 
 def export_graph(model: torch.nn.Module, stage: int | None, out: Path) -> None:

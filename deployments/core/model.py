@@ -49,8 +49,9 @@ class MultiTaskDistilBert(DistilBertPreTrainedModel):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         hidden = self.distilbert.embeddings(input_ids)
+        mask = self.layer_mask(hidden, attention_mask)  # once: every layer but the last reads the same
         for index in range(self.n_layers - 1):
-            hidden = self.encoder_layer(index, hidden, attention_mask)
+            hidden = self.encoder_layer(index, hidden, mask)
             if between_layers is not None:
                 between_layers()
         return self.heads(hidden, attention_mask)
@@ -59,10 +60,13 @@ class MultiTaskDistilBert(DistilBertPreTrainedModel):
     def n_layers(self) -> int:
         return len(self.distilbert.transformer.layer)
 
-    def encoder_layer(self, index: int, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def layer_mask(self, hidden: torch.Tensor, attention_mask: torch.Tensor):
+        """The attention mask in the form transformers' layers take (``encoder_layer``'s ``mask``)."""
+        return create_bidirectional_mask(config=self.config, inputs_embeds=hidden, attention_mask=attention_mask)
+
+    def encoder_layer(self, index: int, hidden: torch.Tensor, mask) -> torch.Tensor:
         """Encoder layer ``index`` (not the last), as transformers defines it. A stage of the ONNX export
         (``export.EncoderStage``) runs the same, so an exported engine can pause where this one does."""
-        mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden, attention_mask=attention_mask)
         return self.distilbert.transformer.layer[index](hidden, mask)
 
     def heads(self, hidden: torch.Tensor, attention_mask: torch.Tensor

@@ -5,7 +5,10 @@ arrives within its wait, and the batch then waits for a free slot. Under load, w
 busy, it keeps forming batches of one or two that queue up behind it: at 32 concurrent /classify
 requests, 245 of 297 forward passes had a single row (bench/RESULTS.md). Here a batch is taken only
 when one of ``max_in_flight`` slots is free, so what arrived meanwhile goes together, up to
-``max_size``; an idle queue still waits ``wait_s`` after a first arrival for company.
+``max_size``. An idle queue waits up to ``wait_s`` for company only when company is coming: when its
+first item arrived within ``wait_s`` of the item before it (a burst, or steady load). The first item
+after a quiet spell goes at once: at an offered 10,000 cases/h, cases ~360 ms apart, a wait would
+find no company and only add ``wait_s`` to that case's latency, at each queue it passes.
 
 Callers await ``queue(item)``; the handler takes a list of items and returns one result per item, in
 order. A handler's exception reaches every caller of that batch, as with ``@serve.batch``. A caller
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import math
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Generic, Sequence, TypeVar
 
@@ -28,6 +32,7 @@ class _Waiting(Generic[Item]):
     item: Item
     size: int
     arrived: float
+    in_burst: bool  # arrived within wait_s of the item before it
     future: asyncio.Future = field(repr=False)
 
 
@@ -59,6 +64,7 @@ class BatchQueue(Generic[Item, Result]):
         self._slots: asyncio.Semaphore | None = None
         self._dispatcher: asyncio.Task | None = None
         self._running: set[asyncio.Task] = set()
+        self._last_arrival = -math.inf
 
     async def __call__(self, item: Item) -> Result:
         loop = asyncio.get_running_loop()
@@ -67,8 +73,10 @@ class BatchQueue(Generic[Item, Result]):
             # A fresh context: the dispatcher outlives this caller, and must not carry its request's
             # context (Ray's request id) into the batches of others.
             self._dispatcher = loop.create_task(self._dispatch(), context=contextvars.Context())
-        future = loop.create_future()
-        self._waiting.append(_Waiting(item, max(1, int(self.size_fn(item))), loop.time(), future))
+        future, now = loop.create_future(), loop.time()
+        in_burst = now - self._last_arrival <= self.wait_s
+        self._last_arrival = now
+        self._waiting.append(_Waiting(item, max(1, int(self.size_fn(item))), now, in_burst, future))
         self._arrival.set()
         return await future
 
@@ -83,8 +91,9 @@ class BatchQueue(Generic[Item, Result]):
                 self._arrival.clear()
                 await self._arrival.wait()
             await self._slots.acquire()
-            # Idle: wait for company, until the batch is full or the first caller has waited wait_s.
-            while (waiting := self._live_waiting()) and sum(w.size for w in waiting) < self.max_size:
+            # Idle: in a burst, wait for company, until the batch is full or the first caller has waited wait_s.
+            while ((waiting := self._live_waiting()) and waiting[0].in_burst
+                   and sum(w.size for w in waiting) < self.max_size):
                 remaining = waiting[0].arrived + self.wait_s - loop.time()
                 if remaining <= 0:
                     break

@@ -92,7 +92,8 @@ class BatchingArgs(_Strict):
     """The classifier's ``user_config``: changed live through ``reconfigure``."""
 
     max_batch_size: int = Field(32, ge=1, description="Windows per batch the classifier takes, and rows per forward pass.")
-    batch_wait_timeout_s: float = Field(0.005, ge=0, description="How long a batch waits to fill.")
+    batch_wait_timeout_s: float = Field(
+        0.005, ge=0, description="How long a batch waits to fill, in a burst; after a quiet spell it goes at once.")
     # The rule (bench/RESULTS.md, "Token budget per pass"): on a CPU, the smallest budget at full
     # throughput. A 2-core AMX Xeon peaked at 1024 (2048 9% slower, 4096 30%); a 2-core AVX2 EPYC had
     # 1024 within 3% of 2048. A GPU wants large passes (k8s: 8192).
@@ -121,7 +122,8 @@ class CoalescingArgs(_Strict):
 
     # 16 one-window cases fill one classifier call at serve_config.yaml's windows_per_call.
     max_cases: int = Field(16, ge=1, description="Cases per group; 1 turns coalescing off.")
-    wait_timeout_s: float = Field(0.005, ge=0, description="How long a group waits to fill.")
+    wait_timeout_s: float = Field(
+        0.005, ge=0, description="How long a group waits to fill, in a burst; after a quiet spell it goes at once.")
 
 
 class RoutingArgs(_Strict):
@@ -195,7 +197,7 @@ class TranslationArgs(_Strict):
         default_factory=lambda: ["sw"], description="ISO 639-1 codes of the source languages it translates; a "
         "narrative in another language goes to review untranslated.")
     max_batch_size: int = Field(16, ge=1, description="Narratives per translation batch (user_config, live).")
-    batch_wait_timeout_s: float = Field(0.01, ge=0, description="How long a batch waits to fill (user_config, live).")
+    batch_wait_timeout_s: float = Field(0.01, ge=0, description="How long a batch waits to fill, in a burst (user_config, live).")
     num_beams: int = Field(1, ge=1, description="Beam width; 1 is greedy, the fastest (user_config, live).")
     num_cpus: float = Field(1.0, gt=0, description="CPUs per translator replica.")
 

@@ -55,18 +55,36 @@ def test_what_arrives_while_a_batch_runs_goes_together_in_the_next():
     assert results == [n * 10 for n in range(1, 12)]
 
 
-def test_an_idle_queue_waits_for_company_then_goes():
+def test_an_idle_queue_waits_for_company_in_a_burst_then_goes():
     async def scenario():
         handler = Recorder()
         handler.release.set()
         queue = BatchQueue(handler, max_size=32, wait_s=0.05)
-        first = asyncio.create_task(queue(1))
+        first = asyncio.create_task(queue(1))  # after a quiet spell: it goes at once
         await asyncio.sleep(0.01)
-        second = asyncio.create_task(queue(2))
-        await asyncio.gather(first, second)
+        second = asyncio.create_task(queue(2))  # 10 ms after the first: a burst, so it waits for company
+        await asyncio.sleep(0.01)
+        third = asyncio.create_task(queue(3))
+        await asyncio.gather(first, second, third)
         return handler.batches
 
-    assert asyncio.run(scenario()) == [[1, 2]]
+    assert asyncio.run(scenario()) == [[1], [2, 3]]
+
+
+def test_the_first_arrival_after_a_quiet_spell_does_not_wait_for_company():
+    async def scenario():
+        handler = Recorder()
+        handler.release.set()
+        queue = BatchQueue(handler, max_size=32, wait_s=0.5)
+        await queue(1)
+        await asyncio.sleep(0.6)  # longer than wait_s: the next arrival is alone
+        second = asyncio.create_task(queue(2))
+        await asyncio.sleep(0.01)  # had the second waited for company, the third would have joined it
+        third = asyncio.create_task(queue(3))
+        await asyncio.gather(second, third)
+        return handler.batches
+
+    assert asyncio.run(scenario()) == [[1], [2], [3]]
 
 
 def test_batches_respect_max_size_by_item_size_and_an_oversized_item_goes_alone():

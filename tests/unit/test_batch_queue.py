@@ -59,7 +59,7 @@ def test_an_idle_queue_waits_for_company_in_a_burst_then_goes():
     async def scenario():
         handler = Recorder()
         handler.release.set()
-        queue = BatchQueue(handler, max_size=32, wait_s=0.05)
+        queue = BatchQueue(handler, max_size=32, wait_s=0.2)  # long beside the 10 ms gaps, so a slow host holds too
         first = asyncio.create_task(queue(1))  # after a quiet spell: it goes at once
         await asyncio.sleep(0.01)
         second = asyncio.create_task(queue(2))  # 10 ms after the first: a burst, so it waits for company

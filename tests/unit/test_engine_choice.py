@@ -36,10 +36,23 @@ def test_choose_takes_the_fastest_exact_engine(rates, want):
     assert engine_choice.choose(rates) == want
 
 
-@pytest.fixture()
-def checkpoint(tiny_checkpoint, tmp_path):
-    path = tmp_path / "tiny"
+@pytest.fixture(scope="module")
+def exported_checkpoint(tiny_checkpoint, tmp_path_factory):
+    """The tiny checkpoint with its graphs exported once (fp32 and int8), and no engine choice kept:
+    each test then measures on its own copy without paying for the export again."""
+    path = tmp_path_factory.mktemp("exported") / "tiny"
     shutil.copytree(tiny_checkpoint, path, ignore=shutil.ignore_patterns("onnx-cache"))
+    net = load_model(path, load_labels(path))
+    for name, dtype in (("onnxruntime", "fp32"), ("openvino", "fp32"), ("onnxruntime", "int8")):
+        build_engine(EngineChoice(name, dtype), net, path, CPU, 1, 0)
+    assert not engine_choice.cache_file(path).exists()
+    return path
+
+
+@pytest.fixture()
+def checkpoint(exported_checkpoint, tmp_path):
+    path = tmp_path / "tiny"
+    shutil.copytree(exported_checkpoint, path)
     return path
 
 
@@ -127,7 +140,7 @@ def test_an_explicit_engine_is_never_measured(checkpoint):
 
 
 def test_an_unreadable_cache_is_measured_again(checkpoint, builder):
-    engine_choice.cache_file(checkpoint).parent.mkdir(parents=True)
+    engine_choice.cache_file(checkpoint).parent.mkdir(parents=True, exist_ok=True)
     engine_choice.cache_file(checkpoint).write_text("{not json")
     _, measured = engine_choice.pick(checkpoint, "fp32", ["torch", "openvino"], builder, builder.batches, 1)
     assert not measured.cached and builder.built == ["torch", "openvino"]

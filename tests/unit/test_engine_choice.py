@@ -36,23 +36,11 @@ def test_choose_takes_the_fastest_exact_engine(rates, want):
     assert engine_choice.choose(rates) == want
 
 
-@pytest.fixture(scope="module")
-def exported_checkpoint(tiny_checkpoint, tmp_path_factory):
-    """The tiny checkpoint with its graphs exported once (fp32 and int8), and no engine choice kept:
-    each test then measures on its own copy without paying for the export again."""
-    path = tmp_path_factory.mktemp("exported") / "tiny"
-    shutil.copytree(tiny_checkpoint, path, ignore=shutil.ignore_patterns("onnx-cache"))
-    net = load_model(path, load_labels(path))
-    for name, dtype in (("onnxruntime", "fp32"), ("openvino", "fp32"), ("onnxruntime", "int8")):
-        build_engine(EngineChoice(name, dtype), net, path, CPU, 1, 0)
-    assert not engine_choice.cache_file(path).exists()
-    return path
-
-
 @pytest.fixture()
-def checkpoint(exported_checkpoint, tmp_path):
+def checkpoint(exported_tiny, tmp_path):
+    """A private copy, its export already made (conftest): each test still measures from scratch."""
     path = tmp_path / "tiny"
-    shutil.copytree(exported_checkpoint, path)
+    shutil.copytree(exported_tiny, path)
     return path
 
 

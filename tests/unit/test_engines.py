@@ -65,17 +65,6 @@ def test_app_args_refuse_a_half_precision_on_an_exported_engine():
     assert AppArgs(engine="openvino", dtype="bf16").dtype == "bf16"
 
 
-@pytest.fixture(scope="module")
-def exported_tiny(tiny_checkpoint, tmp_path_factory):
-    """The tiny checkpoint with its ONNX graphs, fp32 and int8, exported once for the module: most tests
-    here run the export, few test making it."""
-    path = tmp_path_factory.mktemp("exported") / "tiny"
-    shutil.copytree(tiny_checkpoint, path, ignore=shutil.ignore_patterns("onnx-cache"))
-    for dtype in ("fp32", "int8"):
-        export.onnx_graphs(path, dtype, lambda: ModelRunner.load(str(path), accelerator="cpu", engine="torch").engine.model)
-    return path
-
-
 @pytest.fixture()
 def checkpoint(exported_tiny, tmp_path):
     """A private copy, its export already made: these tests write beside it."""

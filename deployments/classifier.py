@@ -39,7 +39,8 @@ class Classifier:
         self.batching = args.batching
         metrics = ClassifierMetrics()
         self.record_forward = {lane: metrics.forward_recorder(lane) for lane in LANES}
-        self.lanes = LaneGate(quiet_s=QUIET_S)
+        # Two passes at once where the engine runs them so (OpenVINO on two or more threads), else one.
+        self.lanes = LaneGate(quiet_s=QUIET_S, slots=self.backend.passes_at_once)
         # One batch of each lane at a time: the next is taken when it is done, with all that came meanwhile.
         self.queues = {lane: BatchQueue(partial(self._run, lane=lane), max_size=self.batching.max_batch_size,
                                         wait_s=self.batching.batch_wait_timeout_s, size_fn=len)
@@ -77,4 +78,5 @@ class Classifier:
 
     def describe(self) -> dict:
         return {"device": str(self.backend.device), "engine": self.backend.engine_name,
-                "dtype": self.backend.dtype_name, "loaded_at": self.loaded_at, **self.backend.selection}
+                "dtype": self.backend.dtype_name, "passes_at_once": self.backend.passes_at_once,
+                "loaded_at": self.loaded_at, **self.backend.selection}

@@ -136,6 +136,7 @@ class Preprocessor:
             device=described["device"],
             engine=described["engine"],
             dtype=described["dtype"],
+            passes_at_once=described.get("passes_at_once", 1),
             engine_auto=described.get("engine_auto"),
             agreement=described.get("agreement"),
             recheck_margin=described.get("recheck_margin"),

@@ -17,11 +17,15 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from deployments.core.lanes import Held
 from deployments.core.windowing import TokenWindows
 
-# (ids, attention_mask) int64 (rows, cols), and what the pass calls between layers to make way for
-# a more urgent one (None: it runs whole) → task → probabilities (rows, n_labels)
-ForwardFn = Callable[[np.ndarray, np.ndarray, Callable[[], None] | None], Mapping[str, np.ndarray]]
+# (ids, attention_mask) int64 (rows, cols), what the pass calls between layers to make way for a more
+# urgent one (None: it runs whole), and what says whether another pass runs beside it (asked before each
+# graph) → task → probabilities (rows, n_labels)
+ForwardFn = Callable[[np.ndarray, np.ndarray, Callable[[], None] | None, Callable[[], bool]],
+                     Mapping[str, np.ndarray]]
+ALONE = Held()  # what a pass outside any gate holds: the whole model
 
 
 # A forward pass's fixed cost, in padded tokens: 12.8 ms against 0.23 ms a token for eager PyTorch
@@ -87,7 +91,8 @@ def run_batch(
 
     Results come back in request order, with each request's windows in order. Each micro-batch's
     forward pass runs inside ``turn()`` (the replica's ``lanes.LaneGate``: live work goes first), and
-    is given what that turn yields, its ``make_way`` callback (None from ``nullcontext``).
+    is given what that turn yields (``lanes.Held``: its ``make_way`` callback, and ``beside``, whether
+    another pass runs beside it; from ``nullcontext``, None: alone, whole).
     """
     rows = [(r, w) for r, req in enumerate(requests) for w in range(len(req))]
     lengths = [len(requests[r].window(w)) for r, w in rows]
@@ -96,8 +101,9 @@ def run_batch(
         ids, mask = pad_rows([requests[rows[g][0]].window(rows[g][1]) for g in group], pad_id)
         if on_microbatch is not None:
             on_microbatch(len(group), int(mask.sum()))
-        with turn() as make_way:
-            probs = forward(ids, mask, make_way)
+        with turn() as held:
+            held = held or ALONE  # nullcontext's None: the model is this pass's alone
+            probs = forward(ids, mask, held.make_way, held.beside)
         for k, g in enumerate(group):
             r, w = rows[g]
             if out[r] is None:

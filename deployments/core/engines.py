@@ -8,7 +8,8 @@ them into probabilities the same way whatever ran them.
                    (dynamic quantization of the linear layers)
 - ``onnxruntime``  the exported graphs (``deployments.core.export``: the whole model, and one per encoder
                    layer for passes that may pause), BERT-fused, fp32 or int8
-- ``openvino``     the same exported fp32 graphs compiled by OpenVINO
+- ``openvino``     the same exported fp32 graphs compiled by OpenVINO, on a CPU of two or more threads also
+                   as two streams, so that two passes can run at once (``OpenVinoEngine``)
 
 ``resolve`` turns the settings (``engine``, ``dtype``) into one precision and the engines that
 may run it on a device. ``auto`` on a CPU is measured on the host at startup
@@ -21,6 +22,7 @@ pass the agreement gate (``deployments.core.precision_gate``).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import threading
 from dataclasses import dataclass
@@ -81,16 +83,23 @@ def resolve(engine: str, dtype: str, device: torch.device) -> EngineChoice:
 
 # Called by a forward pass between two of the encoder's layers (``lanes.LaneGate``'s ``make_way``).
 BetweenLayers = Callable[[], None] | None
+# Asked before each graph of a pass: whether another pass runs beside it (``lanes.Held.beside``; None: alone).
+Beside = Callable[[], bool] | None
 
 
 class Engine(Protocol):
     name: str
     dtype_name: str
+    # How many forward passes it runs well at once (``lanes.LaneGate``'s slots): OpenVINO's can run two, each
+    # on half the threads; the others one.
+    passes_at_once: int
 
-    def logits(self, ids: np.ndarray, mask: np.ndarray, between_layers: BetweenLayers = None) -> Sequence[np.ndarray]:
+    def logits(self, ids: np.ndarray, mask: np.ndarray, between_layers: BetweenLayers = None,
+               beside: Beside = None) -> Sequence[np.ndarray]:
         """Each head's logits. Given ``between_layers``, every engine calls it between the encoder's layers
         (the exported ones run their graphs per layer for it), except on a checkpoint's own single ONNX
-        graph, which always runs whole."""
+        graph, which always runs whole. ``beside``: whether another pass runs at the same time, so that this
+        one takes its share of the threads (an engine with ``passes_at_once`` 1 ignores it)."""
 
 
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -98,6 +107,7 @@ TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.flo
 
 class TorchEngine:
     name = "torch"
+    passes_at_once = 1
 
     def __init__(self, model: torch.nn.Module, device: torch.device, dtype: str):
         self.device, self.dtype_name = device, dtype
@@ -114,7 +124,8 @@ class TorchEngine:
         return contextlib.nullcontext()
 
     @torch.inference_mode()
-    def logits(self, ids: np.ndarray, mask: np.ndarray, between_layers: BetweenLayers = None) -> list[np.ndarray]:
+    def logits(self, ids: np.ndarray, mask: np.ndarray, between_layers: BetweenLayers = None,
+               beside: Beside = None) -> list[np.ndarray]:
         input_ids = torch.from_numpy(ids).to(self.device, non_blocking=True)
         attention = torch.from_numpy(mask).to(self.device, non_blocking=True)
         with self._autocast():
@@ -149,6 +160,7 @@ class OnnxRuntimeEngine:
     that may (``between_layers`` given)."""
 
     name = "onnxruntime"
+    passes_at_once = 1
 
     def __init__(self, whole: Path, stages: Sequence[Path], dtype: str, threads: int | None):
         import onnxruntime as ort
@@ -168,7 +180,8 @@ class OnnxRuntimeEngine:
         self.dtype_name = dtype
         self.paths = [whole, *stages]
 
-    def logits(self, ids: np.ndarray, mask: np.ndarray, between_layers: BetweenLayers = None) -> list[np.ndarray]:
+    def logits(self, ids: np.ndarray, mask: np.ndarray, between_layers: BetweenLayers = None,
+               beside: Beside = None) -> list[np.ndarray]:
         if between_layers is None or not self.stages:
             return self.whole.run(None, {"input_ids": ids, "attention_mask": mask})
         return run_stages(self._run_stage, len(self.stages), ids, mask, between_layers)
@@ -179,52 +192,81 @@ class OnnxRuntimeEngine:
 
 class OpenVinoEngine:
     """The export compiled by OpenVINO: the one graph for a pass that cannot pause, the graphs per layer for
-    one that may (``between_layers`` given)."""
+    one that may (``between_layers`` given).
+
+    With ``passes_at_once`` 2 it compiles each graph twice: once on all the threads, for a pass that runs
+    alone, and once as two streams of half the threads, for two passes at once (``beside``). On a 2-core
+    host the serving processes preempt the model's threads all the time, and one pass on both cores stalls
+    at each of its barriers whenever either thread is off its core; two one-thread passes each lose only
+    what is taken from them: under a 20% load beside it, a set of passes took 28% longer on one stream of
+    two threads and 10% longer on two streams of one (bench/RESULTS.md, "Two passes at once").
+    """
 
     name = "openvino"
 
-    def __init__(self, whole: Path, stages: Sequence[Path], dtype: str, threads: int | None):
+    def __init__(self, whole: Path, stages: Sequence[Path], dtype: str, threads: int | None, passes_at_once: int = 1):
         import openvino as ov
 
-        # One stream (the classifier runs one pass at a time), fp32 unless bf16 is asked for (OpenVINO
-        # would pick bf16 on its own on an AMX CPU), and no pinning of its threads to cores: Ray's proxy
-        # and the ingress share those cores.
-        config = {"INFERENCE_PRECISION_HINT": "bf16" if dtype == "bf16" else "f32", "PERFORMANCE_HINT": "LATENCY",
-                  "NUM_STREAMS": 1, "ENABLE_CPU_PINNING": False}
+        # fp32 unless bf16 is asked for (OpenVINO would pick bf16 on its own on an AMX CPU), and no pinning of
+        # its threads to cores: Ray's proxy and the ingress share those cores.
+        alone = {"INFERENCE_PRECISION_HINT": "bf16" if dtype == "bf16" else "f32", "PERFORMANCE_HINT": "LATENCY",
+                 "NUM_STREAMS": 1, "ENABLE_CPU_PINNING": False}
         if threads:
-            config["INFERENCE_NUM_THREADS"] = threads
+            alone["INFERENCE_NUM_THREADS"] = threads
         core = ov.Core()
-        self.whole = core.compile_model(str(whole), "CPU", config)
-        self.stages = [core.compile_model(str(path), "CPU", config) for path in stages]
-        self.stage_inputs = [model.inputs[0].any_name for model in self.stages]
+        self.compiled = {False: self._compile(core, whole, stages, alone)}
+        if passes_at_once > 1:  # the threads split between the streams
+            self.compiled[True] = self._compile(core, whole, stages,
+                                                {**alone, "NUM_STREAMS": passes_at_once, "PERFORMANCE_HINT": "THROUGHPUT"})
+        self.passes_at_once = passes_at_once
+        models = self.compiled[False]
+        self.stage_count = len(models) - 1
+        self.input_names = [model.inputs[0].any_name for model in models]
+        # Outputs by name: the two compilations' output ports are distinct objects.
+        self.output_names = [[output.any_name for output in model.outputs] for model in models]
         # Infer requests are not safe across threads, and a pass paused between stages keeps its hidden
-        # state in its own requests' output memory while another lane's pass runs: a set per pass in flight.
-        self._idle_requests: list[list] = []
+        # state in its own requests' output memory while another lane's pass runs: a set per pass in flight,
+        # of each compilation.
+        self._idle_requests: list[dict[bool, list]] = []
         self._lock = threading.Lock()
         self.dtype_name = dtype
         self.paths = [whole, *stages]
 
-    def logits(self, ids: np.ndarray, mask: np.ndarray, between_layers: BetweenLayers = None) -> list[np.ndarray]:
+    @staticmethod
+    def _compile(core, whole: Path, stages: Sequence[Path], config: dict) -> list:
+        """The whole graph, then the stages, compiled under ``config``."""
+        return [core.compile_model(str(path), "CPU", config) for path in (whole, *stages)]
+
+    def logits(self, ids: np.ndarray, mask: np.ndarray, between_layers: BetweenLayers = None,
+               beside: Beside = None) -> list[np.ndarray]:
         with self._lock:
-            requests = self._idle_requests.pop() if self._idle_requests else [
-                model.create_infer_request() for model in (self.whole, *self.stages)]
+            requests = self._idle_requests.pop() if self._idle_requests else {
+                narrow: [model.create_infer_request() for model in models] for narrow, models in self.compiled.items()}
         try:
-            if between_layers is None or not self.stages:
-                result = requests[0].infer({"input_ids": ids, "attention_mask": mask})
-                heads = [result[output] for output in self.whole.outputs]
+            if between_layers is None or not self.stage_count:
+                result = requests[self._narrow(beside)][0].infer({"input_ids": ids, "attention_mask": mask})
+                heads = [result[name] for name in self.output_names[0]]
             else:
-                heads = run_stages(partial(self._run_stage, requests[1:]), len(self.stages), ids, mask, between_layers)
+                heads = run_stages(partial(self._run_stage, requests, beside), self.stage_count, ids, mask,
+                                   between_layers)
             return [np.array(head) for head in heads]  # out of the requests' memory, which the next pass reuses
         finally:
             with self._lock:
                 self._idle_requests.append(requests)
 
-    def _run_stage(self, requests: list, index: int, x: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
+    def _narrow(self, beside: Beside) -> bool:
+        """Whether the next graph runs on the half-thread compilation: another pass runs beside this one."""
+        return self.passes_at_once > 1 and beside is not None and beside()
+
+    def _run_stage(self, requests: dict[bool, list], beside: Beside, index: int, x: np.ndarray,
+                   mask: np.ndarray) -> list[np.ndarray]:
         # Shared, not copied: the inputs live until the call returns, and a stage's output is read only by
-        # the next stage of the same pass.
-        result = requests[index].infer({self.stage_inputs[index]: x, "attention_mask": mask},
-                                       share_inputs=True, share_outputs=True)
-        return [result[output] for output in self.stages[index].outputs]
+        # the next stage of the same pass (which may run on the other compilation: the pass holds requests
+        # of both). Index 0 is the whole graph, the stages follow.
+        request = requests[self._narrow(beside)][index + 1]
+        result = request.infer({self.input_names[index + 1]: x, "attention_mask": mask},
+                               share_inputs=True, share_outputs=True)
+        return [result[name] for name in self.output_names[index + 1]]
 
 
 class RecheckedEngine:
@@ -240,10 +282,12 @@ class RecheckedEngine:
     def __init__(self, fast: Engine, exact: Engine, margin: float):
         self.fast, self.exact, self.margin = fast, exact, margin
         self.name, self.dtype_name = fast.name, fast.dtype_name
+        self.passes_at_once = min(fast.passes_at_once, exact.passes_at_once)
         self.windows = self.rechecked = 0  # counted for the measurement of the share rerun, not for serving
 
-    def logits(self, ids: np.ndarray, mask: np.ndarray, between_layers: BetweenLayers = None) -> list[np.ndarray]:
-        heads = [np.array(head, dtype=np.float32) for head in self.fast.logits(ids, mask, between_layers)]
+    def logits(self, ids: np.ndarray, mask: np.ndarray, between_layers: BetweenLayers = None,
+               beside: Beside = None) -> list[np.ndarray]:
+        heads = [np.array(head, dtype=np.float32) for head in self.fast.logits(ids, mask, between_layers, beside)]
         close = np.zeros(len(ids), dtype=bool)
         for head in heads:
             top_two = np.sort(softmax(head), axis=-1)[:, -2:]
@@ -254,7 +298,7 @@ class RecheckedEngine:
             self.rechecked += len(rows)
             width = int(mask[rows].sum(axis=1).max())  # the rows rerun may need fewer padded columns
             exact = self.exact.logits(np.ascontiguousarray(ids[rows, :width]), np.ascontiguousarray(mask[rows, :width]),
-                                      between_layers)
+                                      between_layers, beside)
             for head, replacement in zip(heads, exact):
                 head[rows] = np.asarray(replacement, dtype=np.float32)
         return heads
@@ -281,12 +325,14 @@ def probe_inputs(vocab_size: int, pad_id: int) -> list[tuple[np.ndarray, np.ndar
 
 def largest_difference(engine: Engine, reference: Engine, probes) -> tuple[float, bool]:
     """(largest probability difference, every top label the same) of ``engine`` against ``reference``, for
-    passes run whole and passes that may pause (an exported engine runs other graphs for those)."""
+    passes run whole and passes that may pause (an exported engine runs other graphs for those), alone and
+    beside another (OpenVINO compiles those twice)."""
     gap, same = 0.0, True
+    besides = (None, lambda: True) if engine.passes_at_once > 1 else (None,)
     for ids, mask in probes:
         want = reference.logits(ids, mask)
-        for between_layers in (None, _no_pause):
-            for got, expected in zip(engine.logits(ids, mask, between_layers), want):
+        for between_layers, beside in itertools.product((None, _no_pause), besides):
+            for got, expected in zip(engine.logits(ids, mask, between_layers, beside), want):
                 p, q = softmax(np.asarray(got)), softmax(np.asarray(expected))
                 gap = max(gap, float(np.abs(p - q).max()))
                 same = same and bool(np.array_equal(p.argmax(-1), q.argmax(-1)))

@@ -9,8 +9,9 @@ code, so comparisons measure the serving machinery, not the model code.
 
 from __future__ import annotations
 
-import logging
 import copy
+import logging
+import os
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,11 +116,16 @@ class ModelRunner:
     def dtype_name(self) -> str:
         return self.engine.dtype_name
 
-    def forward(self, ids: np.ndarray, mask: np.ndarray,
-                between_layers: engines.BetweenLayers = None) -> dict[str, np.ndarray]:
+    @property
+    def passes_at_once(self) -> int:
+        return self.engine.passes_at_once
+
+    def forward(self, ids: np.ndarray, mask: np.ndarray, between_layers: engines.BetweenLayers = None,
+                beside: engines.Beside = None) -> dict[str, np.ndarray]:
         """Padded ids and mask (rows, cols) → per-task probabilities (rows, n_labels), float32.
-        ``between_layers``: called between the encoder's layers, where the engine runs them one by one."""
-        logits = self.engine.logits(ids, mask, between_layers)
+        ``between_layers``: called between the encoder's layers, where the engine runs them one by one;
+        ``beside``: asked before each graph, whether another pass runs at the same time (``lanes.Held``)."""
+        logits = self.engine.logits(ids, mask, between_layers, beside)
         return {task: engines.softmax(np.asarray(l)) for task, l in zip(TASKS, logits)}
 
     def classify(
@@ -147,6 +153,11 @@ class ModelRunner:
                 raise RuntimeError(f"health check: {task} probabilities are not a distribution")
 
 
+def openvino_passes_at_once(threads: int | None) -> int:
+    """Two passes at once where each can have a thread of its own (``engines.OpenVinoEngine``), else one."""
+    return 2 if (threads or os.cpu_count() or 1) >= 2 else 1
+
+
 def build_engine(choice: EngineChoice, model: torch.nn.Module, checkpoint: Path, device: torch.device,
                  threads: int | None, pad_id: int, recheck_margin: float = 0.0) -> Engine:
     """``choice`` ready to run. An exported engine that cannot be built, or that is not exact in fp32,
@@ -165,8 +176,11 @@ def _build(choice: EngineChoice, model: torch.nn.Module, checkpoint: Path, devic
         return TorchEngine(model, device, choice.dtype)
     try:
         graphs = export.onnx_graphs(checkpoint, choice.dtype, lambda: model)
-        runner = engines.OnnxRuntimeEngine if choice.engine == "onnxruntime" else engines.OpenVinoEngine
-        built = runner(graphs.whole, graphs.stages, choice.dtype, threads)
+        if choice.engine == "onnxruntime":
+            built = engines.OnnxRuntimeEngine(graphs.whole, graphs.stages, choice.dtype, threads)
+        else:
+            built = engines.OpenVinoEngine(graphs.whole, graphs.stages, choice.dtype, threads,
+                                           passes_at_once=openvino_passes_at_once(threads))
         reference = TorchEngine(model, device, "fp32")
         gap, same = engines.largest_difference(built, reference, engines.probe_inputs(model.config.vocab_size, pad_id))
         if choice.dtype == "fp32" and (gap > engines.EXACT_TOLERANCE or not same):

@@ -21,7 +21,7 @@ import numpy as np
 
 from deployments.core.aggregation import aggregate_windows
 from deployments.core.batching import run_batch
-from deployments.core.engines import BetweenLayers, Engine, softmax
+from deployments.core.engines import Beside, BetweenLayers, Engine, softmax
 from deployments.core.errors import ModelUnavailableError
 from deployments.core.labels import BUNDLED_LABELS_DIR, TASKS, LabelSet
 from deployments.core.preprocess import NarrativeTokenizer, prepare_cases
@@ -119,8 +119,10 @@ def case_labels(engine: Engine, narratives: Sequence[str], tokenizer: NarrativeT
     """Each case's top label per task (indices, ``TASKS`` order), windowed and aggregated as the service does."""
     windows, plans = prepare_cases(narratives, tokenizer, max_length=gate.max_length, overlap=gate.window_overlap)
 
-    def forward(ids: np.ndarray, mask: np.ndarray, make_way: BetweenLayers = None) -> dict[str, np.ndarray]:
-        return {task: softmax(np.asarray(logits)) for task, logits in zip(TASKS, engine.logits(ids, mask, make_way))}
+    def forward(ids: np.ndarray, mask: np.ndarray, make_way: BetweenLayers = None,
+                beside: Beside = None) -> dict[str, np.ndarray]:
+        logits = engine.logits(ids, mask, make_way, beside)
+        return {task: softmax(np.asarray(head)) for task, head in zip(TASKS, logits)}
 
     (probs,) = run_batch([windows], forward, max_rows=32, max_tokens=2048, pad_id=tokenizer.pad_id)
     out, start = [], 0

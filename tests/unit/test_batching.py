@@ -99,7 +99,7 @@ def test_pad_rows_pads_to_longest_only():
 def fake_forward(calls):
     """A deterministic stand-in for the model: each row's 'probabilities' encode its ids."""
 
-    def forward(ids, mask, make_way):
+    def forward(ids, mask, make_way, beside):
         calls.append(ids.shape)
         lengths = mask.sum(axis=1)
         first = ids[:, 0].astype(np.float32)

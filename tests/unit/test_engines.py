@@ -1,8 +1,10 @@
 """The engines: how one is chosen, the ONNX export and its cache, int8, and the fallback to PyTorch."""
 
+import itertools
 import json
 import logging
 import shutil
+import threading
 
 import numpy as np
 import pytest
@@ -226,10 +228,12 @@ def test_the_probes_catch_an_engine_that_is_not_exact(checkpoint):
 class Fixed:
     """An engine answering fixed logits per row, recording the rows and columns it was asked."""
 
+    passes_at_once = 1
+
     def __init__(self, name, dtype, heads):
         self.name, self.dtype_name, self.heads, self.calls = name, dtype, heads, []
 
-    def logits(self, ids, mask, between_layers=None):
+    def logits(self, ids, mask, between_layers=None, beside=False):
         self.calls.append(ids.shape)
         return [h[ids[:, 0]] for h in self.heads]  # column 0 carries the row's index
 
@@ -297,3 +301,50 @@ def test_every_engine_pauses_between_layers_and_another_pass_may_run_there(check
     for short in in_pauses:
         for got, want in zip(short, short_alone):
             np.testing.assert_array_equal(got, want)
+
+
+def test_openvino_runs_two_passes_at_once_each_answering_as_alone(checkpoint):
+    """On two threads OpenVINO compiles its graphs a second time as two streams of one thread (for
+    lanes.LaneGate's two slots): a pass there, whole or paused between layers, one that moves between the
+    two compilations from layer to layer, and two such passes at once in two threads, answer what the pass
+    on both threads does."""
+    runner = ModelRunner.load(str(checkpoint), accelerator="cpu", engine="openvino", dtype="fp32", torch_threads=2)
+    assert runner.passes_at_once == 2
+    config = json.loads((checkpoint / "config.json").read_text())
+    rng = np.random.default_rng(1)
+    batches = []
+    for rows, cols in ((1, 9), (3, 60)):
+        ids = rng.integers(1000, config["vocab_size"], size=(rows, cols), dtype=np.int64)
+        mask = np.ones_like(ids)
+        mask[-1, cols // 2:] = 0
+        batches.append((ids, mask))
+    alone = [runner.engine.logits(ids, mask) for ids, mask in batches]
+    for (ids, mask), want in zip(batches, alone):
+        switching = itertools.cycle([True, False])  # a pass whose width changes between its layers
+        for between_layers, beside in ((None, lambda: True), (lambda: None, lambda: True),
+                                       (lambda: None, lambda: next(switching))):
+            for got, expected in zip(runner.engine.logits(ids, mask, between_layers, beside), want):
+                np.testing.assert_allclose(got, expected, atol=1e-5)
+    answers: dict[int, list] = {}
+
+    def beside(index: int) -> None:
+        ids, mask = batches[index]
+        answers[index] = [runner.engine.logits(ids, mask, lambda: None, beside=lambda: True) for _ in range(5)]
+
+    threads = [threading.Thread(target=beside, args=(index,)) for index in range(len(batches))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for index, want in enumerate(alone):
+        for answer in answers[index]:
+            for got, expected in zip(answer, want):
+                np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_one_thread_and_the_other_engines_run_one_pass_at_a_time(checkpoint):
+    assert ModelRunner.load(str(checkpoint), accelerator="cpu", engine="openvino", dtype="fp32",
+                            torch_threads=1).passes_at_once == 1
+    for engine in ("torch", "onnxruntime"):
+        assert ModelRunner.load(str(checkpoint), accelerator="cpu", engine=engine, dtype="fp32",
+                                torch_threads=2).passes_at_once == 1

@@ -174,10 +174,90 @@ def test_one_pass_at_a_time():
     assert most[0] == 1
 
 
+def test_with_two_slots_never_more_than_two_passes_and_a_pass_alone_holds_both():
+    gate, inside, most, lone_beside = LaneGate(slots=2), [0], [0], []
+    lock = threading.Lock()
+
+    def work(lane):
+        for _ in range(50):
+            with gate.turn(lane) as held:
+                with lock:
+                    inside[0] += 1
+                    most[0] = max(most[0], inside[0])
+                    if not held.beside():  # it took every slot: nothing may run beside it
+                        lone_beside.append(inside[0])
+                time.sleep(0.0005)
+                with lock:
+                    inside[0] -= 1
+
+    threads = [threading.Thread(target=work, args=(lane,)) for lane in (LIVE, QUEUED, LONG, LIVE, QUEUED, LONG)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert most[0] == 2
+    assert set(lone_beside) <= {1}
+
+
+def test_a_pass_that_finds_the_model_idle_takes_every_slot_and_the_next_waits_for_it():
+    gate = LaneGate(slots=2)
+    with gate.turn(QUEUED) as alone:
+        assert not alone.beside()
+        thread, went = start_queued_pass(gate)
+        wait_for(lambda: gate._waiting[QUEUED] == 1)
+        time.sleep(0.05)
+        assert not went.is_set(), "a pass ran beside one that holds every slot"
+    assert went.wait(5)
+    thread.join(5)
+
+
+def test_two_waiting_passes_run_beside_each_other_each_on_one_slot():
+    gate, both_in, besides = LaneGate(slots=2), threading.Barrier(2, timeout=5), []
+
+    def run(lane):
+        with gate.turn(lane) as held:
+            besides.append(held.beside())
+            both_in.wait()  # only if the two are inside at once
+
+    with gate.turn(LIVE):  # holds every slot while the two line up
+        threads = [threading.Thread(target=run, args=(lane,)) for lane in (LONG, QUEUED)]
+        for t in threads:
+            t.start()
+        wait_for(lambda: gate._waiting[LONG] == 1 and gate._waiting[QUEUED] == 1)
+    for t in threads:
+        t.join(5)
+    assert besides == [True, True]
+
+
+def test_a_pass_that_made_way_resumes_beside_the_pass_it_let_go():
+    """A long pass alone holds both slots; asked to make way, it gives them up and waits, so the live pass
+    takes one and it resumes in the other: its next layers run on half the threads, beside the live one."""
+    gate, events, resumed = LaneGate(slots=2), [], threading.Event()
+
+    def live_pass():
+        with gate.turn(LIVE) as held:
+            events.append(("live beside", held.beside()))
+            assert resumed.wait(5), "the long pass did not resume beside this one"
+
+    with gate.turn(LONG) as held:
+        events.append(("long beside", held.beside()))
+        thread = threading.Thread(target=live_pass)
+        thread.start()
+        wait_for(lambda: gate._waiting[LIVE] == 1)
+        held.make_way()
+        events.append(("long resumed beside", held.beside()))
+        resumed.set()
+    thread.join(5)
+    assert events == [("long beside", False), ("live beside", True), ("long resumed beside", True)]
+    assert gate._busy == 0
+
+
 def test_an_unknown_lane_and_impossible_settings_are_refused():
     with pytest.raises(ValueError):
         with LaneGate().turn("bulk"):
             pass
+    with pytest.raises(ValueError):
+        LaneGate(slots=0)
     for settings in ({"queued_share": 1.0}, {"queued_share": -0.1}, {"horizon_s": 0}, {"long_share": -0.1}, {"quiet_s": -1},
                      {"queued_share": 0.5, "long_share": 0.5}):
         with pytest.raises(ValueError):
@@ -197,7 +277,7 @@ def test_each_micro_batch_takes_its_own_turn():
         def __exit__(self, *exc):
             depth[0] -= 1
 
-    def forward(ids, mask, make_way):
+    def forward(ids, mask, make_way, beside):
         assert depth[0] == 1, "the forward pass ran outside its turn"
         return {"t": np.full((len(ids), 2), 0.5, dtype=np.float32)}
 
@@ -262,7 +342,8 @@ def test_a_long_pass_makes_way_between_layers_for_a_live_one_and_resumes():
         with gate.turn(LIVE):
             events.append("live")
 
-    with gate.turn(LONG) as make_way:
+    with gate.turn(LONG) as held:
+        make_way = held.make_way
         events.append("long layer 1")
         make_way()  # nothing more urgent waits: it goes straight on
         thread = threading.Thread(target=live_pass)
@@ -277,9 +358,10 @@ def test_a_long_pass_makes_way_between_layers_for_a_live_one_and_resumes():
 
 def test_a_live_pass_never_makes_way_and_a_lower_lane_makes_way_only_upward():
     gate = LaneGate()
-    with gate.turn(LIVE) as make_way:
-        assert make_way is None  # nothing is above it: it runs whole
-    with gate.turn(LONG) as make_way:
+    with gate.turn(LIVE) as held:
+        assert held.make_way is None  # nothing is above it: it runs whole
+    with gate.turn(LONG) as held:
+        make_way = held.make_way
         thread, went = start_queued_pass(gate)
         wait_for(lambda: gate._waiting[QUEUED] == 1)
         make_way()  # only a lower lane waits
@@ -299,7 +381,8 @@ def test_a_lane_owed_its_share_keeps_the_model_when_asked_to_make_way():
         with gate.turn(LIVE):
             live_went.set()
 
-    with gate.turn(LONG) as make_way:
+    with gate.turn(LONG) as held:
+        make_way = held.make_way
         thread = threading.Thread(target=live_pass)
         thread.start()
         wait_for(lambda: gate._waiting[LIVE] == 1)
@@ -317,7 +400,8 @@ def test_a_pass_that_made_way_is_charged_only_its_own_model_time():
         with gate.turn(LIVE):
             clock.now += 1.0
 
-    with gate.turn(LONG) as make_way:
+    with gate.turn(LONG) as held:
+        make_way = held.make_way
         clock.now += 2.0
         thread = threading.Thread(target=live_pass)
         thread.start()

@@ -61,12 +61,12 @@ def test_a_line_without_a_narrative_is_named(tmp_path):
 class FlipMarked:
     """fp32 PyTorch, except that a row starting with MARKED gets its main category's logits reversed."""
 
-    name, dtype_name = "flip", "int8"
+    name, dtype_name, passes_at_once = "flip", "int8", 1
 
     def __init__(self, reference, marked_id):
         self.reference, self.marked_id = reference, marked_id
 
-    def logits(self, ids, mask, between_layers=None):
+    def logits(self, ids, mask, between_layers=None, beside=False):
         heads = [np.array(h) for h in self.reference.logits(ids, mask)]
         rows = ids[:, 1] == self.marked_id
         heads[0][rows] = -heads[0][rows]

@@ -238,6 +238,9 @@ class Info(_Body):
     device: str
     engine: str = Field(description="What runs the model, resolved: torch, onnxruntime or openvino.")
     dtype: str
+    passes_at_once: int = Field(
+        default=1, ge=1, description="Forward passes the model replica runs at once: two on a CPU where OpenVINO "
+                                     "serves on two or more threads (each pass on its share of them), else one.")
     engine_auto: Optional["EngineAuto"] = Field(
         default=None, exclude_if=lambda v: v is None, json_schema_extra=_absent_not_null,
         description="With engine 'auto' on a CPU: each candidate's measured rate and the choice.")

@@ -13,10 +13,13 @@ CPU), so a short case that arrives meanwhile waits for one of them, never for a 
 window or a batch of the backlog.
 
 This gate orders their micro-batches through the one model: a waiting pass of a higher lane goes
-before every waiting pass of a lower one. Where the engine runs two passes at once (OpenVINO on two or
-more threads, ``engines.OpenVinoEngine``), the gate has two slots: a pass alone takes both (all the
-threads), and when others wait each takes one, so under load two passes run side by side. A live case therefore waits for the micro-batch already
-running (and at most one lower pass more, when a lower lane is owed its share, below).
+before every waiting pass of a lower one. A live case therefore waits at most for the micro-batch
+already running (and one lower pass more, when a lower lane is owed its share, below).
+
+Where the engine runs two passes at once (OpenVINO on two or more threads, ``engines.OpenVinoEngine``)
+the gate has two slots: a pass that finds the model idle and nothing else waiting takes both (all the
+threads), otherwise one, so under load two passes run side by side, each on half the threads, and a
+live case that finds one slot free goes at once.
 
 A lower pass also makes way *within* itself: ``turn`` hands the pass a ``make_way`` callback, which
 every engine calls between the encoder's layers (eager PyTorch between its modules, ONNX Runtime and

@@ -16,7 +16,8 @@ Phases, all on the same checkpoint (``base``: the real model's size) and corpus:
 1. bare            our in-process pipeline's batched forward: no Ray, no HTTP (the limit), for
                    eager PyTorch fp32, the default engine and the int8 opt-in
 2. seed_recipe     the model card's recipe (bench/seed_recipe_server.py) over HTTP
-3. pipeline        our Ray Serve app over HTTP, one case a request, best concurrency; then int8
+3. pipeline        our Ray Serve app over HTTP, one case a request, best concurrency, after one
+                   untimed pass over the corpus (its rate: pipeline_cold); then int8
 4. pipeline_batch  our /classify/batch, 32 cases a request
 5. latency_at_10k  the pipeline under an open-loop 10,000 cases/hour
 6. litserve        LitServe around our in-process pipeline (bench/litserve_server.py): eager

@@ -53,6 +53,8 @@ def markdown(result: dict) -> str:
          result.get("litserve_torch_cases_per_hour")),
         ("litserve (LitServe around our model code, default engine)", result.get("litserve_cases_per_hour")),
         ("pipeline (Ray Serve, 1 case/request)", result.get("pipeline_cases_per_hour")),
+        ("pipeline_cold (its first pass over the corpus after the start, the warm-up)",
+         result.get("pipeline_cold_cases_per_hour")),
         ("pipeline_batch (Ray Serve, 32 cases/request)", result.get("pipeline_batch_cases_per_hour")),
         ("pipeline_int8 (Ray Serve, 1 case/request, int8)", result.get("pipeline_int8_cases_per_hour")),
     ]

@@ -152,30 +152,10 @@ def test_old_model_time_fades():
     assert order_of_turns(gate, clock, [QUEUED, LIVE, LIVE], holder=LIVE) == [QUEUED, LIVE, LIVE]
 
 
-def test_one_pass_at_a_time():
-    gate, inside, most = LaneGate(), [0], [0]
-    lock = threading.Lock()
-
-    def work(lane):
-        for _ in range(50):
-            with gate.turn(lane):
-                with lock:
-                    inside[0] += 1
-                    most[0] = max(most[0], inside[0])
-                time.sleep(0.0005)
-                with lock:
-                    inside[0] -= 1
-
-    threads = [threading.Thread(target=work, args=(lane,)) for lane in (LIVE, QUEUED, LONG, LIVE, QUEUED, LONG)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert most[0] == 1
-
-
-def test_with_two_slots_never_more_than_two_passes_and_a_pass_alone_holds_both():
-    gate, inside, most, lone_beside = LaneGate(slots=2), [0], [0], []
+def passes_at_once(gate: LaneGate) -> tuple[int, list[int]]:
+    """Six threads, two a lane, fifty turns each: the most passes inside at once, and how many were
+    inside whenever a pass that holds every slot was."""
+    inside, most, alone = [0], [0], []
     lock = threading.Lock()
 
     def work(lane):
@@ -184,8 +164,8 @@ def test_with_two_slots_never_more_than_two_passes_and_a_pass_alone_holds_both()
                 with lock:
                     inside[0] += 1
                     most[0] = max(most[0], inside[0])
-                    if not held.beside():  # it took every slot: nothing may run beside it
-                        lone_beside.append(inside[0])
+                    if not held.beside():
+                        alone.append(inside[0])
                 time.sleep(0.0005)
                 with lock:
                     inside[0] -= 1
@@ -195,8 +175,17 @@ def test_with_two_slots_never_more_than_two_passes_and_a_pass_alone_holds_both()
         t.start()
     for t in threads:
         t.join(30)
-    assert most[0] == 2
-    assert set(lone_beside) <= {1}
+    return most[0], alone
+
+
+def test_one_pass_at_a_time():
+    assert passes_at_once(LaneGate())[0] == 1
+
+
+def test_with_two_slots_never_more_than_two_passes_and_a_pass_alone_holds_both():
+    most, alone = passes_at_once(LaneGate(slots=2))
+    assert most == 2
+    assert alone and set(alone) == {1}  # nothing ran beside a pass that took every slot
 
 
 def test_a_pass_that_finds_the_model_idle_takes_every_slot_and_the_next_waits_for_it():

@@ -233,7 +233,7 @@ class Fixed:
     def __init__(self, name, dtype, heads):
         self.name, self.dtype_name, self.heads, self.calls = name, dtype, heads, []
 
-    def logits(self, ids, mask, between_layers=None, beside=False):
+    def logits(self, ids, mask, between_layers=None, beside=None):
         self.calls.append(ids.shape)
         return [h[ids[:, 0]] for h in self.heads]  # column 0 carries the row's index
 
@@ -327,11 +327,11 @@ def test_openvino_runs_two_passes_at_once_each_answering_as_alone(checkpoint):
                 np.testing.assert_allclose(got, expected, atol=1e-5)
     answers: dict[int, list] = {}
 
-    def beside(index: int) -> None:
+    def run_beside(index: int) -> None:
         ids, mask = batches[index]
         answers[index] = [runner.engine.logits(ids, mask, lambda: None, beside=lambda: True) for _ in range(5)]
 
-    threads = [threading.Thread(target=beside, args=(index,)) for index in range(len(batches))]
+    threads = [threading.Thread(target=run_beside, args=(index,)) for index in range(len(batches))]
     for t in threads:
         t.start()
     for t in threads:

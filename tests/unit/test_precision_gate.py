@@ -66,7 +66,7 @@ class FlipMarked:
     def __init__(self, reference, marked_id):
         self.reference, self.marked_id = reference, marked_id
 
-    def logits(self, ids, mask, between_layers=None, beside=False):
+    def logits(self, ids, mask, between_layers=None, beside=None):
         heads = [np.array(h) for h in self.reference.logits(ids, mask)]
         rows = ids[:, 1] == self.marked_id
         heads[0][rows] = -heads[0][rows]
